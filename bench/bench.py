@@ -1,0 +1,175 @@
+"""nbtrack's benchmark: ``python bench/bench.py``.
+
+Measures, on this machine, what the design budget (DESIGN.md) promises:
+
+* ``import nbtrack`` and ``init()`` in fresh processes (median of several);
+* ``log()`` cost on the caller's thread for a dict of 10 floats (mean, p50, p99);
+* end-to-end rows/s until durable (first ``log()`` to ``finish()`` returning, with
+  every row then counted in the store);
+* ``finish()`` time, and peak RSS after 10k and after 1M steps (flat memory).
+
+Each figure is printed beside its budget and flagged when over.  Nothing here is a
+test: the unit tests never assert on time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+LOG_CHILD = """
+import gc, json, resource, sys, tempfile, time
+t0 = time.perf_counter()
+import nbtrack
+t_import = time.perf_counter() - t0
+steps = int(sys.argv[1])
+d = tempfile.mkdtemp()
+t0 = time.perf_counter()
+run = nbtrack.init(project="bench", dir=d, settings={"quiet": True})
+t_init = time.perf_counter() - t0
+row = {f"metric_{i}": 0.1 * i + 1e-3 for i in range(10)}
+times = [0] * steps if steps <= 200_000 else None
+clock = time.perf_counter_ns
+log = run.log
+gc.collect()
+t_start = time.perf_counter()
+if times is not None:
+    for i in range(steps):
+        row["metric_0"] = i * 0.5
+        t = clock()
+        log(row)
+        times[i] = clock() - t
+else:
+    for i in range(steps):
+        row["metric_0"] = i * 0.5
+        log(row)
+t_logged = time.perf_counter()
+run.finish()
+t_done = time.perf_counter()
+rows = len(nbtrack.Api(d).run(f"bench/{run.id}").history(keys=["metric_0"]))
+out = {
+    "import_s": t_import, "init_s": t_init, "steps": steps, "rows_stored": rows,
+    "loop_s": t_logged - t_start, "finish_s": t_done - t_logged, "end_to_end_s": t_done - t_start,
+    "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+}
+if times is not None:
+    times.sort()
+    out.update(mean_us=sum(times) / steps / 1000, p50_us=times[steps // 2] / 1000,
+               p99_us=times[int(steps * 0.99)] / 1000)
+print(json.dumps(out))
+"""
+
+IMPORT_CHILD = """
+import time
+t0 = time.perf_counter()
+import nbtrack
+t1 = time.perf_counter()
+import tempfile
+d = tempfile.mkdtemp()
+t2 = time.perf_counter()
+run = nbtrack.init(project="bench", dir=d, settings={"quiet": True})
+t3 = time.perf_counter()
+run.finish()
+print(t1 - t0, t3 - t2)
+"""
+
+
+def child(code: str, *args: str) -> str:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NBTRACK_QUIET": "1"}
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args], env=env,
+                         capture_output=True, text=True, check=True)
+    return out.stdout.strip().splitlines()[-1]
+
+
+def measure(steps: int, repeats: int) -> dict:
+    imports, inits = [], []
+    for _ in range(max(5, repeats)):
+        a, b = child(IMPORT_CHILD).split()
+        imports.append(float(a))
+        inits.append(float(b))
+    logs = [json.loads(child(LOG_CHILD, str(steps))) for _ in range(repeats)]
+    mem_small = json.loads(child(LOG_CHILD, "10000"))
+    mem_large = json.loads(child(LOG_CHILD, str(1_000_000 if steps >= 100_000 else steps * 10)))
+
+    def med(key: str) -> float:
+        return statistics.median(r[key] for r in logs)
+
+    return {
+        "import_ms": statistics.median(imports) * 1000,
+        "init_ms": statistics.median(inits) * 1000,
+        "log_mean_us": med("mean_us"),
+        "log_p50_us": med("p50_us"),
+        "log_p99_us": med("p99_us"),
+        "rows_per_s": statistics.median(r["steps"] / r["end_to_end_s"] for r in logs),
+        "finish_ms": med("finish_s") * 1000,
+        "rows_stored_ok": all(r["rows_stored"] == r["steps"] for r in logs + [mem_small, mem_large]),
+        "rss_small_mb": mem_small["peak_rss_mb"],
+        "rss_large_mb": mem_large["peak_rss_mb"],
+        "large_steps": mem_large["steps"],
+        "large_rows_per_s": mem_large["steps"] / mem_large["end_to_end_s"],
+        "steps": steps,
+        "repeats": repeats,
+    }
+
+
+BUDGET = [
+    # key, label, unit, budget, lower is better
+    ("import_ms", "import nbtrack", "ms", 100, True),
+    ("init_ms", "init()", "ms", 20, True),
+    ("log_mean_us", "log() mean", "us", None, True),
+    ("log_p50_us", "log() p50", "us", 2.5, True),
+    ("log_p99_us", "log() p99", "us", 10, True),
+    ("rows_per_s", "end-to-end rows/s until durable", "rows/s", 100_000, False),
+    ("finish_ms", "finish() after the loop", "ms", None, True),
+    ("rss_small_mb", "peak RSS after 10k steps", "MB", None, True),
+    ("rss_large_mb", "peak RSS after large run", "MB", None, True),
+]
+
+
+def report(r: dict) -> str:
+    lines = [f"nbtrack benchmark: {r['steps']:,} steps of 10 floats, median of {r['repeats']} runs; "
+             f"large run {r['large_steps']:,} steps",
+             f"{'figure':<34} {'value':>12}  {'budget':>12}  status"]
+    for key, label, unit, budget, lower in BUDGET:
+        value = r[key]
+        shown = f"{value:,.0f}" if value >= 1000 else f"{value:.2f}"
+        if budget is None:
+            status, limit = "", ""
+        else:
+            ok = value <= budget if lower else value >= budget
+            status = "ok" if ok else "OVER BUDGET"
+            limit = ("<= " if lower else ">= ") + (f"{budget:,}")
+        lines.append(f"{label:<34} {shown + ' ' + unit:>12}  {limit:>12}  {status}")
+    growth = r["rss_large_mb"] - r["rss_small_mb"]
+    lines.append(f"{'memory growth 10k -> large':<34} {growth:>9.1f} MB  {'flat':>12}  "
+                 + ("ok" if growth < 50 else "OVER BUDGET"))
+    lines.append(f"{'large run rows/s until durable':<34} {r['large_rows_per_s']:>9,.0f} r/s")
+    lines.append(f"every row counted back from the store: {'yes' if r['rows_stored_ok'] else 'NO'}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=100_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    args = parser.parse_args(argv)
+    result = measure(args.steps, args.repeats)
+    print(report(result))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=1))
+    return 0 if result["rows_stored_ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""nbtrack: experiment tracking for people who train models in notebooks.
+
+>>> import nbtrack
+>>> run = nbtrack.init(project="mnist", config={"lr": 0.01})
+>>> run.log({"loss": 0.5})
+>>> run.finish()
+
+In IPython or Jupyter, ``%load_ext nbtrack`` adds the ``%track_*`` magics.
+Importing this package does not import IPython or any widget library.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .api import Api, finish, init, log
+from .hyperparams import Config
+from .errors import AuthenticationError, CommError, ConfigError, Error, UsageError
+from .records import RunRecord
+from .active_run import DisabledRun, Run
+from .settings import Settings
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Api", "AuthenticationError", "CommError", "Config", "ConfigError", "DisabledRun", "Error",
+    "Run", "RunRecord", "Settings", "UsageError", "config", "finish", "init", "log", "run",
+    "summary", "load_ipython_extension", "unload_ipython_extension",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # nbtrack.run / .config / .summary follow the current run, so they are looked up
+    # at each access rather than stored as module globals.
+    if name in ("run", "config", "summary"):
+        from .api import _BeforeInit
+        from .manager import manager
+
+        run = manager.current
+        if name == "run":
+            return run
+        if run is None:
+            return _BeforeInit(name)
+        return getattr(run, name)
+    raise AttributeError(f"module 'nbtrack' has no attribute {name!r}")
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext nbtrack``: register the magics and notebook hooks."""
+    from .jupyter import extension
+
+    extension.load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext nbtrack``: remove what ``load_ipython_extension`` added."""
+    from .jupyter import extension
+
+    extension.unload(ipython)

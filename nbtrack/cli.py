@@ -1,0 +1,42 @@
+"""The ``nbtrack`` command: ``nbtrack demo`` and ``nbtrack runs``."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+
+
+def _runs(args: argparse.Namespace) -> int:
+    from .api import Api
+
+    records = Api(args.dir).runs(args.project, limit=args.limit)
+    if not records:
+        print(f"no runs under {Api(args.dir).root}")
+        return 0
+    print(f"{'project':<20} {'id':<10} {'name':<24} {'state':<9} {'steps':>7}  created")
+    for r in records:
+        created = r.created_at.astimezone().strftime("%Y-%m-%d %H:%M")
+        print(f"{r.project[:20]:<20} {r.id[:10]:<10} {r.name[:24]:<24} {r.state:<9} {r.last_step + 1:>7}  {created}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="nbtrack", description="Experiment tracking for notebooks.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="train a small model, track it locally, and show what was stored")
+    demo.add_argument("--dir", default="demo-runs", help="where to store the run (default: ./demo-runs)")
+    runs = sub.add_parser("runs", help="list stored runs, newest first")
+    runs.add_argument("--dir", default=None, help="the dir runs were written with (default: NBTRACK_DIR or .)")
+    runs.add_argument("--project", default=None)
+    runs.add_argument("--limit", type=int, default=20)
+    args = parser.parse_args(argv)
+    if args.command == "demo":
+        from .demo import main as demo_main
+
+        return demo_main(args.dir)
+    return _runs(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

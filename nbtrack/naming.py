@@ -1,0 +1,130 @@
+"""Run ids, generated run names, and the rules that ids, projects and tags obey."""
+
+from __future__ import annotations
+
+import random
+import string
+from typing import Any
+
+from .errors import UsageError
+
+ID_ALPHABET = string.ascii_lowercase + string.digits
+ID_LENGTH = 8
+MAX_ID = 128
+MAX_PROJECT = 128
+MAX_TAG = 64
+ID_FORBIDDEN = "/\\#?%:;,'"
+PROJECT_FORBIDDEN = "/\\#?%:"
+
+_rng = random.SystemRandom()
+
+_ADJECTIVES = (
+    "amber", "bold", "brisk", "calm", "clever", "crisp", "dapper", "eager", "fancy",
+    "fluent", "gentle", "golden", "hardy", "honest", "jolly", "keen", "lively", "lucid",
+    "mellow", "merry", "misty", "nimble", "noble", "polished", "proud", "quiet", "rapid",
+    "rosy", "rustic", "serene", "sharp", "shiny", "silent", "smooth", "snowy", "solar",
+    "spry", "stellar", "sturdy", "sunny", "swift", "tidy", "vivid", "warm", "wise",
+    "witty", "zesty",
+)
+_NOUNS = (
+    "aurora", "bay", "breeze", "brook", "canyon", "cedar", "cloud", "comet", "cove",
+    "dawn", "delta", "dune", "ember", "field", "fjord", "forest", "galaxy", "glade",
+    "grove", "harbor", "hill", "lake", "lagoon", "leaf", "meadow", "mesa", "moon",
+    "night", "oasis", "ocean", "orbit", "peak", "pine", "planet", "prairie", "rain",
+    "reef", "ridge", "river", "shore", "sky", "spring", "star", "stone", "sun",
+    "thunder", "valley", "wave", "wind",
+)
+
+
+def new_run_id() -> str:
+    """A fresh run id: 8 characters from ``[a-z0-9]``."""
+    return "".join(_rng.choice(ID_ALPHABET) for _ in range(ID_LENGTH))
+
+
+def new_run_name(number: int) -> str:
+    """A generated display name such as ``brisk-river-7``."""
+    return f"{_rng.choice(_ADJECTIVES)}-{_rng.choice(_NOUNS)}-{number}"
+
+
+def check_run_id(value: Any, argument: str = "id") -> str:
+    """Return ``value`` if it is an acceptable run id, else raise ``UsageError``."""
+    rule = (
+        f"a run id is 1-{MAX_ID} characters without leading or trailing whitespace, "
+        f"not '.' or '..', and without any of {' '.join(ID_FORBIDDEN)}"
+    )
+    if not isinstance(value, str):
+        raise UsageError(f"{argument}: expected a string, got {type(value).__name__}; {rule}")
+    bad = None
+    if not value:
+        bad = "is empty"
+    elif value != value.strip():
+        bad = "has leading or trailing whitespace"
+    elif value in (".", ".."):
+        bad = f"is {value!r}"
+    elif len(value) > MAX_ID:
+        bad = f"is {len(value)} characters long"
+    else:
+        hit = next((c for c in value if c in ID_FORBIDDEN), None)
+        if hit is not None:
+            bad = f"contains {hit!r}"
+    if bad:
+        raise UsageError(f"{argument}={value!r} {bad}; {rule}")
+    return value
+
+
+def check_project(value: Any, argument: str = "project") -> str:
+    """Return ``value`` if it is an acceptable project name, else raise ``UsageError``."""
+    rule = (
+        f"a project name is 1-{MAX_PROJECT} characters without any of "
+        f"{' '.join(PROJECT_FORBIDDEN)}"
+    )
+    if not isinstance(value, str):
+        raise UsageError(f"{argument}: expected a string, got {type(value).__name__}; {rule}")
+    bad = None
+    if not value.strip():
+        bad = "is empty"
+    elif len(value) > MAX_PROJECT:
+        bad = f"is {len(value)} characters long"
+    else:
+        hit = next((c for c in value if c in PROJECT_FORBIDDEN), None)
+        if hit is not None:
+            bad = f"contains {hit!r}"
+    if bad:
+        raise UsageError(f"{argument}={value!r} {bad}; {rule}")
+    return value
+
+
+def check_tags(value: Any, argument: str = "tags") -> tuple[str, ...]:
+    """Normalise tags to a tuple of strings of 1-64 characters, keeping order, no repeats."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        raise UsageError(
+            f"{argument}: expected a list or tuple of strings, got the string {value!r}; "
+            f"write {argument}=[{value!r}]"
+        )
+    try:
+        items = list(value)
+    except TypeError:
+        raise UsageError(
+            f"{argument}: expected a list or tuple of strings, got {type(value).__name__}"
+        ) from None
+    out: list[str] = []
+    for tag in items:
+        if not isinstance(tag, str):
+            raise UsageError(f"{argument}: each tag must be a string, got {tag!r}")
+        if not 1 <= len(tag) <= MAX_TAG:
+            raise UsageError(
+                f"{argument}: each tag must be 1-{MAX_TAG} characters, got {tag!r} "
+                f"({len(tag)} characters)"
+            )
+        if tag not in out:
+            out.append(tag)
+    return tuple(out)
+
+
+def check_text(value: Any, argument: str) -> str | None:
+    """A free-text field (name, notes, group, job_type): a string or ``None``."""
+    if value is None or isinstance(value, str):
+        return value
+    raise UsageError(f"{argument}: expected a string, got {type(value).__name__}")

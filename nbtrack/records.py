@@ -1,0 +1,72 @@
+"""Plain records returned by ``nbtrack.Api``: a stored run and its history."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any, Callable, Iterable
+
+
+class RunRecord:
+    """A run as read back from the store.
+
+    Attributes
+    ----------
+    id, name, project, entity, state, config, summary, tags, notes, group, job_type
+        As the run recorded them.  ``state`` is ``running``, ``finished``,
+        ``failed`` or ``crashed`` (a running run whose process is gone).
+    created_at
+        When the run was created, a timezone-aware ``datetime``.
+    resumed, parent, branch_step, rewinds
+        Lineage: whether it was continued, the run it was forked from and at which
+        step, and the steps it was rewound to.
+    """
+
+    def __init__(self, row: dict[str, Any], history: Callable[..., list[dict[str, Any]]]) -> None:
+        self._row = row
+        self._history = history
+        self.id: str = row["run_id"]
+        self.name: str = row["name"]
+        self.project: str = row["project"]
+        self.entity: str | None = row["entity"]
+        self.state: str = row["state"]
+        self.exit_code: int | None = row["exit_code"]
+        self.config: dict[str, Any] = row["config"]
+        self.summary: dict[str, Any] = row["summary"]
+        self.tags: tuple[str, ...] = row["tags"]
+        self.notes: str | None = row["notes"]
+        self.group: str | None = row["group"]
+        self.job_type: str | None = row["job_type"]
+        self.mode: str = row["mode"]
+        self.metadata: dict[str, Any] = row["metadata"]
+        self.created_at = datetime.datetime.fromtimestamp(row["created_at"], datetime.timezone.utc)
+        self.started_at = datetime.datetime.fromtimestamp(row["started_at"], datetime.timezone.utc)
+        self.finished_at = (
+            None if row["finished_at"] is None
+            else datetime.datetime.fromtimestamp(row["finished_at"], datetime.timezone.utc)
+        )
+        self.runtime: float = row["runtime"]
+        self.last_step: int = row["last_step"]
+        self.resumed: bool = row["resume_count"] > 0
+        self.resume_count: int = row["resume_count"]
+        self.parent: str | None = row["parent_id"]
+        self.branch_step: int | None = row["branch_step"]
+        self.rewinds: list[dict[str, Any]] = row["rewinds"]
+        self.folder: str = row["folder"]
+        self.pid: int | None = row["pid"]
+
+    @property
+    def path(self) -> str:
+        return f"{self.entity}/{self.project}/{self.id}" if self.entity else f"{self.project}/{self.id}"
+
+    def history(self, keys: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """Logged rows in step order: dicts with ``_step``, ``_timestamp``, ``_runtime``
+        (and ``_cell`` when logged from a notebook cell) plus the logged keys.
+
+        With ``keys``, only rows holding at least one of them, each with only those keys.
+        """
+        if isinstance(keys, str):
+            keys = [keys]
+        return self._history(self._row["pk"], keys)
+
+    def __repr__(self) -> str:
+        return f"<RunRecord {self.path} name={self.name!r} state={self.state}>"

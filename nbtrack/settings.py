@@ -1,0 +1,170 @@
+"""How nbtrack behaves: ``Settings`` and its environment variables.
+
+``Settings`` is not a run's hyper-parameters (that is ``run.config``); it says where
+runs are stored, which mode they use, how often the writer flushes, and which
+defaults ``init()`` falls back on.  Precedence, highest first: explicit ``init()``
+arguments, a ``Settings`` object (or dict) passed to ``init``, ``NBTRACK_*``
+environment variables (read at every ``init``), then the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Iterator, Mapping
+
+from .errors import UsageError, choices
+
+
+def _text(value: str) -> str:
+    return value
+
+
+def _flag(value: str) -> bool:
+    low = value.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"expected true/false, got {value!r}")
+
+
+def _tags(value: str) -> tuple[str, ...]:
+    return tuple(t.strip() for t in value.split(",") if t.strip())
+
+
+def _seconds(value: str) -> float:
+    return float(value)
+
+
+def _resume(value: str) -> Any:
+    low = value.strip().lower()
+    if low in ("true", "1"):
+        return True
+    if low in ("false", "0"):
+        return False
+    return value.strip()
+
+
+# name -> (environment variable, parser of its text, default)
+_FIELDS: dict[str, tuple[str | None, Callable[[str], Any], Any]] = {
+    "project": ("NBTRACK_PROJECT", _text, None),
+    "entity": ("NBTRACK_ENTITY", _text, None),
+    "mode": ("NBTRACK_MODE", _text, None),
+    "dir": ("NBTRACK_DIR", _text, None),
+    "run_id": ("NBTRACK_RUN_ID", _text, None),
+    "run_name": ("NBTRACK_NAME", _text, None),
+    "run_notes": ("NBTRACK_NOTES", _text, None),
+    "run_tags": ("NBTRACK_TAGS", _tags, None),
+    "run_group": ("NBTRACK_RUN_GROUP", _text, None),
+    "run_job_type": ("NBTRACK_JOB_TYPE", _text, None),
+    "resume": ("NBTRACK_RESUME", _resume, None),
+    "reinit": ("NBTRACK_REINIT", _resume, None),
+    "save_code": ("NBTRACK_SAVE_CODE", _flag, None),
+    "anonymous": ("NBTRACK_ANONYMOUS", _text, None),
+    "tracking_uri": ("NBTRACK_TRACKING_URI", _text, None),
+    "quiet": ("NBTRACK_QUIET", _flag, False),
+    "notebook_name": ("NBTRACK_NOTEBOOK_NAME", _text, None),
+    "flush_interval": ("NBTRACK_FLUSH_INTERVAL", _seconds, 0.25),
+    "finish_timeout": ("NBTRACK_FINISH_TIMEOUT", _seconds, 30.0),
+    "heartbeat_interval": ("NBTRACK_HEARTBEAT_INTERVAL", _seconds, 5.0),
+    "stale_after": ("NBTRACK_STALE_AFTER", _seconds, 60.0),
+}
+
+
+class Settings:
+    """How nbtrack behaves for one ``init`` call.
+
+    Parameters
+    ----------
+    **values
+        Any of the fields in ``Settings.fields()``.  ``None`` means "not set here",
+        so a lower layer (environment variable, default) decides.
+
+    Raises
+    ------
+    UsageError
+        For a name that is not a settings field.
+    """
+
+    __slots__ = ("_values",)
+
+    def __init__(self, **values: Any) -> None:
+        unknown = sorted(set(values) - set(_FIELDS))
+        if unknown:
+            raise UsageError(
+                f"settings: unknown key {unknown[0]!r}; accepted keys are "
+                f"{', '.join(sorted(_FIELDS))}"
+            )
+        self._values = {k: v for k, v in values.items() if v is not None}
+
+    @staticmethod
+    def fields() -> tuple[str, ...]:
+        return tuple(_FIELDS)
+
+    @classmethod
+    def coerce(cls, settings: "Settings | Mapping[str, Any] | None") -> "Settings":
+        """Accept a ``Settings``, a dict or ``None`` (the ``settings=`` argument)."""
+        if settings is None:
+            return cls()
+        if isinstance(settings, Settings):
+            return settings
+        if isinstance(settings, Mapping):
+            bad = [k for k in settings if not isinstance(k, str)]
+            if bad:
+                raise UsageError(f"settings: keys must be strings, got {bad[0]!r}")
+            return cls(**settings)
+        raise UsageError(
+            "settings: expected an nbtrack.Settings or a dict, "
+            f"got {type(settings).__name__}"
+        )
+
+    def __getattr__(self, name: str) -> Any:
+        if name in _FIELDS:
+            return self._values.get(name)
+        raise AttributeError(name)
+
+    def __iter__(self) -> Iterator[tuple[str, Any]]:
+        return iter(self._values.items())
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}={v!r}" for k, v in self._values.items())
+        return f"Settings({inner})"
+
+    def resolve(self, environ: Mapping[str, str] | None = None) -> "ResolvedSettings":
+        """Layer these values over ``NBTRACK_*`` variables and the defaults."""
+        env = os.environ if environ is None else environ
+        out: dict[str, Any] = {}
+        for name, (var, parse, default) in _FIELDS.items():
+            if name in self._values:
+                out[name] = self._values[name]
+                continue
+            raw = env.get(var) if var else None
+            if raw is not None and raw != "":
+                try:
+                    out[name] = parse(raw)
+                except ValueError as exc:
+                    raise UsageError(f"{var}={raw!r} is not valid: {exc}") from None
+            else:
+                out[name] = default
+        return ResolvedSettings(out)
+
+
+class ResolvedSettings:
+    """Every settings field with a value (or ``None``), after precedence."""
+
+    __slots__ = ("__dict__",)
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.__dict__.update(values)
+        for name in ("flush_interval", "finish_timeout", "heartbeat_interval", "stale_after"):
+            value = values[name]
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+                raise UsageError(f"settings: {name} must be a number of seconds >= 0, got {value!r}")
+        if values["mode"] is not None and not isinstance(values["mode"], str):
+            raise UsageError(f"settings: mode must be one of {choices(MODES)}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+MODES = ("online", "offline", "disabled")

@@ -1,0 +1,143 @@
+"""Queries that read the local store; shared by the writer side and ``nbtrack.Api``."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from typing import Any, Iterable
+
+from ..proc import boot_id, process_alive
+from .packing import RowDecoder
+
+DEFAULT_STALE_AFTER = 60.0
+
+_RUN_COLUMNS = (
+    "r.pk, r.project, r.run_id, r.entity, r.name, r.notes, r.run_group, r.job_type, r.mode,"
+    " r.created_at, r.folder, r.parent_id, r.branch_step, r.resume_count, r.rewinds,"
+    " r.metadata, s.state, s.exit_code, s.started_at, s.finished_at, s.heartbeat, s.pid,"
+    " s.pid_start, s.boot_id, s.last_step, s.runtime, c.data, m.data"
+)
+_RUN_FROM = (
+    " FROM runs r JOIN run_state s ON s.run_pk = r.pk"
+    " LEFT JOIN configs c ON c.run_pk = r.pk LEFT JOIN summaries m ON m.run_pk = r.pk"
+)
+_NAMES = (
+    "pk", "project", "run_id", "entity", "name", "notes", "group", "job_type", "mode",
+    "created_at", "folder", "parent_id", "branch_step", "resume_count", "rewinds",
+    "metadata", "stored_state", "exit_code", "started_at", "finished_at", "heartbeat", "pid",
+    "pid_start", "boot_id", "last_step", "runtime", "config", "summary",
+)
+
+
+def effective_state(row: dict[str, Any], stale_after: float = DEFAULT_STALE_AFTER) -> str:
+    """The stored state, except that a 'running' run whose owner is gone reads 'crashed'.
+
+    On this machine's current boot the owner's pid and start time decide; for a run
+    owned by another machine or an earlier boot, a heartbeat older than
+    ``stale_after`` seconds does.
+    """
+    state = row["stored_state"]
+    if state != "running":
+        return state
+    if row["boot_id"] == boot_id() and row["pid"] is not None:
+        return "running" if process_alive(row["pid"], row["pid_start"]) else "crashed"
+    return "crashed" if time.time() - row["heartbeat"] > stale_after else "running"
+
+
+def _decode(row: tuple, tags: list[str], stale_after: float) -> dict[str, Any]:
+    out = dict(zip(_NAMES, row))
+    out["config"] = json.loads(out["config"] or "{}")
+    out["summary"] = json.loads(out["summary"] or "{}")
+    out["metadata"] = json.loads(out["metadata"] or "{}")
+    out["rewinds"] = json.loads(out["rewinds"] or "[]")
+    out["tags"] = tuple(tags)
+    out["state"] = effective_state(out, stale_after)
+    return out
+
+
+def _tags_for(con: sqlite3.Connection, pks: list[int]) -> dict[int, list[str]]:
+    tags: dict[int, list[str]] = {pk: [] for pk in pks}
+    if not pks:
+        return tags
+    for start in range(0, len(pks), 500):
+        chunk = pks[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        for pk, tag in con.execute(
+            f"SELECT run_pk, tag FROM run_tags WHERE run_pk IN ({marks}) ORDER BY run_pk, position",
+            chunk,
+        ):
+            tags[pk].append(tag)
+    return tags
+
+
+def get_run(
+    con: sqlite3.Connection, project: str, run_id: str, stale_after: float = DEFAULT_STALE_AFTER
+) -> dict[str, Any] | None:
+    row = con.execute(
+        f"SELECT {_RUN_COLUMNS}{_RUN_FROM} WHERE r.project = ? AND r.run_id = ?",
+        (project, run_id),
+    ).fetchone()
+    if row is None:
+        return None
+    return _decode(row, _tags_for(con, [row[0]])[row[0]], stale_after)
+
+
+def list_runs(
+    con: sqlite3.Connection,
+    project: str | None = None,
+    limit: int | None = None,
+    stale_after: float = DEFAULT_STALE_AFTER,
+) -> list[dict[str, Any]]:
+    """Runs, newest first, of one project or of all."""
+    sql = f"SELECT {_RUN_COLUMNS}{_RUN_FROM}"
+    args: list[Any] = []
+    if project is not None:
+        sql += " WHERE r.project = ?"
+        args.append(project)
+    sql += " ORDER BY r.created_at DESC, r.pk DESC"
+    if limit is not None:
+        sql += " LIMIT ?"
+        args.append(int(limit))
+    rows = con.execute(sql, args).fetchall()
+    tags = _tags_for(con, [r[0] for r in rows])
+    return [_decode(r, tags[r[0]], stale_after) for r in rows]
+
+
+def count_runs(con: sqlite3.Connection, project: str) -> int:
+    return con.execute("SELECT COUNT(*) FROM runs WHERE project = ?", (project,)).fetchone()[0]
+
+
+def history(
+    con: sqlite3.Connection,
+    pk: int,
+    keys: Iterable[str] | None = None,
+    *,
+    max_step: int | None = None,
+) -> list[dict[str, Any]]:
+    """A run's history rows in step order, each with ``_step``, ``_timestamp``, ``_runtime``.
+
+    With ``keys``, only rows holding at least one of them are returned, and each row
+    carries only those of the keys it holds.
+    """
+    sql = "SELECT step, ts, runtime, cell, keyset, data FROM history WHERE run_pk = ?"
+    args: list[Any] = [pk]
+    if max_step is not None:
+        sql += " AND step <= ?"
+        args.append(max_step)
+    sql += " ORDER BY step"
+    wanted = None if keys is None else list(keys)
+    out = []
+    decode = RowDecoder(con).decode
+    for step, ts, runtime, cell, kid, data in con.execute(sql, args):
+        values = decode(kid, data)
+        if wanted is not None:
+            values = {k: values[k] for k in wanted if k in values}
+            if not values:
+                continue
+        row = {"_step": step, "_timestamp": ts, "_runtime": runtime}
+        if cell is not None:
+            row["_cell"] = cell
+        row.update(values)
+        out.append(row)
+    return out

@@ -1,0 +1,69 @@
+"""Shared fixtures: an isolated environment per test and a helper to run child Pythons."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import nbtrack
+from nbtrack.manager import manager
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    """Each test starts in its own working directory with no NBTRACK_* variables,
+    and leaves no active run behind."""
+    for name in list(os.environ):
+        if name.startswith(("NBTRACK_", "MLFLOW_")):
+            monkeypatch.delenv(name)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("NBTRACK_QUIET", "1")
+    yield work
+    manager.finish_all()
+
+
+@pytest.fixture
+def store_dir(tmp_path) -> Path:
+    d = tmp_path / "store"
+    d.mkdir()
+    return d
+
+
+def run_python(code: str, *, cwd: Path | None = None, env: dict | None = None, timeout: float = 120,
+               check: bool = True) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter (this venv, this checkout on the path)."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("NBTRACK_")}
+    full_env["PYTHONPATH"] = str(ROOT)
+    full_env["NBTRACK_QUIET"] = "1"
+    full_env.update(env or {})
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], cwd=cwd, env=full_env,
+        capture_output=True, text=True, timeout=timeout,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"child failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def spawn_python(code: str, *, cwd: Path | None = None, env: dict | None = None) -> subprocess.Popen:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("NBTRACK_")}
+    full_env["PYTHONPATH"] = str(ROOT)
+    full_env["NBTRACK_QUIET"] = "1"
+    full_env.update(env or {})
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code)], cwd=cwd, env=full_env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def read_run(dir: Path, project: str, run_id: str) -> nbtrack.RunRecord:
+    return nbtrack.Api(dir).run(f"{project}/{run_id}")

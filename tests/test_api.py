@@ -1,0 +1,68 @@
+import datetime
+
+import pytest
+
+import nbtrack
+
+
+def test_runs_newest_first_and_filtered_by_project(store_dir):
+    ids = []
+    for project in ("a", "b", "a"):
+        run = nbtrack.init(project=project, dir=store_dir)
+        ids.append(run.id)
+        run.finish()
+    api = nbtrack.Api(store_dir)
+    assert [r.id for r in api.runs("a")] == [ids[2], ids[0]]
+    assert [r.id for r in api.runs()] == [ids[2], ids[1], ids[0]]
+    assert [r.id for r in api.runs(limit=1)] == [ids[2]]
+    assert api.runs("missing") == []
+
+
+def test_record_fields(store_dir):
+    run = nbtrack.init(project="p", entity="team", dir=store_dir, name="nm", notes="nt", tags=["x", "y"],
+                       group="g", job_type="eval", config={"lr": 0.5})
+    run.log({"loss": 0.3})
+    run.finish()
+    r = nbtrack.Api(store_dir).run(f"p/{run.id}")
+    assert (r.id, r.name, r.project, r.entity, r.state) == (run.id, "nm", "p", "team", "finished")
+    assert (r.config, r.summary, r.tags, r.notes, r.group, r.job_type) == (
+        {"lr": 0.5}, {"loss": 0.3}, ("x", "y"), "nt", "g", "eval")
+    assert isinstance(r.created_at, datetime.datetime) and r.created_at.tzinfo is not None
+    assert abs(r.created_at.timestamp() - run.start_time) < 1
+    assert r.path == f"team/p/{run.id}"
+    assert nbtrack.Api(store_dir).run(f"team/p/{run.id}").id == run.id
+
+
+def test_history_columns_and_key_filter(store_dir):
+    run = nbtrack.init(project="p", dir=store_dir)
+    run.log({"loss": 1.0, "acc": 0.1})
+    run.log({"acc": 0.2})
+    run.log({"loss": 0.5, "text": "hello"})
+    run.finish()
+    record = nbtrack.Api(store_dir).run(f"p/{run.id}")
+    rows = record.history()
+    assert [r["_step"] for r in rows] == [0, 1, 2]
+    assert all({"_step", "_timestamp", "_runtime"} <= r.keys() for r in rows)
+    assert rows[0]["_timestamp"] <= rows[1]["_timestamp"] <= rows[2]["_timestamp"]
+    assert 0 <= rows[0]["_runtime"] <= rows[2]["_runtime"]
+    assert rows[2]["text"] == "hello"
+    loss = record.history(keys=["loss"])
+    assert [(r["_step"], r["loss"]) for r in loss] == [(0, 1.0), (2, 0.5)]
+    assert all("acc" not in r for r in loss)
+    assert record.history(keys="acc")[1]["acc"] == 0.2
+
+
+def test_api_defaults_to_nbtrack_dir_and_handles_an_empty_dir(store_dir, monkeypatch, tmp_path):
+    assert nbtrack.Api(tmp_path / "empty").runs() == []
+    with pytest.raises(nbtrack.UsageError, match="no run 'x' in project 'p'"):
+        nbtrack.Api(tmp_path / "empty").run("p/x")
+    monkeypatch.setenv("NBTRACK_DIR", str(store_dir))
+    run = nbtrack.init(project="p")
+    run.finish()
+    assert nbtrack.Api().run(f"p/{run.id}").id == run.id
+
+
+@pytest.mark.parametrize("bad", ["just-an-id", "a/b/c/d", 5])
+def test_bad_run_paths(bad):
+    with pytest.raises(nbtrack.UsageError, match="expected 'project/run_id'"):
+        nbtrack.Api().run(bad)

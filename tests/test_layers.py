@@ -1,0 +1,58 @@
+"""The core never imports the notebook stack, and lower layers never import higher ones."""
+
+import json
+import textwrap
+
+import pytest
+
+from conftest import run_python
+
+NOTEBOOK_STACK = ("IPython", "ipywidgets", "anywidget", "traitlets", "ipykernel", "comm")
+
+
+def loaded_after(statement: str) -> set[str]:
+    code = "import json, sys\n" + textwrap.dedent(statement) + "\nprint(json.dumps(sorted(sys.modules)))\n"
+    out = run_python(code)
+    return set(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def test_import_nbtrack_loads_no_notebook_stack():
+    modules = loaded_after("import nbtrack")
+    assert "nbtrack" in modules
+    assert not [m for m in modules if m.split(".")[0] in NOTEBOOK_STACK]
+
+
+def test_a_script_run_loads_no_notebook_stack(tmp_path):
+    modules = loaded_after(f"""
+import nbtrack
+with nbtrack.init(project="p", dir={str(tmp_path)!r}) as run:
+    run.log({{"a": 1}})
+nbtrack.Api({str(tmp_path)!r}).runs()
+""")
+    assert not [m for m in modules if m.split(".")[0] in NOTEBOOK_STACK]
+    assert "requests" not in modules and "yaml" not in modules  # loaded only when used
+
+
+LAYERS = {
+    # module: nbtrack modules it must not pull in
+    "nbtrack.errors": ["nbtrack.settings", "nbtrack.store", "nbtrack.manager", "nbtrack.api"],
+    "nbtrack.settings": ["nbtrack.store", "nbtrack.manager", "nbtrack.active_run", "nbtrack.api"],
+    "nbtrack.store": ["nbtrack.active_run", "nbtrack.manager", "nbtrack.hyperparams", "nbtrack.api",
+                      "nbtrack.environment", "nbtrack.jupyter"],
+    "nbtrack.active_run": ["nbtrack.manager", "nbtrack.api", "nbtrack.jupyter"],
+    "nbtrack.manager": ["nbtrack.api", "nbtrack.jupyter", "nbtrack.cli"],
+}
+
+
+@pytest.mark.parametrize("module", sorted(LAYERS))
+def test_lower_layers_do_not_import_higher_ones(module):
+    # importing a submodule runs nbtrack/__init__.py, so check from a bare package stub
+    modules = loaded_after(f"""
+import importlib.util, sys, types, pathlib
+spec = importlib.util.find_spec("nbtrack")
+pkg = types.ModuleType("nbtrack"); pkg.__path__ = list(spec.submodule_search_locations)
+sys.modules["nbtrack"] = pkg
+importlib.import_module({module!r})
+""")
+    assert module in modules
+    assert not [m for m in LAYERS[module] if m in modules]

@@ -1,0 +1,182 @@
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+import nbtrack
+from nbtrack.store.schema import SCHEMA_VERSION
+
+from conftest import ROOT, read_run, run_python, spawn_python
+
+
+def test_database_is_sqlite_in_wal_mode_with_a_schema_version(store_dir):
+    run = nbtrack.init(project="p", dir=store_dir)
+    run.finish()
+    db = store_dir / "nbtrack" / "nbtrack.db"
+    con = sqlite3.connect(db)
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
+    assert (store_dir / "nbtrack" / "runs" / "p" / run.id).is_dir()
+
+
+def test_rows_reach_disk_while_running(store_dir):
+    run = nbtrack.init(project="p", dir=store_dir)
+    for i in range(10):
+        run.log({"x": i})
+    deadline = time.time() + 5
+    seen = 0
+    while time.time() < deadline:
+        seen = len(nbtrack.Api(store_dir).run(f"p/{run.id}").history())
+        if seen == 10:
+            break
+        time.sleep(0.05)
+    assert seen == 10 and run.state == "running"  # on disk without finish()
+    assert nbtrack.Api(store_dir).run(f"p/{run.id}").summary == {"x": 9}
+
+
+CRASH_CHILD = """
+import os, sys, time
+import nbtrack
+run = nbtrack.init(project="p", dir={dir!r}, config={{"lr": 0.1}})
+for i in range(1000):
+    run.log({{"loss": 1.0 / (i + 1), "i": i}})
+print(run.id, flush=True)
+time.sleep(600)
+"""
+
+
+def test_sigkill_leaves_every_row_and_a_crashed_run(store_dir):
+    child = spawn_python(CRASH_CHILD.format(dir=str(store_dir)))
+    try:
+        run_id = child.stdout.readline().strip()
+        assert run_id, child.stderr.read()
+        time.sleep(2)
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    record = read_run(store_dir, "p", run_id)
+    rows = record.history()
+    assert [r["_step"] for r in rows] == list(range(1000))
+    assert [r["i"] for r in rows] == list(range(1000))
+    assert record.state == "crashed"
+    assert record.config == {"lr": 0.1} and record.summary["i"] == 999
+
+
+def test_a_live_run_of_another_process_reads_running(store_dir):
+    child = spawn_python(CRASH_CHILD.format(dir=str(store_dir)))
+    try:
+        run_id = child.stdout.readline().strip()
+        assert read_run(store_dir, "p", run_id).state == "running"
+    finally:
+        child.kill()
+        child.wait(10)
+    assert read_run(store_dir, "p", run_id).state == "crashed"
+
+
+WRITER_CHILD = """
+import nbtrack
+with nbtrack.init(project="p", dir={dir!r}, name={name!r}) as run:
+    for i in range(10_000):
+        run.log({{"v": i, "who": {name!r}}})
+print(run.id)
+"""
+
+
+def test_two_processes_log_into_one_dir_without_loss(store_dir):
+    children = [spawn_python(WRITER_CHILD.format(dir=str(store_dir), name=n)) for n in ("left", "right")]
+    ids = []
+    for child in children:
+        out, err = child.communicate(timeout=120)
+        assert child.returncode == 0, err
+        assert "nbtrack" not in err, err  # no warning: both wrote to the store
+        ids.append(out.strip())
+    for run_id, name in zip(ids, ("left", "right")):
+        record = read_run(store_dir, "p", run_id)
+        rows = record.history()
+        assert record.state == "finished" and record.name == name
+        assert [r["_step"] for r in rows] == list(range(10_000))
+        assert [r["v"] for r in rows] == list(range(10_000))
+        assert {r["who"] for r in rows} == {name}
+    assert sqlite3.connect(store_dir / "nbtrack" / "nbtrack.db").execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+FULL_DISK_CHILD = """
+import os, resource, signal, warnings
+import nbtrack
+run = nbtrack.init(project="p", dir={dir!r}, settings={{"flush_interval": 0.05}})
+for i in range(100):
+    run.log({{"early": i}})
+run._sink.flush()
+# From here on no file of this process may grow past its current size: a full disk.
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+db = {dir!r} + "/nbtrack/nbtrack.db"
+limit = max(os.path.getsize(db), os.path.getsize(db + "-wal")) + 4096
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+for i in range(50_000):
+    run.log({{"late": i, "text": "x" * 50}})
+run.finish()
+print("summary", run.summary["late"], run.state)
+"""
+
+
+def test_a_failing_disk_warns_once_and_never_raises(store_dir):
+    out = run_python(FULL_DISK_CHILD.format(dir=str(store_dir)))
+    assert "summary 49999 finished" in out.stdout  # the training loop ran to the end
+    assert out.stderr.count("could not write run p/") == 1  # warned once, not per batch
+    assert "could not be written" in out.stderr  # finish says what was not written
+    con = sqlite3.connect(store_dir / "nbtrack" / "nbtrack.db")
+    assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    record = nbtrack.Api(store_dir).runs("p")[0]
+    early = record.history(keys=["early"])
+    assert [r["early"] for r in early] == list(range(100))  # nothing written before the failure is lost
+
+
+def test_records_pid_and_heartbeat(store_dir):
+    run = nbtrack.init(project="p", dir=store_dir, settings={"heartbeat_interval": 0.05, "flush_interval": 0.05})
+    con = sqlite3.connect(store_dir / "nbtrack" / "nbtrack.db")
+    pk = con.execute("SELECT pk FROM runs WHERE run_id = ?", (run.id,)).fetchone()[0]
+    pid, first = con.execute("SELECT pid, heartbeat FROM run_state WHERE run_pk = ?", (pk,)).fetchone()
+    assert pid == os.getpid()
+    deadline = time.time() + 5
+    beat = first
+    while beat == first and time.time() < deadline:
+        time.sleep(0.05)
+        beat = con.execute("SELECT heartbeat FROM run_state WHERE run_pk = ?", (pk,)).fetchone()[0]
+    assert beat > first  # the writer keeps the heartbeat fresh while the run is idle
+
+
+def test_a_newer_schema_is_refused(store_dir):
+    nbtrack.init(project="p", dir=store_dir).finish()
+    con = sqlite3.connect(store_dir / "nbtrack" / "nbtrack.db")
+    con.execute("UPDATE meta SET value = '999' WHERE key = 'schema_version'")
+    con.commit()
+    out = run_python(f"""
+        import warnings, nbtrack
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            run = nbtrack.init(project="p", dir={str(store_dir)!r})
+        print([str(w.message) for w in caught])
+    """)
+    assert "written by a newer nbtrack (schema 999" in out.stdout
+
+
+def test_several_processes_creating_one_store_at_once(tmp_path):
+    code = "import nbtrack, sys\nr = nbtrack.init(project='p', dir=sys.argv[1])\nr.log({'a': 1})\nr.finish()\nprint(r.id)"
+    for round in range(4):
+        target = tmp_path / f"fresh{round}"
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "NBTRACK_QUIET": "1"}
+        procs = [subprocess.Popen([sys.executable, "-c", code, str(target)], env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(4)]
+        ids = []
+        for p in procs:
+            out, err = p.communicate(timeout=60)
+            assert p.returncode == 0 and "nbtrack" not in err, err
+            ids.append(out.strip())
+        stored = {r.id for r in nbtrack.Api(target).runs("p")}
+        assert stored == set(ids)
