@@ -55,11 +55,12 @@ else:
 t_logged = time.perf_counter()
 run.finish()
 t_done = time.perf_counter()
+peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before reading back
 rows = len(nbtrack.Api(d).run(f"bench/{run.id}").history(keys=["metric_0"]))
 out = {
     "import_s": t_import, "init_s": t_init, "steps": steps, "rows_stored": rows,
     "loop_s": t_logged - t_start, "finish_s": t_done - t_logged, "end_to_end_s": t_done - t_start,
-    "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    "peak_rss_mb": peak_rss_mb,
 }
 if times is not None:
     times.sort()

@@ -26,6 +26,11 @@ if TYPE_CHECKING:
 _SCALARS = frozenset((float, int, str, bool, type(None)))
 _STR = frozenset((str,))
 RESERVED_KEYS = frozenset(("_step", "_timestamp", "_runtime", "_cell"))
+# Rows a run may queue before log() writes a batch itself.  The writer thread keeps
+# up with any real training loop; only a tight loop of pure logging gets this far,
+# and then memory stays bounded (about 1 kB a queued row) instead of growing.
+MAX_BACKLOG = 20_000
+_row_listeners = events.bus.listeners(events.ROWS)
 
 
 class StepWarning(UserWarning):
@@ -283,8 +288,11 @@ class Run:
         self._pending = None
         self._step = step + 1
         self._rows_logged += 1
-        self._rows.append((step, time.time(), self.cell, row))
-        if events.bus.has(events.ROWS):
+        rows = self._rows
+        rows.append((step, time.time(), self.cell, row))
+        if len(rows) > MAX_BACKLOG:
+            self._sink.flush()
+        if _row_listeners:
             events.bus.emit(events.ROWS, run=self, step=step, row=row)
 
     # ------------------------------------------------------------- lifecycle

@@ -40,6 +40,11 @@ class EventBus:
     def has(self, event: str) -> bool:
         return bool(self._listeners.get(event))
 
+    def listeners(self, event: str) -> list[Listener]:
+        """The live list of ``event``'s listeners: cheap to test for emptiness on a hot path."""
+        with self._lock:
+            return self._listeners.setdefault(event, [])
+
     def emit(self, event: str, **payload: Any) -> None:
         for listener in tuple(self._listeners.get(event, ())):
             try:

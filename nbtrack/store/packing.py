@@ -26,28 +26,36 @@ class RowPacker:
 
     def __init__(self, store: "LocalStore") -> None:
         self._store = store
-        self._specs: dict[tuple, tuple[int, struct.Struct] | None] = {}
+        # keys -> (value types, key-set id, Struct), or None when not packable.  Keyed
+        # by the keys alone: their hashes are cached, while a tuple of types is not.
+        self._specs: dict[tuple[str, ...], tuple[tuple[type, ...], int, struct.Struct] | None] = {}
+        self._other: dict[tuple, tuple[tuple[type, ...], int, struct.Struct] | None] = {}
 
     def encode(self, data: dict[str, Any]) -> tuple[int | None, Any]:
         """``(keyset_id, blob)`` for a packable row, else ``(None, json_text)``."""
         values = data.values()
-        key = (tuple(data), tuple(map(type, values)))
-        spec = self._specs.get(key, False)
+        keys = tuple(data)
+        types = tuple(map(type, values))
+        spec = self._specs.get(keys, False)
         if spec is False:
-            spec = self._specs[key] = self._new_spec(*key)
+            spec = self._specs[keys] = self._new_spec(keys, types)
+        if spec is not None and spec[0] != types:
+            spec = self._other.get((keys, types), False)
+            if spec is False:
+                spec = self._other[(keys, types)] = self._new_spec(keys, types)
         if spec is not None:
             try:
-                return spec[0], spec[1].pack(*values)
+                return spec[1], spec[2].pack(*values)
             except struct.error:  # an int beyond 64 bits
                 pass
         return None, encode_json(data)
 
-    def _new_spec(self, keys: tuple[str, ...], types: tuple[type, ...]) -> tuple[int, struct.Struct] | None:
+    def _new_spec(self, keys: tuple[str, ...], types: tuple[type, ...]):
         if not keys or any(t not in _CODES for t in types):
             return None
         codes = "".join(_CODES[t] for t in types)
         kid = self._store.keyset_id(json.dumps([list(keys), codes], separators=(",", ":")))
-        return kid, struct.Struct("<" + codes)
+        return types, kid, struct.Struct("<" + codes)
 
 
 class RowDecoder:

@@ -115,6 +115,10 @@ def connect(path: str, *, readonly: bool = False) -> sqlite3.Connection:
                       or con.execute("PRAGMA journal_mode = WAL"))
         # WAL + NORMAL: a committed batch survives the process being killed.
         con.execute("PRAGMA synchronous = NORMAL")
+        # Checkpoints (copying the WAL into the database, with an fsync) are the
+        # costliest part of writing; doing them every 64 MB rather than every 4 MB
+        # halves the cost of a row.
+        con.execute("PRAGMA wal_autocheckpoint = 16384")
     return con
 
 
