@@ -295,6 +295,9 @@ class RunManager:
                     ("group", kw.get("group"), run.group),
                     ("job_type", kw.get("job_type"), run.job_type),
                     ("tags", a.tags if kw.get("tags") is not None else None, run.tags),
+                    ("resume", kw.get("resume"), None),
+                    ("resume_from", kw.get("resume_from"), None),
+                    ("fork_from", kw.get("fork_from"), None),
                 ) if value is not None and value != current
             ]
             if kw.get("config") is not None and any(
@@ -398,7 +401,7 @@ class RunManager:
                 summary = dict(existing["summary"])
             store.restart_run(pk, row, state)
             refreshed = store.find_run(a.project, run_id)
-            step = refreshed["last_step"] + 1
+            step = max(refreshed["last_step"], store.max_step(pk)) + 1
             runtime_offset = refreshed["runtime"]
             if existing.get("parent_id"):
                 parent = {"id": existing["parent_id"], "step": existing["branch_step"]}

@@ -67,3 +67,12 @@ def spawn_python(code: str, *, cwd: Path | None = None, env: dict | None = None)
 
 def read_run(dir: Path, project: str, run_id: str) -> nbtrack.RunRecord:
     return nbtrack.Api(dir).run(f"{project}/{run_id}")
+
+
+@pytest.fixture
+def kernel(tmp_path):
+    from kernels import Kernel
+
+    k = Kernel(tmp_path)
+    yield k
+    k.stop()

@@ -246,6 +246,12 @@ class LocalStore:
         with self.lock:
             return reader.get_run(self.con, project, run_id)
 
+    def max_step(self, pk: int) -> int:
+        """The highest step in a run's history, or -1."""
+        with self.lock:
+            return self.con.execute(
+                "SELECT COALESCE(MAX(step), -1) FROM history WHERE run_pk = ?", (pk,)).fetchone()[0]
+
     def count_runs(self, project: str) -> int:
         with self.lock:
             return reader.count_runs(self.con, project)

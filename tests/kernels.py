@@ -1,0 +1,58 @@
+"""A real IPython kernel for tests, driven with jupyter_client."""
+
+from __future__ import annotations
+
+import os
+import queue
+from pathlib import Path
+
+from jupyter_client.manager import KernelManager
+
+from conftest import ROOT
+
+
+class Kernel:
+    """Start a python3 kernel in ``cwd``; ``run(code)`` returns its output or raises."""
+
+    def __init__(self, cwd: Path, env: dict | None = None) -> None:
+        kernel_env = {k: v for k, v in os.environ.items() if not k.startswith("NBTRACK_")}
+        kernel_env.update({"PYTHONPATH": str(ROOT), "NBTRACK_QUIET": "1"})
+        kernel_env.update(env or {})
+        self.km = KernelManager(kernel_name="python3")
+        self.km.start_kernel(cwd=str(cwd), env=kernel_env)
+        self.kc = self.km.client()
+        self.kc.start_channels()
+        self.kc.wait_for_ready(timeout=60)
+
+    def execute(self, code: str, timeout: float = 60) -> tuple[str, dict | None]:
+        """Run ``code``; return (stdout + stderr text, error content or None)."""
+        msg_id = self.kc.execute(code)
+        out: list[str] = []
+        error = None
+        while True:
+            try:
+                msg = self.kc.get_iopub_msg(timeout=timeout)
+            except queue.Empty:
+                raise TimeoutError(f"kernel did not finish {code!r}; output so far: {''.join(out)}")
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            kind, content = msg["msg_type"], msg["content"]
+            if kind == "stream":
+                out.append(content["text"])
+            elif kind in ("execute_result", "display_data"):
+                out.append(content["data"].get("text/plain", "") + "\n")
+            elif kind == "error":
+                error = content
+            elif kind == "status" and content["execution_state"] == "idle":
+                return "".join(out), error
+
+    def run(self, code: str, timeout: float = 60) -> str:
+        out, error = self.execute(code, timeout)
+        if error is not None:
+            raise AssertionError(f"{error['ename']}: {error['evalue']}\n{out}")
+        return out
+
+    def stop(self) -> None:
+        self.kc.stop_channels()
+        if self.km.is_alive():
+            self.km.shutdown_kernel(now=False)
