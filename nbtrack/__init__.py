@@ -13,7 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .api import Api, finish, init, log
+import functools
+
+from . import api as _api
+from .api import Api, finish, log
 from .hyperparams import Config
 from .errors import AuthenticationError, CommError, ConfigError, Error, UsageError
 from .records import RunRecord
@@ -43,6 +46,19 @@ def __getattr__(name: str) -> Any:
             return _BeforeInit(name)
         return getattr(run, name)
     raise AttributeError(f"module 'nbtrack' has no attribute {name!r}")
+
+
+@functools.wraps(_api.init)
+def init(*args: Any, **kwargs: Any):
+    # In IPython, the notebook layer (hooks, displays, session history) comes along
+    # even without %load_ext; IPython is then loaded already, so this costs nothing
+    # in scripts.
+    from .environment import ipython_shell
+
+    shell = ipython_shell()
+    if shell is not None:
+        load_ipython_extension(shell)
+    return _api.init(*args, **kwargs)
 
 
 def load_ipython_extension(ipython: Any) -> None:

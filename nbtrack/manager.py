@@ -426,6 +426,7 @@ class RunManager:
         )
         run._store = store
         run._settings = s
+        run._save_code = a.save_code
         BatchWriter.get().add(sink, s.flush_interval)
         if store is not None and pk is not None:
             try:
@@ -433,7 +434,9 @@ class RunManager:
             except OSError:
                 pass
         if a.save_code and folder is not None:
-            _save_program(folder)
+            saved = _save_program(folder)
+            if saved and pk is not None:
+                self._guarded(store, store.update_metadata, pk, {"code": {"program": saved}})
         verb = {"new": "started", "fork": "forked", "resume": "resumed", "rewind": "rewound"}[kind]
         where = folder if folder is not None else "memory only"
         _say(f"{verb} run {name} ({run_id}) in project {a.project}; data in {where}", s.quiet)
@@ -570,16 +573,19 @@ def _summary_from(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
-def _save_program(folder: Path) -> None:
+def _save_program(folder: Path) -> str | None:
+    """Copy the running script into the run's ``code/`` folder; return its relative path."""
     program = environment.program_path()
     if program is None:
-        return
+        return None
     try:
         code = folder / "code"
         code.mkdir(exist_ok=True)
         shutil.copy2(program, code / program.name)
     except OSError as exc:
         warnings.warn(f"nbtrack: could not save {program}: {exc}", NbtrackWarning, stacklevel=4)
+        return None
+    return f"code/{program.name}"
 
 
 manager = RunManager()

@@ -182,6 +182,17 @@ class LocalStore:
             )
         )
 
+    def update_metadata(self, pk: int, patch: dict[str, Any]) -> None:
+        """Merge ``patch`` into a run's metadata (what it saved, where it came from)."""
+
+        def work(con: sqlite3.Connection) -> None:
+            (text,) = con.execute("SELECT metadata FROM runs WHERE pk = ?", (pk,)).fetchone()
+            meta = json.loads(text)
+            meta.update(patch)
+            con.execute("UPDATE runs SET metadata = ? WHERE pk = ?", (_dumps(meta), pk))
+
+        self._tx(work)
+
     def rewind(self, pk: int, step: int) -> int:
         """Move history after ``step`` out of the run; return the rewind's number."""
 

@@ -1,0 +1,172 @@
+"""``%load_ext nbtrack``: what the extension adds to a shell, and how it is removed.
+
+``load`` is idempotent per shell and ``unload`` removes exactly what ``load`` added,
+so ``%reload_ext nbtrack`` leaves one of each hook, formatter and listener.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+import warnings
+from typing import Any
+
+from .. import events
+from ..active_run import Run
+from . import display as views
+from .session import NOTEBOOK_HINT, save_session
+
+_layers: dict[int, "NotebookLayer"] = {}
+
+
+def _count_offset() -> int:
+    # IPython 9 increments execution_count before pre_run_cell; IPython 8 after the cell.
+    import IPython
+
+    return 1 if IPython.version_info[0] >= 9 else 0
+
+
+class NotebookLayer:
+    """Hooks, displays and ``save_code`` for one IPython shell."""
+
+    def __init__(self, shell: Any) -> None:
+        self.shell = shell
+        self.offset = _count_offset()
+        self.first_cell: dict[int, int | None] = {}
+        self.cell_value_expr: str | None = None
+        self.in_magic = False
+        self.hinted = False
+        self._undo: list = []
+        self.magics = None
+
+    # ----------------------------------------------------------- lifecycle
+    def install(self) -> None:
+        from .magics import TrackMagics
+
+        shell = self.shell
+        shell.events.register("pre_run_cell", self.pre_run_cell)
+        shell.events.register("post_run_cell", self.post_run_cell)
+        self._undo.append(lambda: _unregister(shell, "pre_run_cell", self.pre_run_cell))
+        self._undo.append(lambda: _unregister(shell, "post_run_cell", self.post_run_cell))
+        formatters = shell.display_formatter.formatters
+        old_html = formatters["text/html"].for_type(Run, views.status_html)
+        old_text = formatters["text/plain"].for_type(Run, lambda run, p, cycle: p.text(views.status_text(run)))
+        self._undo.append(lambda: _restore_formatter(formatters["text/html"], old_html))
+        self._undo.append(lambda: _restore_formatter(formatters["text/plain"], old_text))
+        self._undo.append(events.bus.subscribe(events.RUN_STARTED, self.on_started))
+        self._undo.append(events.bus.subscribe(events.RUN_FINISHED, self.on_finished))
+        self.magics = TrackMagics(shell=shell, layer=self)
+        shell.register_magics(self.magics)
+        self._undo.append(lambda: _unregister_magics(shell, self.magics))
+
+    def uninstall(self) -> None:
+        while self._undo:
+            undo = self._undo.pop()
+            try:
+                undo()
+            except Exception:
+                pass
+
+    # --------------------------------------------------------------- hooks
+    def pre_run_cell(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            info = args[0] if args else kwargs.get("info")
+            if info is not None and not getattr(info, "store_history", True):
+                return  # a nested or silent execution: not a notebook cell
+            Run.cell = self.shell.execution_count - self.offset
+            self.cell_value_expr = _cell_value_expr(self.shell, getattr(info, "raw_cell", "") or "")
+        except Exception:
+            pass
+
+    def post_run_cell(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            self.cell_value_expr = None
+        except Exception:
+            pass
+
+    # -------------------------------------------------------------- events
+    def on_started(self, run: Any) -> None:
+        self.first_cell[id(run)] = Run.cell
+        settings = getattr(run, "_settings", None)
+        if not self.in_magic and settings is not None and settings.quiet:
+            return
+        if self.will_show_as_cell_value():
+            return  # the cell's value is this run: the display hook shows it once
+        from IPython.display import display
+
+        display(run)
+
+    def will_show_as_cell_value(self) -> bool:
+        expr = self.cell_value_expr or ""
+        return "track_init" in expr or "init(" in expr
+
+    def on_finished(self, run: Any) -> None:
+        first = self.first_cell.pop(id(run), None)
+        if not getattr(run, "_save_code", False) or run.dir is None:
+            return
+        try:
+            saved = save_session(run, self.shell, first, Run.cell)
+        except Exception as exc:
+            warnings.warn(f"nbtrack: could not save the session history of run {run.id}: {exc}",
+                          RuntimeWarning, stacklevel=2)
+            return
+        store, sink = getattr(run, "_store", None), getattr(run, "_sink", None)
+        if store is not None and sink is not None and sink.pk is not None:
+            try:
+                store.update_metadata(sink.pk, {"code": saved})
+            except Exception:
+                pass
+        if saved.get("notebook") is None and not self.hinted:
+            self.hinted = True
+            print(NOTEBOOK_HINT, file=sys.stderr)
+
+
+def _cell_value_expr(shell: Any, raw: str) -> str | None:
+    """The source of the cell's last statement if the display hook will show its value."""
+    if not raw.strip() or raw.rstrip().endswith(";"):
+        return None
+    try:
+        code = shell.transform_cell(raw)
+        tree = ast.parse(code)
+    except Exception:
+        return None
+    if not tree.body or not isinstance(tree.body[-1], ast.Expr):
+        return None
+    return ast.get_source_segment(code, tree.body[-1])
+
+
+def _unregister(shell: Any, event: str, callback: Any) -> None:
+    if callback in shell.events.callbacks.get(event, []):
+        shell.events.unregister(event, callback)
+
+
+def _restore_formatter(formatter: Any, previous: Any) -> None:
+    formatter.pop(Run, None)
+    if previous is not None:
+        formatter.for_type(Run, previous)
+
+
+def _unregister_magics(shell: Any, magics: Any) -> None:
+    manager = shell.magics_manager
+    for kind, names in magics.magics.items():
+        for name in names:
+            manager.magics[kind].pop(name, None)
+    manager.registry.pop(type(magics).__name__, None)
+
+
+def load(shell: Any) -> None:
+    if id(shell) in _layers:
+        return
+    layer = NotebookLayer(shell)
+    layer.install()
+    _layers[id(shell)] = layer
+
+
+def unload(shell: Any) -> None:
+    layer = _layers.pop(id(shell), None)
+    if layer is not None:
+        layer.uninstall()
+
+
+def layer_for(shell: Any) -> NotebookLayer | None:
+    return _layers.get(id(shell))
