@@ -24,6 +24,19 @@ class Kernel:
         self.kc.start_channels()
         self.kc.wait_for_ready(timeout=60)
 
+    @classmethod
+    def attach(cls, connection_file: Path) -> "Kernel":
+        """A client of a kernel someone else started (a Jupyter server)."""
+        from jupyter_client import BlockingKernelClient
+
+        self = cls.__new__(cls)
+        self.km = None
+        self.kc = BlockingKernelClient(connection_file=str(connection_file))
+        self.kc.load_connection_file()
+        self.kc.start_channels()
+        self.kc.wait_for_ready(timeout=60)
+        return self
+
     def execute(self, code: str, timeout: float = 60) -> tuple[str, dict | None]:
         """Run ``code``; return (stdout + stderr text, error content or None)."""
         msg_id = self.kc.execute(code)
@@ -54,5 +67,5 @@ class Kernel:
 
     def stop(self) -> None:
         self.kc.stop_channels()
-        if self.km.is_alive():
+        if self.km is not None and self.km.is_alive():
             self.km.shutdown_kernel(now=False)

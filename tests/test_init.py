@@ -173,6 +173,8 @@ def test_save_code_copies_the_program_in_a_script(tmp_path):
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     run_dir = out.stdout.strip().splitlines()[-1]
     assert open(os.path.join(run_dir, "code", "train_me.py")).read() == script.read_text()
+    (record,) = nbtrack.Api(tmp_path).runs("p")
+    assert record.metadata["code"] == {"program": "code/train_me.py"}  # the run says what it saved
 
 
 # ------------------------------------------------------- project inference

@@ -265,3 +265,25 @@ def test_defaults_from_ipython_config(store_dir):
 def test_help_is_real(shell):
     doc = shell.find_line_magic("track_init").__doc__
     assert "--resume-from" in doc and "--config" in doc and "Start a run" in doc
+
+
+def _saved_notebook(shell, store_dir, project):
+    ok(shell, f"r = %track_init -p {project} --save-code")
+    ok(shell, "%track_finish")
+    return read_run(store_dir, project, shell.user_ns["r"].id).metadata["code"]["notebook"]
+
+
+def test_notebook_file_from_vscode(shell, store_dir, tmp_path):
+    notebook = tmp_path / "vsc.ipynb"
+    notebook.write_text("{}")
+    shell.user_ns["__vsc_ipynb_file__"] = str(notebook)
+    saved = _saved_notebook(shell, store_dir, "vsc")
+    assert saved["source"] == "__vsc_ipynb_file__" and saved["file"] == "code/vsc.ipynb"
+
+
+def test_notebook_file_from_jpy_session_name(shell, store_dir, tmp_path, monkeypatch):
+    notebook = tmp_path / "jpy.ipynb"
+    notebook.write_text("{}")
+    monkeypatch.setenv("JPY_SESSION_NAME", str(notebook))
+    saved = _saved_notebook(shell, store_dir, "jpy")
+    assert saved["source"] == "JPY_SESSION_NAME" and saved["path"] == str(notebook)

@@ -38,12 +38,17 @@ class NotebookLayer:
         self.hinted = False
         self._undo: list = []
         self.magics = None
+        # display() outputs by execution count: ipykernel's publisher does not put them
+        # in IPython's output history, which the session history notebook reads.
+        self.displays: dict[int, list[dict]] = {}
 
     # ----------------------------------------------------------- lifecycle
     def install(self) -> None:
         from .magics import TrackMagics
 
         shell = self.shell
+        # Loading happens inside a cell whose pre_run_cell has already fired.
+        Run.cell = shell.execution_count - self.offset
         shell.events.register("pre_run_cell", self.pre_run_cell)
         shell.events.register("post_run_cell", self.post_run_cell)
         self._undo.append(lambda: _unregister(shell, "pre_run_cell", self.pre_run_cell))
@@ -55,6 +60,19 @@ class NotebookLayer:
         self._undo.append(lambda: _restore_formatter(formatters["text/plain"], old_text))
         self._undo.append(events.bus.subscribe(events.RUN_STARTED, self.on_started))
         self._undo.append(events.bus.subscribe(events.RUN_FINISHED, self.on_finished))
+        publisher = shell.display_pub
+        original_publish = publisher.publish
+
+        def publish(data, *args: Any, **kwargs: Any):
+            try:
+                if Run.cell is not None and isinstance(data, dict):
+                    self.displays.setdefault(Run.cell, []).append(dict(data))
+            except Exception:
+                pass
+            return original_publish(data, *args, **kwargs)
+
+        publisher.publish = publish
+        self._undo.append(lambda: publisher.__dict__.pop("publish", None))
         self.magics = TrackMagics(shell=shell, layer=self)
         shell.register_magics(self.magics)
         self._undo.append(lambda: _unregister_magics(shell, self.magics))
@@ -105,7 +123,7 @@ class NotebookLayer:
         if not getattr(run, "_save_code", False) or run.dir is None:
             return
         try:
-            saved = save_session(run, self.shell, first, Run.cell)
+            saved = save_session(run, self.shell, first, Run.cell, self.displays)
         except Exception as exc:
             warnings.warn(f"nbtrack: could not save the session history of run {run.id}: {exc}",
                           RuntimeWarning, stacklevel=2)

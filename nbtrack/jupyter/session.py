@@ -26,21 +26,33 @@ def _lines(text: str) -> list[str]:
     return text.splitlines(keepends=True)
 
 
-def _outputs(shell: Any, count: int) -> list[dict[str, Any]]:
-    """The outputs IPython recorded for one cell, as nbformat v4 outputs."""
+_TEXT_TYPES = ("text/plain", "text/html", "text/markdown", "text/latex")
+
+
+def _display(data: dict[str, Any]) -> dict[str, Any] | None:
+    kept = {k: _lines(v) if isinstance(v, str) else v for k, v in data.items() if k in _TEXT_TYPES}
+    return {"output_type": "display_data", "data": kept, "metadata": {}} if kept else None
+
+
+def _outputs(shell: Any, count: int, displays: list[dict] | None = None) -> list[dict[str, Any]]:
+    """The outputs of one cell, as nbformat v4 outputs: IPython's record of streams,
+    results and errors, and the ``displays`` seen by the extension when IPython did
+    not record them (in a kernel)."""
     hm = shell.history_manager
     recorded = getattr(hm, "outputs", None)
     outputs: list[dict[str, Any]] = []
+    items = list(recorded.get(count, [])) if recorded is not None else []
+    if displays and not any(i.output_type == "display_data" for i in items):
+        outputs.extend(d for d in map(_display, displays) if d)
     if recorded is not None:  # IPython >= 9 records streams, displays and results
-        for item in recorded.get(count, []):
+        for item in items:
             kind, bundle = item.output_type, item.bundle
             if kind in ("out_stream", "err_stream"):
                 outputs.append({"output_type": "stream",
                                 "name": "stdout" if kind == "out_stream" else "stderr",
                                 "text": _lines("".join(bundle.get("stream", [])))})
             elif kind in ("display_data", "execute_result"):
-                data = {k: _lines(v) if isinstance(v, str) else v for k, v in bundle.items()
-                        if k in ("text/plain", "text/html", "text/markdown", "text/latex")}
+                data = {k: _lines(v) if isinstance(v, str) else v for k, v in bundle.items() if k in _TEXT_TYPES}
                 if not data:
                     continue
                 out = {"output_type": kind, "data": data, "metadata": {}}
@@ -60,7 +72,8 @@ def _outputs(shell: Any, count: int) -> list[dict[str, Any]]:
     return outputs
 
 
-def session_notebook(shell: Any, first: int | None, last: int | None) -> dict[str, Any]:
+def session_notebook(shell: Any, first: int | None, last: int | None,
+                     displays: dict[int, list[dict]] | None = None) -> dict[str, Any]:
     """An nbformat v4 notebook of the session's executed cells.
 
     Every executed cell is included as code; outputs only for the cells executed
@@ -75,7 +88,7 @@ def session_notebook(shell: Any, first: int | None, last: int | None) -> dict[st
             "execution_count": count,
             "metadata": {"nbtrack": {"run_active": active}},
             "source": _lines(source),
-            "outputs": _outputs(shell, count) if active else [],
+            "outputs": _outputs(shell, count, (displays or {}).get(count)) if active else [],
         })
     return {
         "nbformat": 4,
@@ -163,13 +176,14 @@ def find_notebook(shell: Any, configured: str | None) -> tuple[Path | None, str 
     return None, None
 
 
-def save_session(run: Any, shell: Any, first_cell: int | None, last_cell: int | None) -> dict[str, Any]:
+def save_session(run: Any, shell: Any, first_cell: int | None, last_cell: int | None,
+                 displays: dict[int, list[dict]] | None = None) -> dict[str, Any]:
     """Write the session history (``.ipynb`` and ``.py``) and the notebook file into the
     run's ``code/`` folder; return what was saved, for the run's metadata."""
     code = Path(run.dir) / "code"
     code.mkdir(parents=True, exist_ok=True)
     saved: dict[str, Any] = {}
-    nb = session_notebook(shell, first_cell, last_cell)
+    nb = session_notebook(shell, first_cell, last_cell, displays)
     (code / "_session_history.ipynb").write_text(json.dumps(nb, indent=1))
     saved["session_history"] = "code/_session_history.ipynb"
     (code / "_session_history.py").write_text(session_script(shell))

@@ -1,0 +1,67 @@
+"""Each notebook in notebooks/ is executed by a real kernel (nbclient); then its outputs and
+the store it wrote are checked."""
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+import nbtrack
+
+from conftest import ROOT
+
+NOTEBOOKS = ROOT / "notebooks"
+
+
+def execute(name, tmp_path, monkeypatch):
+    monkeypatch.setenv("NBTRACK_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    NotebookClient(nb, kernel_name="python3", timeout=120,
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    return nb, nbtrack.Api(tmp_path / "runs")
+
+
+def text(cell):
+    parts = []
+    for out in cell.outputs:
+        if out["output_type"] == "stream":
+            parts.append(out["text"])
+        elif "data" in out:
+            parts.append(out["data"].get("text/plain", ""))
+    return "".join(parts)
+
+
+def test_every_notebook_is_tested():
+    assert {p.name for p in NOTEBOOKS.glob("*.ipynb")} == {"quickstart.ipynb", "resume_and_fork.ipynb"}
+
+
+def test_quickstart(tmp_path, monkeypatch):
+    nb, api = execute("quickstart.ipynb", tmp_path, monkeypatch)
+    runs = api.runs("quickstart")
+    assert len(runs) == 2 and {r.state for r in runs} == {"finished"}
+    first = runs[1]
+    assert first.config == {"lr": 0.5, "epochs": 200, "hidden": 16, "seed": 0} and first.tags == ("first-try",)
+    history = first.history()
+    assert len(history) == 200 and history[-1]["train/loss"] < history[0]["train/loss"]  # it learned
+    assert first.summary["train/acc"] > 0.8
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert "final loss" in text(code[3]) and "nbtrack run" in text(code[4])  # training output, status
+    assert "finished" in text(code[5])
+    table = text(code[7])
+    assert "config.lr" in table and first.id in table and runs[0].id in table
+    assert "best run:" in text(code[8])
+    assert {r["_cell"] for r in history} == {code[3].execution_count}  # rows know their cell
+
+
+def test_resume_and_fork(tmp_path, monkeypatch):
+    nb, api = execute("resume_and_fork.ipynb", tmp_path, monkeypatch)
+    base = api.run("lineage/base-run")
+    assert base.state == "finished" and base.resumed and base.rewinds[0]["step"] == 59
+    rows = base.history()
+    assert [r["_step"] for r in rows] == list(range(80))
+    assert all(r["loss"] < 0.5 for r in rows[60:])  # the bad stretch was rewound away
+    (fork,) = [r for r in api.runs("lineage") if r.id != "base-run"]
+    assert (fork.parent, fork.branch_step, fork.config) == ("base-run", 40, {"lr": 0.05})
+    assert [r["_step"] for r in fork.history()] == list(range(60))
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert "resumed: True next step: 50" in text(code[2])
