@@ -30,7 +30,6 @@ RESERVED_KEYS = frozenset(("_step", "_timestamp", "_runtime", "_cell"))
 # up with any real training loop; only a tight loop of pure logging gets this far,
 # and then memory stays bounded (about 1 kB a queued row) instead of growing.
 MAX_BACKLOG = 20_000
-_row_listeners = events.bus.listeners(events.ROWS)
 
 
 class StepWarning(UserWarning):
@@ -210,6 +209,7 @@ class Run:
         self._exit_code: int | None = None
         self._finish_lock = threading.Lock()
         self._closed_reason: str | None = None
+        self._taps: list[Callable[[tuple], None]] = []
 
     # ---------------------------------------------------------------- logging
     def log(self, data: Mapping[str, Any], step: int | None = None, commit: bool | None = None) -> None:
@@ -289,11 +289,27 @@ class Run:
         self._step = step + 1
         self._rows_logged += 1
         rows = self._rows
-        rows.append((step, time.time(), self.cell, row))
+        item = (step, time.time(), self.cell, row)
+        rows.append(item)
         if len(rows) > MAX_BACKLOG:
             self._sink.flush()
-        if _row_listeners:
-            events.bus.emit(events.ROWS, run=self, step=step, row=row)
+        if self._taps:
+            for tap in self._taps:
+                tap(item)
+
+    def tap_rows(self, tap: Callable[[tuple], None]) -> Callable[[], None]:
+        """Call ``tap((step, timestamp, cell, row))`` for every committed row, on the
+        logging thread.
+
+        For front ends such as the panel: the tap must be cheap (``deque.append``)
+        and must not change the row.  Returns a function that removes the tap.
+        """
+        self._taps = [*self._taps, tap]
+
+        def remove() -> None:
+            self._taps = [t for t in self._taps if t is not tap]
+
+        return remove
 
     # ------------------------------------------------------------- lifecycle
     def finish(self, exit_code: int | None = None, quiet: bool | None = None) -> None:

@@ -12,7 +12,6 @@ from typing import Any, Callable
 
 RUN_STARTED = "run_started"
 RUN_FINISHED = "run_finished"
-ROWS = "rows"  # a history row was committed: payload run, step, row
 CHANGED = "changed"  # config, summary, tags or a field changed: payload run, what
 
 Listener = Callable[..., None]

@@ -113,10 +113,16 @@ def test_returns_the_run_and_displays_it_once(shell):
     assert "Out[" not in cap.stdout
     html = cap.outputs[0].data["text/html"]
     assert 'data-state="running"' in html and shell.user_ns["run"].id in html
-    # as the cell's value: shown by the display hook, not a second time
+    # as the cell's value: shown once, and the magic returns nothing to show again
+    first = shell.user_ns["run"]
     cap = ok(shell, "%track_init -p disp")
-    assert sum("nbtrack run" in str(o.data.get("text/plain", "")) for o in cap.outputs) == 0
-    assert cap.stdout.count("nbtrack run") == 1 and "Out[" in cap.stdout
+    new = nbtrack.run
+    assert new is not first
+    assert sum(new.id in str(o.data.get("text/plain", "")) for o in cap.outputs) == 1
+    assert "Out[" not in cap.stdout
+    # the finished run's display was refreshed to its final state
+    assert any(first.id in str(o.data.get("text/plain", "")) and "finished" in str(o.data.get("text/plain", ""))
+               for o in cap.outputs)
     cap = ok(shell, "%track_status")
     assert sum("nbtrack run" in str(o.data.get("text/plain", "")) for o in cap.outputs) == 1
 

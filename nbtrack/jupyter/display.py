@@ -98,3 +98,27 @@ class RunsTable:
         lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths))]
         lines += ["  ".join(str(r[c]).ljust(w) for c, w in zip(cols, widths)) for r in rows]
         return "\n".join(lines)
+
+
+def _sparkline(xs: list, ys: list, width: int = 120, height: int = 24) -> str:
+    if len(xs) < 2:
+        return ""
+    step = max(1, len(xs) // 100)
+    xs, ys = xs[::step], ys[::step]
+    x0, x1 = xs[0], xs[-1] or 1
+    lo, hi = min(ys), max(ys)
+    span_x = (x1 - x0) or 1
+    span_y = (hi - lo) or 1
+    pts = " ".join(f"{(x - x0) / span_x * width:.1f},{height - (y - lo) / span_y * height:.1f}" for x, y in zip(xs, ys))
+    return (f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}">'
+            f'<polyline fill="none" stroke="#1f77b4" stroke-width="1.2" points="{pts}"/></svg>')
+
+
+def fallback_html(run: Any, series: dict[str, tuple[list, list]], limit: int = 12) -> str:
+    """The panel for viewers without widgets (GitHub, nbviewer): status, summary, sparklines."""
+    rows = []
+    for key, value in list(run.summary.items())[:40]:
+        spark = _sparkline(*series[key]) if key in series and len(rows) < limit else ""
+        rows.append(f"<tr><td><code>{_e(key)}</code></td><td>{_e(_fmt(value))}</td><td>{spark}</td></tr>")
+    table = f'<table class="nbtrack-summary">{"".join(rows)}</table>' if rows else ""
+    return status_html(run).replace("</div></div>", f"</div>{table}</div>", 1)

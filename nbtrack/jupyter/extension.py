@@ -41,6 +41,8 @@ class NotebookLayer:
         # display() outputs by execution count: ipykernel's publisher does not put them
         # in IPython's output history, which the session history notebook reads.
         self.displays: dict[int, list[dict]] = {}
+        self.handles: dict[int, list] = {}  # id(run) -> display handles to refresh at finish
+        self.widgets = _widgets_available()
 
     # ----------------------------------------------------------- lifecycle
     def install(self) -> None:
@@ -56,8 +58,11 @@ class NotebookLayer:
         formatters = shell.display_formatter.formatters
         old_html = formatters["text/html"].for_type(Run, views.status_html)
         old_text = formatters["text/plain"].for_type(Run, lambda run, p, cycle: p.text(views.status_text(run)))
+        bundles = shell.display_formatter.mimebundle_formatter
+        old_bundle = bundles.for_type(Run, self.run_bundle)
         self._undo.append(lambda: _restore_formatter(formatters["text/html"], old_html))
         self._undo.append(lambda: _restore_formatter(formatters["text/plain"], old_text))
+        self._undo.append(lambda: _restore_formatter(bundles, old_bundle))
         self._undo.append(events.bus.subscribe(events.RUN_STARTED, self.on_started))
         self._undo.append(events.bus.subscribe(events.RUN_FINISHED, self.on_finished))
         publisher = shell.display_pub
@@ -108,17 +113,46 @@ class NotebookLayer:
         settings = getattr(run, "_settings", None)
         if not self.in_magic and settings is not None and settings.quiet:
             return
-        if self.will_show_as_cell_value():
+        if not self.in_magic and self.will_show_as_cell_value():
             return  # the cell's value is this run: the display hook shows it once
         from IPython.display import display
 
-        display(run)
+        handle = display(run, display_id=True)
+        if handle is not None:
+            self.handles.setdefault(id(run), []).append(handle)
 
     def will_show_as_cell_value(self) -> bool:
         expr = self.cell_value_expr or ""
         return "track_init" in expr or "init(" in expr
 
+    def run_bundle(self, run: Any, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        """A run's display: the live panel where widgets work, with HTML and text fallbacks."""
+        bundle: dict[str, Any] = {"text/plain": views.status_text(run)}
+        series: dict = {}
+        if self.widgets and _in_kernel():
+            try:
+                from .panel import panel_for
+
+                panel = panel_for(run)
+                series = panel.series_points()
+                bundle["application/vnd.jupyter.widget-view+json"] = {
+                    "version_major": 2, "version_minor": 1, "model_id": panel.model_id}
+            except Exception as exc:
+                self._widget_failed(exc)
+        bundle["text/html"] = views.fallback_html(run, series)
+        return bundle
+
+    def _widget_failed(self, exc: Exception) -> None:
+        if self.widgets:
+            self.widgets = False
+            print(f"nbtrack: the live panel is unavailable ({exc!r}); showing a static status instead",
+                  file=sys.stderr)
+
     def on_finished(self, run: Any) -> None:
+        try:
+            self._finish_display(run)
+        except Exception:
+            pass
         first = self.first_cell.pop(id(run), None)
         if not getattr(run, "_save_code", False) or run.dir is None:
             return
@@ -137,6 +171,32 @@ class NotebookLayer:
         if saved.get("notebook") is None and not self.hinted:
             self.hinted = True
             print(NOTEBOOK_HINT, file=sys.stderr)
+
+
+    def _finish_display(self, run: Any) -> None:
+        panels = sys.modules.get("nbtrack.jupyter.panel")  # only if a panel was ever made
+        if panels is not None:
+            panel = panels._panels.get(run)
+            if panel is not None:
+                panel.finalize()  # on this thread, so the final state is sent before the cell ends
+        for handle in self.handles.pop(id(run), []):
+            handle.update(run)
+
+
+def _widgets_available() -> bool:
+    try:
+        import anywidget  # noqa: F401  (the panel's only extra need)
+    except ImportError:
+        print("nbtrack: install anywidget for the live run panel (pip install anywidget); "
+              "showing a static status instead", file=sys.stderr)
+        return False
+    return True
+
+
+def _in_kernel() -> bool:
+    from ..environment import in_kernel
+
+    return in_kernel()
 
 
 def _cell_value_expr(shell: Any, raw: str) -> str | None:

@@ -110,7 +110,10 @@ class TrackMagics(Magics):
     def track_init(self, line: str) -> Any:
         """Start a run (or continue one), show its status, and return it:
         ``run = %track_init -p mnist --config lr=0.01 --tags baseline``."""
-        return self._start(line, self.track_init)
+        run = self._start(line, self.track_init)
+        if "track_init" in (self.layer.cell_value_expr or ""):
+            return None  # the cell's value: the panel is already shown, do not show it twice
+        return run
 
     @init_flags
     @cell_magic

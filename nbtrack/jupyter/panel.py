@@ -1,0 +1,249 @@
+"""The live run panel: an anywidget fed over the kernel's comm channel.
+
+A panel taps its run's committed rows (one ``deque.append`` on the logging thread).
+One pump thread per process wakes a few times a second, folds the new rows into
+bounded min/max series and sends each panel one *delta* message: the points its
+views lack, changed summary values and the header.  A view that appears later (the
+same run shown in a second cell) asks for a snapshot.  When the run finishes, the
+full bounded series are stored in the ``snapshot`` trait, so a saved notebook shows
+the last state.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import threading
+import time
+import weakref
+from pathlib import Path
+from typing import Any
+
+import anywidget
+import traitlets
+
+from ..active_run import Run
+from .series import Series
+
+STATIC = Path(__file__).parent / "static"
+MAX_POINTS = 1000
+INTERVAL = 0.25  # seconds between updates: at most 4 messages a second per panel
+
+
+
+
+
+class RunPanel(anywidget.AnyWidget):
+    """The live view of one run: header, one chart per metric, config and summary."""
+
+    _esm = STATIC / "panel.js"
+    name = traitlets.Unicode("", help="The run's display name.").tag(sync=True)
+    project = traitlets.Unicode("", help="The run's project.").tag(sync=True)
+    run_id = traitlets.Unicode("", help="The run's id.").tag(sync=True)
+    state = traitlets.Unicode("running", help="running, finished, failed or crashed.").tag(sync=True)
+    where = traitlets.Unicode("", help="Where the run's data is stored.").tag(sync=True)
+    url = traitlets.Unicode(None, allow_none=True, help="The run's page on a server.").tag(sync=True)
+    step = traitlets.Int(0, help="The step the next row gets.").tag(sync=True)
+    rows = traitlets.Int(0, help="Rows logged by this process.").tag(sync=True)
+    last_cell = traitlets.Int(None, allow_none=True, help="Execution count of the cell that logged last.").tag(sync=True)
+    started_at = traitlets.Float(0.0, help="Start, seconds since the epoch.").tag(sync=True)
+    finished_at = traitlets.Float(None, allow_none=True, help="End, seconds since the epoch.").tag(sync=True)
+    config = traitlets.Dict(help="The run's config.").tag(sync=True)
+    summary = traitlets.Dict(help="Last value of each key (complete once finished).").tag(sync=True)
+    texts = traitlets.Dict(help="Latest non-numeric values (complete once finished).").tag(sync=True)
+    snapshot = traitlets.Dict(help="key -> [steps, values]; complete once finished.").tag(sync=True)
+    max_points = traitlets.Int(MAX_POINTS, help="Points kept per series.").tag(sync=True)
+
+    @traitlets.validate("max_points")
+    def _validate_max_points(self, proposal: Any) -> int:
+        if proposal["value"] < 8:
+            raise traitlets.TraitError("max_points must be at least 8")
+        return proposal["value"]
+
+    def __init__(self, run: Run, max_points: int = MAX_POINTS) -> None:
+        super().__init__(
+            name=run.name, project=run.project, run_id=run.id, state=run.state, where=run.dir or "memory only",
+            url=run.url, step=run.step, rows=run.rows_logged, started_at=run.start_time,
+            config=run.config.as_dict(), max_points=max_points,
+        )
+        self._run = weakref.ref(run)
+        self._queue: collections.deque = collections.deque()
+        self._series: dict[str, Series] = {}
+        self._texts: dict[str, Any] = {}
+        self._sent_summary: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._done = False
+        self.messages_sent = 0
+        self._untap = run.tap_rows(self._queue.append)
+        self.on_msg(self._on_front_end_msg)
+        PanelPump.get().add(self)
+
+    # ------------------------------------------------------------ data flow
+    def _fold(self) -> None:
+        """Move queued rows into the series (call with the lock held)."""
+        queue, series, cap = self._queue, self._series, self.max_points
+        for _ in range(len(queue)):
+            step, _ts, cell, row = queue.popleft()
+            if cell is not None:
+                self._last_cell = cell
+            for key, value in row.items():
+                kind = type(value)
+                if kind is float or kind is int:
+                    if kind is float and not math.isfinite(value):
+                        continue  # NaN and inf stay in the summary; a chart cannot place them
+                    s = series.get(key)
+                    if s is None:
+                        s = series[key] = Series(cap)
+                    s.add(step, value)
+                else:
+                    self._texts[key] = value
+
+    def tick(self) -> None:
+        """Send what is new to the front end (the pump calls this a few times a second)."""
+        run = self._run()
+        if run is None or self._done:
+            return
+        with self._lock:
+            self._fold()
+            series = {k: d for k, d in ((k, s.delta()) for k, s in self._series.items()) if d}
+            summary = _changed(run.summary.as_dict(), self._sent_summary)
+            texts = dict(self._texts) if self._texts else {}
+        message = {}
+        if series:
+            message["series"] = series
+        if summary:
+            message["summary"] = summary
+        if texts:
+            message["texts"] = texts
+        with self.hold_sync():
+            self.step, self.rows, self.state = run.step, run.rows_logged, run.state
+            cell = getattr(self, "_last_cell", None)
+            if cell is not None:
+                self.last_cell = cell
+        if message:
+            message["type"] = "delta"
+            self.send(message)
+            self.messages_sent += 1
+        if run.finished:
+            self.finalize()
+
+    def finalize(self) -> None:
+        """Store the complete, bounded state in the traits and stop updating."""
+        run = self._run()
+        with self._lock:
+            if self._done:
+                return
+            self._done = True
+            self._fold()
+            snapshot = {k: list(s.points()) for k, s in self._series.items()}
+        self._untap()
+        PanelPump.get().remove(self)
+        if run is None:
+            return
+        with self.hold_sync():
+            self.snapshot = snapshot
+            self.summary = _jsonable(run.summary.as_dict())
+            self.texts = _jsonable(self._texts)
+            self.config = run.config.as_dict()
+            self.step, self.rows, self.state = run.step, run.rows_logged, run.state
+            self.finished_at = time.time()
+            cell = getattr(self, "_last_cell", None)
+            if cell is not None:
+                self.last_cell = cell
+
+    def _on_front_end_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
+        if not isinstance(content, dict) or content.get("type") != "hello":
+            return
+        run = self._run()
+        with self._lock:
+            self._fold()
+            series = {}
+            for key, s in self._series.items():
+                s.delta()  # what a view gets now counts as sent
+                series[key] = list(s.points())
+            self._sent_summary = dict(run.summary.as_dict()) if run else {}
+            message = {"type": "snapshot", "series": series, "summary": _jsonable(self._sent_summary),
+                       "texts": _jsonable(self._texts)}
+        self.send(message)
+        self.messages_sent += 1
+
+    # ----------------------------------------------------------- for tests
+    def series_points(self) -> dict[str, tuple[list, list]]:
+        with self._lock:
+            self._fold()
+            return {k: s.points() for k, s in self._series.items()}
+
+
+def _changed(current: dict[str, Any], sent: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in current.items():
+        if key not in sent or sent[key] != value:
+            out[key] = value
+            sent[key] = value
+    return _jsonable(out)
+
+
+def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            out[key] = str(value)
+        elif isinstance(value, (int, float, str, bool)) or value is None:
+            out[key] = value
+        else:
+            out[key] = repr(value)
+    return out
+
+
+class PanelPump:
+    """One thread per process that ticks every live panel."""
+
+    _instance: "PanelPump | None" = None
+    _instance_lock = threading.Lock()
+
+    def __init__(self) -> None:
+        self._panels: "weakref.WeakSet[RunPanel]" = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def get(cls) -> "PanelPump":
+        with cls._instance_lock:
+            if cls._instance is None:
+                cls._instance = cls()
+            return cls._instance
+
+    def add(self, panel: RunPanel) -> None:
+        with self._lock:
+            self._panels.add(panel)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="nbtrack-panel", daemon=True)
+                self._thread.start()
+
+    def remove(self, panel: RunPanel) -> None:
+        with self._lock:
+            self._panels.discard(panel)
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(INTERVAL)
+            with self._lock:
+                panels = list(self._panels)
+            for panel in panels:
+                try:
+                    panel.tick()
+                except Exception:
+                    pass  # a panel must never break the run; the next tick tries again
+
+
+_panels: "weakref.WeakKeyDictionary[Run, RunPanel]" = weakref.WeakKeyDictionary()
+
+
+def panel_for(run: Run) -> RunPanel:
+    """The run's panel, created on first use; every display of the run shares it."""
+    panel = _panels.get(run)
+    if panel is None:
+        panel = _panels[run] = RunPanel(run)
+        if run.finished:
+            panel.finalize()
+    return panel

@@ -1,0 +1,93 @@
+"""Bounded series for the panel: min/max buckets that keep every spike visible.
+
+A series holds at most ``cap`` points however many are added.  Points fall into
+buckets of ``width`` consecutive samples; a closed bucket keeps only its lowest and
+highest point.  When there are too many closed buckets, neighbours merge and the width
+doubles, so the global extremes always survive.  ``delta()`` says what the front end
+lacks since the last call: points to append, or a reset after a merge.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class Series:
+    __slots__ = ("cap", "width", "closed", "open", "open_count", "sent", "merged", "count")
+
+    def __init__(self, cap: int = 1000) -> None:
+        self.cap = max(8, cap)
+        self.width = 1
+        self.closed: list[tuple[tuple[float, float], ...]] = []  # each: 1 or 2 (x, y) points
+        self.open: list[tuple[float, float]] = []  # [min point, max point] of the open bucket
+        self.open_count = 0
+        self.sent = 0  # closed buckets the front end has
+        self.merged = False
+        self.count = 0
+
+    def add(self, x: float, y: float) -> None:
+        self.count += 1
+        point = (x, y)
+        if not self.open:
+            self.open = [point, point]
+        else:
+            lo, hi = self.open
+            if y < lo[1]:
+                self.open[0] = point
+            if y > hi[1]:
+                self.open[1] = point
+        self.open_count += 1
+        if self.open_count >= self.width:
+            self._close()
+
+    def _close(self) -> None:
+        lo, hi = self.open
+        self.closed.append(_ordered(lo, hi))
+        self.open, self.open_count = [], 0
+        if 2 * len(self.closed) > self.cap:
+            self._merge()
+
+    def _merge(self) -> None:
+        merged = []
+        for i in range(0, len(self.closed) - 1, 2):
+            pts = self.closed[i] + self.closed[i + 1]
+            lo = min(pts, key=lambda p: p[1])
+            hi = max(pts, key=lambda p: p[1])
+            merged.append(_ordered(lo, hi))
+        if len(self.closed) % 2:
+            merged.append(self.closed[-1])
+        self.closed = merged
+        self.width *= 2
+        self.merged = True
+        self.sent = 0
+
+    def points(self) -> tuple[list[float], list[float]]:
+        """All kept points, in x order: ``(xs, ys)``."""
+        pts = [p for bucket in self.closed for p in bucket]
+        if self.open:
+            pts.extend(_ordered(*self.open))
+        return [p[0] for p in pts], [p[1] for p in pts]
+
+    def delta(self) -> dict[str, Any] | None:
+        """What changed since the last call, for the front end, or ``None``."""
+        tail = list(_ordered(*self.open)) if self.open else []
+        if self.merged:
+            self.merged = False
+            self.sent = len(self.closed)
+            xs, ys = self.points()
+            return {"reset": [xs, ys]}
+        new = [p for bucket in self.closed[self.sent :] for p in bucket]
+        if not new and not tail:
+            return None
+        self.sent = len(self.closed)
+        return {"append": [[p[0] for p in new], [p[1] for p in new]],
+                "tail": [[p[0] for p in tail], [p[1] for p in tail]]}
+
+    def __len__(self) -> int:
+        return sum(len(b) for b in self.closed) + (len(_ordered(*self.open)) if self.open else 0)
+
+
+def _ordered(a: tuple[float, float], b: tuple[float, float]) -> tuple[tuple[float, float], ...]:
+    if a == b:
+        return (a,)
+    return (a, b) if a[0] <= b[0] else (b, a)

@@ -1,0 +1,202 @@
+"""The live panel in a real JupyterLab and Notebook 7, driven in Debian's Chromium."""
+
+from __future__ import annotations
+
+import time
+
+import nbformat
+import pytest
+
+import nbtrack
+
+from browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, JupyterServer
+
+pytest.importorskip("playwright")
+
+PROBE = """() => {
+  const prompts = [...document.querySelectorAll('.jp-Cell .jp-InputPrompt')].map(p => p.textContent.trim());
+  const panel = document.querySelector('.nbt-panel');
+  if (!panel) return {prompts, panel: false};
+  return {
+    prompts, panel: true, state: panel.dataset.state, step: Number(panel.dataset.step),
+    points: Number(panel.dataset.points || 0), charts: Number(panel.dataset.charts || 0),
+    canvases: panel.querySelectorAll('canvas').length,
+    sections: [...panel.querySelectorAll('.nbt-section')].map(s => s.dataset.section),
+    text: panel.textContent,
+  };
+}"""
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
+
+
+def write_notebook(root, name, *cells):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
+    root.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, root / name)
+
+
+def open_notebook(browser, server, name):
+    page = browser.new_page(viewport={"width": 1300, "height": 1000})
+    errors, dialogs = [], []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.goto(server.url(name), wait_until="domcontentloaded")
+    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
+    server.wait_kernel_idle(page)
+    return page, errors, dialogs
+
+
+def run_all(page):
+    page.click(".jp-Cell .jp-InputArea-editor")
+    for _ in range(len(page.query_selector_all(".jp-Notebook .jp-Cell"))):
+        page.keyboard.press("Shift+Enter")
+        time.sleep(0.2)
+
+
+def watch(page, until, timeout=90):
+    samples = []
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        s = page.evaluate(PROBE)
+        s["t"] = round(time.time() - t0, 2)
+        samples.append(s)
+        if until(s):
+            return samples
+        time.sleep(0.15)
+    raise AssertionError(f"timed out; last samples {samples[-3:]}")
+
+
+LIVE_CELL = """\
+import time, nbtrack
+run = nbtrack.init(project="live", dir={dir!r}, name="live-run", settings={{"quiet": False}})
+for i in range(40):
+    time.sleep(0.15)
+    run.log({{"train/loss": 1 / (i + 1), "train/acc": i / 40, "val/loss": 1.2 / (i + 1), "note": f"step {{i}}"}})
+run.finish()
+"""
+
+
+@pytest.mark.parametrize("app", ["lab", "notebook"])
+def test_panel_updates_live_and_ends_finished(app, browser, tmp_path):
+    root = tmp_path / "root"
+    store = tmp_path / "store"
+    write_notebook(root, "live.ipynb", LIVE_CELL.format(dir=str(store)))
+    server = JupyterServer(app, root, tmp_path)
+    try:
+        page, errors, _ = open_notebook(browser, server, "live.ipynb")
+        run_all(page)
+        shots = {}
+
+        def until(s):
+            if s.get("panel") and s["points"] >= 20 and "mid" not in shots:
+                shots["mid"] = ARTIFACTS / f"panel_{app}_live.png"
+                ARTIFACTS.mkdir(exist_ok=True)
+                page.screenshot(path=str(shots["mid"]))
+            return s.get("state") == "finished" and not any("*" in p for p in s["prompts"])
+
+        samples = watch(page, until)
+        page.wait_for_timeout(400)
+        page.screenshot(path=str(ARTIFACTS / f"panel_{app}_finished.png"))
+        running = [s for s in samples if s.get("panel") and any("*" in p for p in s["prompts"])]
+        steps = {s["step"] for s in running}
+        points = {s["points"] for s in running}
+        assert len(steps) >= 5 and len(points) >= 5, samples  # it grew while the cell ran
+        assert min(points) < 40
+        last = samples[-1]
+        assert last["state"] == "finished" and last["step"] == 40 and last["points"] == 40
+        assert last["charts"] == 3 and last["canvases"] >= 3  # note is text, not a chart
+        assert last["sections"] == ["train", "val"]
+        assert "step 39" in last["text"] and "live-run" in last["text"]
+        assert not [e for e in errors if "nbt" in e or "anywidget" in e], errors
+        assert nbtrack.Api(store).runs("live")[0].state == "finished"
+        page.close()
+    finally:
+        server.stop()
+
+
+XSS = '<img src=x onerror="window.__xss=1;alert(1)">'
+
+
+def test_user_text_is_never_html(browser, tmp_path):
+    root = tmp_path / "root"
+    cell = (f"import nbtrack\nrun = nbtrack.init(project='xss', dir={str(tmp_path / 's')!r}, name={XSS!r}, "
+            f"tags=[{XSS!r}], config={{'html': {XSS!r}}}, settings={{'quiet': False}})\n"
+            f"run.log({{{XSS!r}: 1.0, 'text': {XSS!r}}})\nrun.log({{{XSS!r}: 2.0}})\nrun.finish()")
+    write_notebook(root, "xss.ipynb", cell)
+    server = JupyterServer("lab", root, tmp_path)
+    try:
+        page, errors, dialogs = open_notebook(browser, server, "xss.ipynb")
+        run_all(page)
+        watch(page, lambda s: s.get("state") == "finished")
+        page.wait_for_timeout(500)
+        page.click(".nbt-summary-box > summary")
+        page.click(".nbt-config-box > summary")
+        page.screenshot(path=str(ARTIFACTS / "panel_xss.png"))
+        assert dialogs == [] and page.evaluate("() => window.__xss") is None
+        panel_text = page.evaluate("() => document.querySelector('.nbt-panel').textContent")
+        assert panel_text.count(XSS) >= 3  # name, chart title, summary/values: shown as text
+        assert page.evaluate("() => document.querySelectorAll('.nbt-panel img').length") == 0
+        assert page.evaluate("() => document.querySelectorAll('.jp-OutputArea img[src=x]').length") == 0
+    finally:
+        server.stop()
+
+
+def test_a_200k_step_run_stays_bounded_and_responsive(browser, tmp_path):
+    root = tmp_path / "root"
+    cell = ("import nbtrack, math\n"
+            f"run = nbtrack.init(project='big', dir={str(tmp_path / 's')!r}, settings={{'quiet': False}})\n"
+            "extra = {f'other/m{k}': 0.5 for k in range(6)}\n"
+            "for i in range(200_000):\n"
+            "    run.log({'loss': math.sin(i / 5000) + (9 if i == 123_457 else 0), 'acc': i / 200_000, **extra})\n"
+            "run.finish()")
+    write_notebook(root, "big.ipynb", cell)
+    server = JupyterServer("lab", root, tmp_path)
+    try:
+        page, errors, _ = open_notebook(browser, server, "big.ipynb")
+        run_all(page)
+        samples = watch(page, lambda s: s.get("state") == "finished" and not any("*" in p for p in s["prompts"]),
+                        timeout=120)
+        assert max(s.get("points", 0) for s in samples) <= 1000  # never more than the cap per series
+        assert samples[-1]["step"] == 200_000
+        t0 = time.time()
+        page.fill(".nbt-filter", "acc")  # the page still answers input
+        visible = page.evaluate("() => [...document.querySelectorAll('.nbt-chart')].filter(c => !c.hidden).length")
+        assert visible == 1 and time.time() - t0 < 10
+        assert page.evaluate("() => [...document.querySelectorAll('.nbt-chart')].length") == 8
+        page.screenshot(path=str(ARTIFACTS / "panel_200k.png"))
+    finally:
+        server.stop()
+
+
+def test_dark_theme(browser, tmp_path):
+    root = tmp_path / "root"
+    write_notebook(root, "dark.ipynb", LIVE_CELL.format(dir=str(tmp_path / "s")).replace("range(40)", "range(10)"))
+    server = JupyterServer("lab", root, tmp_path)
+    server.set_theme("JupyterLab Dark")
+    try:
+        page, errors, _ = open_notebook(browser, server, "dark.ipynb")
+        run_all(page)
+        watch(page, lambda s: s.get("state") == "finished")
+        page.wait_for_timeout(500)
+        colours = page.evaluate("""() => { const p = document.querySelector('.nbt-panel');
+            const cs = getComputedStyle(p); return [cs.backgroundColor, cs.color]; }""")
+        page.screenshot(path=str(ARTIFACTS / "panel_dark.png"))
+
+        def luminance(css):
+            r, g, b = [int(v) for v in css[css.index("(") + 1:css.index(")")].split(",")[:3]]
+            return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+        background, text = colours
+        assert luminance(background) < 80 and luminance(text) > 150, colours  # follows the dark theme
+    finally:
+        server.stop()
