@@ -71,6 +71,7 @@ class RunPanel(anywidget.AnyWidget):
         self._series: dict[str, Series] = {}
         self._texts: dict[str, Any] = {}
         self._sent_summary: dict[str, Any] = {}
+        self._sent_texts: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._done = False
         self.messages_sent = 0
@@ -107,7 +108,7 @@ class RunPanel(anywidget.AnyWidget):
             self._fold()
             series = {k: d for k, d in ((k, s.delta()) for k, s in self._series.items()) if d}
             summary = _changed(run.summary.as_dict(), self._sent_summary)
-            texts = dict(self._texts) if self._texts else {}
+            texts = _changed(self._texts, self._sent_texts)
         message = {}
         if series:
             message["series"] = series
@@ -140,6 +141,12 @@ class RunPanel(anywidget.AnyWidget):
         PanelPump.get().remove(self)
         if run is None:
             return
+        try:
+            self._store_final(run, snapshot)
+        except Exception:
+            pass  # a front end that is gone must not break finish()
+
+    def _store_final(self, run: Run, snapshot: dict) -> None:
         with self.hold_sync():
             self.snapshot = snapshot
             self.summary = _jsonable(run.summary.as_dict())
@@ -162,6 +169,7 @@ class RunPanel(anywidget.AnyWidget):
                 s.delta()  # what a view gets now counts as sent
                 series[key] = list(s.points())
             self._sent_summary = dict(run.summary.as_dict()) if run else {}
+            self._sent_texts = dict(self._texts)
             message = {"type": "snapshot", "series": series, "summary": _jsonable(self._sent_summary),
                        "texts": _jsonable(self._texts)}
         self.send(message)

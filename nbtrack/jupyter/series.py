@@ -13,7 +13,7 @@ from typing import Any
 
 
 class Series:
-    __slots__ = ("cap", "width", "closed", "open", "open_count", "sent", "merged", "count")
+    __slots__ = ("cap", "width", "closed", "open", "open_count", "sent", "merged", "count", "last")
 
     def __init__(self, cap: int = 1000) -> None:
         self.cap = max(8, cap)
@@ -24,10 +24,12 @@ class Series:
         self.sent = 0  # closed buckets the front end has
         self.merged = False
         self.count = 0
+        self.last: tuple[float, float] | None = None  # the newest point is always shown
 
     def add(self, x: float, y: float) -> None:
         self.count += 1
         point = (x, y)
+        self.last = point
         if not self.open:
             self.open = [point, point]
         else:
@@ -61,16 +63,22 @@ class Series:
         self.merged = True
         self.sent = 0
 
+    def _tail(self) -> list[tuple[float, float]]:
+        tail = list(_ordered(*self.open)) if self.open else []
+        end = tail[-1] if tail else (self.closed[-1][-1] if self.closed else None)
+        if self.last is not None and self.last != end:
+            tail.append(self.last)
+        return tail
+
     def points(self) -> tuple[list[float], list[float]]:
         """All kept points, in x order: ``(xs, ys)``."""
         pts = [p for bucket in self.closed for p in bucket]
-        if self.open:
-            pts.extend(_ordered(*self.open))
+        pts.extend(self._tail())
         return [p[0] for p in pts], [p[1] for p in pts]
 
     def delta(self) -> dict[str, Any] | None:
         """What changed since the last call, for the front end, or ``None``."""
-        tail = list(_ordered(*self.open)) if self.open else []
+        tail = self._tail()
         if self.merged:
             self.merged = False
             self.sent = len(self.closed)
@@ -84,7 +92,7 @@ class Series:
                 "tail": [[p[0] for p in tail], [p[1] for p in tail]]}
 
     def __len__(self) -> int:
-        return sum(len(b) for b in self.closed) + (len(_ordered(*self.open)) if self.open else 0)
+        return sum(len(b) for b in self.closed) + len(self._tail())
 
 
 def _ordered(a: tuple[float, float], b: tuple[float, float]) -> tuple[tuple[float, float], ...]:

@@ -1,0 +1,151 @@
+"""The panel's kernel side, without a browser: the comm is a recording fake."""
+
+import math
+import time
+
+import pytest
+
+import nbtrack
+from nbtrack.jupyter import panel as panel_module
+from nbtrack.jupyter.panel import PanelPump, RunPanel
+from nbtrack.jupyter.series import Series
+
+
+class RecordingComm:
+    """Stands in for the kernel's comm: keeps every message the widget sends."""
+
+    comm_id = "fake"
+    kernel = object()  # ipywidgets sends only through a comm that has a kernel
+
+    def __init__(self):
+        self.sent = []
+
+    def send(self, data=None, metadata=None, buffers=None):
+        self.sent.append(data)
+
+    def on_msg(self, callback):
+        self.callback = callback
+
+    def close(self, *args, **kwargs):
+        pass
+
+    def custom(self):
+        return [m["content"] for m in self.sent if m.get("method") == "custom"]
+
+    def updates(self):
+        return [m["state"] for m in self.sent if m.get("method") == "update"]
+
+
+@pytest.fixture
+def make_panel(store_dir):
+    made = []
+
+    def make(**init):
+        run = nbtrack.init(project="panel", dir=store_dir, **init)
+        p = RunPanel(run)
+        p.comm = RecordingComm()
+        made.append(p)
+        return run, p
+
+    yield make
+    for p in made:
+        p.finalize()
+
+
+def test_series_keeps_extremes_under_the_cap():
+    s = Series(cap=200)
+    for i in range(100_000):
+        s.add(i, math.sin(i / 3000) + (100 if i == 54_321 else 0) - (100 if i == 99_998 else 0))
+    xs, ys = s.points()
+    assert len(xs) <= 200 and xs == sorted(xs)
+    assert (54_321, 100 + math.sin(54_321 / 3000)) in zip(xs, ys)  # the spike up survives
+    assert min(ys) == pytest.approx(-100 + math.sin(99_998 / 3000))  # and the spike down
+    assert xs[0] == 0 and xs[-1] == 99_999
+
+
+def test_series_delta_appends_then_resets_after_a_merge():
+    s = Series(cap=8)
+    for i in range(3):
+        s.add(i, float(i))
+    first = s.delta()
+    assert first["append"] == [[0, 1, 2], [0.0, 1.0, 2.0]] and first["tail"] == [[], []]
+    assert s.delta() is None  # nothing new
+    s.add(3, 3.0)
+    assert s.delta()["append"] == [[3], [3.0]]  # only what is new
+    for i in range(4, 40):
+        s.add(i, float(i))
+    d = s.delta()
+    assert "reset" in d and len(d["reset"][0]) <= 8 and d["reset"][0][-1] >= 38
+
+
+def test_deltas_are_throttled_and_carry_only_new_points(make_panel):
+    run, p = make_panel()
+    t0 = time.time()
+    n = 0
+    while time.time() - t0 < 1.2:  # log as fast as possible for a while
+        run.log({"loss": 1 / (n + 1), "acc": n * 1e-6})
+        n += 1
+    time.sleep(0.6)
+    deltas = [m for m in p.comm.custom() if m["type"] == "delta"]
+    assert n > 10_000
+    assert 2 <= len(deltas) <= (time.time() - t0) / panel_module.INTERVAL + 2  # a few a second, whatever the rate
+    sent_points = sum(len(d["series"]["loss"].get("append", [[]])[0]) for d in deltas if "loss" in d.get("series", {}))
+    resets = [d for d in deltas if "reset" in d.get("series", {}).get("loss", {})]
+    assert sent_points + sum(len(d["series"]["loss"]["reset"][0]) for d in resets) <= 1000 * (len(resets) + 1)
+    assert p.series_points()["loss"][0][-1] <= n - 1 and len(p.series_points()["loss"][0]) <= 1000
+
+
+def test_header_and_summary_follow_the_run(make_panel):
+    run, p = make_panel(name="watched")
+    run.log({"loss": 0.5, "note": "warming up"})
+    p.tick()
+    (delta,) = [m for m in p.comm.custom() if m["type"] == "delta"]
+    assert delta["summary"] == {"loss": 0.5, "note": "warming up"} and delta["texts"] == {"note": "warming up"}
+    assert p.step == 1 and p.rows == 1 and p.state == "running"
+    p.tick()
+    assert len([m for m in p.comm.custom() if m["type"] == "delta"]) == 1  # nothing new: no message
+    run.finish()
+    p.tick()
+    assert p.state == "finished" and p.finished_at is not None
+    assert p.snapshot == {"loss": [[0], [0.5]]} and p.summary["note"] == "warming up"
+
+
+def test_a_new_view_gets_a_snapshot(make_panel):
+    run, p = make_panel()
+    for i in range(5):
+        run.log({"x": float(i)})
+    p._on_front_end_msg(p, {"type": "hello"}, [])
+    snap = [m for m in p.comm.custom() if m["type"] == "snapshot"][-1]
+    assert snap["series"]["x"] == [[0, 1, 2, 3, 4], [0.0, 1.0, 2.0, 3.0, 4.0]]
+    p.tick()
+    assert not [m for m in p.comm.custom() if m["type"] == "delta" and "x" in m.get("series", {})]
+
+
+def test_a_failing_panel_never_reaches_the_users_loop(make_panel):
+    run, p = make_panel()
+
+    class Broken(RecordingComm):
+        def send(self, *args, **kwargs):
+            raise RuntimeError("the front end is gone")
+
+    p.comm = Broken()
+    for i in range(2000):
+        run.log({"x": i})  # logging goes on
+    time.sleep(0.6)  # the pump ticks and fails quietly
+    run.finish()
+    assert run.state == "finished"
+    assert len(nbtrack.Api(run._store.root.parent).run(f"panel/{run.id}").history()) == 2000
+
+
+def test_non_finite_values_stay_out_of_charts(make_panel):
+    run, p = make_panel()
+    run.log({"x": float("nan"), "y": 1.0})
+    run.log({"x": 2.0, "y": float("inf")})
+    points = p.series_points()
+    assert points["x"] == ([1], [2.0]) and points["y"] == ([0], [1.0])
+
+
+def test_max_points_is_validated(make_panel):
+    run, p = make_panel()
+    with pytest.raises(Exception, match="at least 8"):
+        p.max_points = 3
