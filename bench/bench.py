@@ -36,6 +36,11 @@ d = tempfile.mkdtemp()
 t0 = time.perf_counter()
 run = nbtrack.init(project="bench", dir=d, settings={"quiet": True})
 t_init = time.perf_counter() - t0
+panel = None
+if len(sys.argv) > 2 and sys.argv[2] == "panel":
+    # the live panel attached as in a notebook: its tap on every row and its pump thread
+    from nbtrack.jupyter.panel import RunPanel
+    panel = RunPanel(run)
 row = {f"metric_{i}": 0.1 * i + 1e-3 for i in range(10)}
 times = [0] * steps if steps <= 200_000 else None
 clock = time.perf_counter_ns
@@ -62,6 +67,9 @@ out = {
     "loop_s": t_logged - t_start, "finish_s": t_done - t_logged, "end_to_end_s": t_done - t_start,
     "peak_rss_mb": peak_rss_mb,
 }
+if panel is not None:
+    out["panel_messages"] = panel.messages_sent
+    out["panel_points"] = max(len(s) for s in panel._series.values())
 if times is not None:
     times.sort()
     out.update(mean_us=sum(times) / steps / 1000, p50_us=times[steps // 2] / 1000,
@@ -97,12 +105,15 @@ def measure(steps: int, repeats: int) -> dict:
         a, b = child(IMPORT_CHILD).split()
         imports.append(float(a))
         inits.append(float(b))
-    logs = [json.loads(child(LOG_CHILD, str(steps))) for _ in range(repeats)]
+    logs, panels = [], []
+    for _ in range(repeats):  # interleaved: without and with the panel
+        logs.append(json.loads(child(LOG_CHILD, str(steps))))
+        panels.append(json.loads(child(LOG_CHILD, str(steps), "panel")))
     mem_small = json.loads(child(LOG_CHILD, "10000"))
     mem_large = json.loads(child(LOG_CHILD, str(1_000_000 if steps >= 100_000 else steps * 10)))
 
-    def med(key: str) -> float:
-        return statistics.median(r[key] for r in logs)
+    def med(key: str, runs: list = logs) -> float:
+        return statistics.median(r[key] for r in runs)
 
     return {
         "import_ms": statistics.median(imports) * 1000,
@@ -117,6 +128,11 @@ def measure(steps: int, repeats: int) -> dict:
         "rss_large_mb": mem_large["peak_rss_mb"],
         "large_steps": mem_large["steps"],
         "large_rows_per_s": mem_large["steps"] / mem_large["end_to_end_s"],
+        "panel_p50_us": med("p50_us", panels),
+        "panel_p99_us": med("p99_us", panels),
+        "panel_mean_us": med("mean_us", panels),
+        "panel_messages": med("panel_messages", panels),
+        "panel_points": max(r["panel_points"] for r in panels),
         "steps": steps,
         "repeats": repeats,
     }
@@ -133,6 +149,8 @@ BUDGET = [
     ("finish_ms", "finish() after the loop", "ms", None, True),
     ("rss_small_mb", "peak RSS after 10k steps", "MB", None, True),
     ("rss_large_mb", "peak RSS after large run", "MB", None, True),
+    ("panel_p50_us", "log() p50 with the panel attached", "us", 2.5, True),
+    ("panel_p99_us", "log() p99 with the panel attached", "us", 10, True),
 ]
 
 
@@ -154,6 +172,7 @@ def report(r: dict) -> str:
     lines.append(f"{'memory growth 10k -> large':<34} {growth:>9.1f} MB  {'flat':>12}  "
                  + ("ok" if growth < 50 else "OVER BUDGET"))
     lines.append(f"{'large run rows/s until durable':<34} {r['large_rows_per_s']:>9,.0f} r/s")
+    lines.append(f"{'panel: messages sent / max points':<34} {r['panel_messages']:>9.0f} / {r['panel_points']}")
     lines.append(f"every row counted back from the store: {'yes' if r['rows_stored_ok'] else 'NO'}")
     return "\n".join(lines)
 

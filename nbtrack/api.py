@@ -9,7 +9,7 @@ from typing import Any, Mapping, Sequence
 
 from .errors import Error, UsageError
 from .manager import manager
-from .records import RunRecord
+from .records import RunList, RunRecord
 from .active_run import DisabledRun, Run
 from .settings import Settings
 from .store import reader, store_root
@@ -127,12 +127,14 @@ class Api:
         con = self._connection()
         return reader.history(con, pk, keys) if con is not None else []
 
-    def runs(self, project: str | None = None, limit: int | None = None) -> list[RunRecord]:
+    def runs(self, project: str | None = None, limit: int | None = None) -> RunList:
         """The runs of ``project`` (or of every project), newest first."""
         con = self._connection()
-        if con is None:
-            return []
-        return [RunRecord(row, self._history) for row in reader.list_runs(con, project, limit)]
+        found = RunList()
+        found.project = project
+        if con is not None:
+            found.extend(RunRecord(row, self._history) for row in reader.list_runs(con, project, limit))
+        return found
 
     def run(self, path: str) -> RunRecord:
         """One run, by ``"project/run_id"`` (or ``"entity/project/run_id"``)."""

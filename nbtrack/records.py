@@ -70,3 +70,13 @@ class RunRecord:
 
     def __repr__(self) -> str:
         return f"<RunRecord {self.path} name={self.name!r} state={self.state}>"
+
+
+class RunList(list):
+    """What ``Api.runs()`` returns: a list of ``RunRecord``, newest first.
+
+    In a notebook with nbtrack's extension loaded it shows as the interactive runs
+    table; elsewhere it is a plain list.
+    """
+
+    project: str | None = None

@@ -65,3 +65,21 @@ def test_resume_and_fork(tmp_path, monkeypatch):
     assert [r["_step"] for r in fork.history()] == list(range(60))
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert "resumed: True next step: 50" in text(code[2])
+
+
+def test_saved_notebook_keeps_the_panel_state_and_fallbacks(tmp_path, monkeypatch):
+    nb, api = execute("quickstart.ipynb", tmp_path, monkeypatch)
+    state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    panels = [m["state"] for m in state.values() if m["state"].get("_anywidget_id", "").endswith("RunPanel")]
+    assert len(panels) == 2  # one per run shown
+    first = next(p for p in panels if p["name"] == api.runs("quickstart")[1].name)
+    assert first["state"] == "finished" and first["step"] == 200
+    xs, ys = first["snapshot"]["train/loss"]
+    assert xs[0] == 0 and xs[-1] == 199 and len(xs) <= first["max_points"]
+    assert first["summary"]["train/loss"] == pytest.approx(ys[-1])
+    # the init cell's display carries the widget, an HTML fallback with sparklines, and text
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.get("output_type") == "display_data"]
+    bundles = [o["data"] for o in outputs if "application/vnd.jupyter.widget-view+json" in o["data"]]
+    assert bundles
+    refreshed = [b for b in bundles if "<svg" in b["text/html"]]
+    assert refreshed and "finished" in refreshed[0]["text/plain"]  # refreshed at finish

@@ -200,3 +200,76 @@ def test_dark_theme(browser, tmp_path):
         assert luminance(background) < 80 and luminance(text) > 150, colours  # follows the dark theme
     finally:
         server.stop()
+
+
+RUNS_CELLS = (
+    "import nbtrack\n"
+    "for lr in (0.3, 0.1, 0.2):\n"
+    "    with nbtrack.init(project='cmp', dir={dir!r}, name=f'lr-{{lr}}', tags=['sweep' if lr != 0.2 else 'extra'],\n"
+    "                      config={{'lr': lr}}, settings={{'quiet': True}}) as run:\n"
+    "        for i in range(50):\n"
+    "            run.log({{'loss': lr * 10 / (i + 1)}})",
+    "%load_ext nbtrack\n%track_runs -p cmp --dir {dir}",
+)
+
+
+def test_runs_table_sorts_filters_and_overlays(browser, tmp_path):
+    root = tmp_path / "root"
+    store = tmp_path / "s"
+    write_notebook(root, "runs.ipynb", *(c.format(dir=str(store)) for c in RUNS_CELLS))
+    server = JupyterServer("lab", root, tmp_path)
+    try:
+        page, errors, _ = open_notebook(browser, server, "runs.ipynb")
+        run_all(page)
+        page.wait_for_selector(".nbt-runs-table tr[data-id]", timeout=60_000)
+        ids = {r.name: r.id for r in nbtrack.Api(store).runs("cmp")}
+        order = lambda: page.evaluate("() => document.querySelector('.nbt-runs').dataset.order").split(",")
+        assert order() == [ids["lr-0.2"], ids["lr-0.1"], ids["lr-0.3"]]  # newest first
+        page.click(".nbt-runs-table th[data-col='config.lr']")
+        assert order() == [ids["lr-0.1"], ids["lr-0.2"], ids["lr-0.3"]]  # ascending by lr
+        page.click(".nbt-runs-table th[data-col='config.lr']")
+        assert order() == [ids["lr-0.3"], ids["lr-0.2"], ids["lr-0.1"]]  # and descending
+        page.click(".nbt-runs-table th[data-col='loss']")
+        assert order() == [ids["lr-0.1"], ids["lr-0.2"], ids["lr-0.3"]]  # by last loss
+        page.fill(".nbt-runs .nbt-filter", "sweep")
+        assert sorted(order()) == sorted([ids["lr-0.1"], ids["lr-0.3"]])  # filtered by tag
+        page.fill(".nbt-runs .nbt-filter", "")
+        for name in ("lr-0.1", "lr-0.3"):
+            page.check(f".nbt-runs-table tr[data-id='{ids[name]}'] input[type=checkbox]")
+        page.wait_for_function("() => document.querySelector('.nbt-runs').dataset.overlay === '2'", timeout=30_000)
+        legend = page.evaluate("() => document.querySelector('.nbt-overlay .u-legend').textContent")
+        assert "lr-0.1" in legend and "lr-0.3" in legend
+        page.wait_for_timeout(300)
+        page.screenshot(path=str(ARTIFACTS / "runs_table.png"))
+        assert not [e for e in errors if "nbt" in e or "anywidget" in e], errors
+    finally:
+        server.stop()
+
+
+def test_two_views_of_one_run_and_one_panel_per_create_new_run(browser, tmp_path):
+    root = tmp_path / "root"
+    d = str(tmp_path / "s")
+    write_notebook(
+        root, "views.ipynb",
+        f"import time, nbtrack\nrun = nbtrack.init(project='v', dir={d!r}, name='shared', settings={{'quiet': False}})",
+        "run",  # the same run shown again, as a cell's value
+        f"other = nbtrack.init(project='v', dir={d!r}, name='second', reinit='create_new', settings={{'quiet': False}})\n"
+        "for i in range(30):\n    time.sleep(0.1)\n    run.log({'a': i})\n    other.log({'b': -i})\n"
+        "run.finish(); other.finish()",
+    )
+    server = JupyterServer("lab", root, tmp_path)
+    try:
+        page, errors, _ = open_notebook(browser, server, "views.ipynb")
+        run_all(page)
+        probe = """() => [...document.querySelectorAll('.nbt-panel')].map(p => [
+            p.querySelector('.nbt-name').textContent, p.dataset.state, Number(p.dataset.step)])"""
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            panels = page.evaluate(probe)
+            if len(panels) == 3 and all(p[1] == "finished" for p in panels):
+                break
+            time.sleep(0.2)
+        assert sorted(panels) == [["second", "finished", 30], ["shared", "finished", 30], ["shared", "finished", 30]]
+        page.screenshot(path=str(ARTIFACTS / "panel_views.png"))
+    finally:
+        server.stop()

@@ -13,6 +13,7 @@ from typing import Any
 
 from .. import events
 from ..active_run import Run
+from ..records import RunList
 from . import display as views
 from .session import NOTEBOOK_HINT, save_session
 
@@ -55,14 +56,14 @@ class NotebookLayer:
         shell.events.register("post_run_cell", self.post_run_cell)
         self._undo.append(lambda: _unregister(shell, "pre_run_cell", self.pre_run_cell))
         self._undo.append(lambda: _unregister(shell, "post_run_cell", self.post_run_cell))
-        formatters = shell.display_formatter.formatters
-        old_html = formatters["text/html"].for_type(Run, views.status_html)
-        old_text = formatters["text/plain"].for_type(Run, lambda run, p, cycle: p.text(views.status_text(run)))
+        # One mime-bundle formatter gives the widget, HTML and text together (a per-type
+        # text/html formatter would take priority over the bundle's HTML).
         bundles = shell.display_formatter.mimebundle_formatter
         old_bundle = bundles.for_type(Run, self.run_bundle)
-        self._undo.append(lambda: _restore_formatter(formatters["text/html"], old_html))
-        self._undo.append(lambda: _restore_formatter(formatters["text/plain"], old_text))
+        old_list = bundles.for_type(RunList, lambda runs, include=None, exclude=None: _bundle_of(
+            self.runs_view(runs, runs.project)))
         self._undo.append(lambda: _restore_formatter(bundles, old_bundle))
+        self._undo.append(lambda: _restore_formatter(bundles, old_list, RunList))
         self._undo.append(events.bus.subscribe(events.RUN_STARTED, self.on_started))
         self._undo.append(events.bus.subscribe(events.RUN_FINISHED, self.on_finished))
         publisher = shell.display_pub
@@ -115,10 +116,14 @@ class NotebookLayer:
             return
         if not self.in_magic and self.will_show_as_cell_value():
             return  # the cell's value is this run: the display hook shows it once
+        self.show(run)
+
+    def show(self, run: Any) -> None:
+        """Display a run, and remember the display so that finish() can refresh it."""
         from IPython.display import display
 
         handle = display(run, display_id=True)
-        if handle is not None:
+        if handle is not None and not run.finished:
             self.handles.setdefault(id(run), []).append(handle)
 
     def will_show_as_cell_value(self) -> bool:
@@ -141,6 +146,17 @@ class NotebookLayer:
                 self._widget_failed(exc)
         bundle["text/html"] = views.fallback_html(run, series)
         return bundle
+
+    def runs_view(self, records: list, project: str | None) -> Any:
+        """The interactive runs table where widgets work, else the static one."""
+        if self.widgets and _in_kernel():
+            try:
+                from .runs_view import RunsView
+
+                return RunsView(list(records), project)
+            except Exception as exc:
+                self._widget_failed(exc)
+        return views.RunsTable(list(records), project)
 
     def _widget_failed(self, exc: Exception) -> None:
         if self.widgets:
@@ -218,10 +234,17 @@ def _unregister(shell: Any, event: str, callback: Any) -> None:
         shell.events.unregister(event, callback)
 
 
-def _restore_formatter(formatter: Any, previous: Any) -> None:
-    formatter.pop(Run, None)
+def _restore_formatter(formatter: Any, previous: Any, kind: type = Run) -> None:
+    formatter.pop(kind, None)
     if previous is not None:
-        formatter.for_type(Run, previous)
+        formatter.for_type(kind, previous)
+
+
+def _bundle_of(obj: Any) -> Any:
+    bundle = getattr(obj, "_repr_mimebundle_", None)
+    if bundle is not None:
+        return bundle()
+    return {"text/html": obj._repr_html_(), "text/plain": repr(obj)}
 
 
 def _unregister_magics(shell: Any, magics: Any) -> None:

@@ -8,14 +8,12 @@ from typing import Any
 from IPython.core.error import UsageError as IPythonUsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
-from IPython.display import display
 from traitlets import Bool, Unicode
 
 from .. import api
 from ..errors import Error
 from ..manager import MODE_ALIASES, manager
 from . import commands
-from .display import RunsTable
 
 REINIT = ["default", "finish_previous", "return_previous", "create_new", "true", "false"]
 RESUME = ["allow", "never", "must", "auto", "true", "false"]
@@ -175,14 +173,14 @@ class TrackMagics(Magics):
         run = manager.current
         if run is None:
             raise IPythonUsageError("%track_status: no active run; start one with %track_init")
-        display(run)
+        self.layer.show(run)
 
     @magic_arguments()
     @argument("-p", "--project", help="project (default: the current run's, else all)")
     @argument("--limit", type=int, default=20, help="at most this many runs, newest first")
     @argument("--dir", help="store dir (default: the current run's, NBTRACK_DIR or the working dir)")
     @line_magic
-    def track_runs(self, line: str) -> RunsTable:
+    def track_runs(self, line: str) -> Any:
         """A table of a project's runs: name, id, state, start, duration, config and summary."""
         args = parse(self.track_runs, line)
         if args.limit is not None and args.limit < 1:
@@ -193,4 +191,4 @@ class TrackMagics(Magics):
         if dir is None and current is not None and current.dir is not None:
             dir = str(current._store.root.parent)
         records = api.Api(dir).runs(project, limit=args.limit)
-        return RunsTable(records, project)
+        return self.layer.runs_view(records, project)

@@ -1,0 +1,75 @@
+"""The interactive runs table: sort, filter, and overlay a metric across selected runs.
+
+Rows and columns are synced traits; the histories for the overlay are asked for by the
+front end and sent back downsampled, so only what is drawn crosses the comm.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anywidget
+import traitlets
+
+from .display import RunsTable, _fmt
+from .panel import STATIC
+from .series import Series
+
+MAX_OVERLAY_POINTS = 1000
+
+
+class RunsView(anywidget.AnyWidget):
+    """A project's runs as a sortable, filterable table with a metric overlay chart."""
+
+    _esm = STATIC / "runs.js"
+    project = traitlets.Unicode(None, allow_none=True, help="The project shown, or None for all.").tag(sync=True)
+    columns = traitlets.List(help="Column names, in order.").tag(sync=True)
+    rows = traitlets.List(help="One dict per run: column -> value, plus id, tags, group.").tag(sync=True)
+    metrics = traitlets.List(help="Numeric summary keys that can be overlaid.").tag(sync=True)
+
+    def __init__(self, records: list, project: str | None) -> None:
+        table = RunsTable(records, project)
+        rows = []
+        for record, shown in zip(records, table.rows()):
+            row: dict[str, Any] = {**shown, "tags": list(record.tags), "group": record.group or "",
+                                   "_sort": {"start": record.created_at.timestamp()}}
+            for key in table.summary_keys:
+                value = record.summary.get(key)
+                row["_sort"][key] = value if isinstance(value, (int, float)) else None
+            rows.append(row)
+        metrics = sorted({k for r in records for k, v in r.summary.items()
+                          if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        super().__init__(project=project, columns=table.columns(), rows=rows, metrics=metrics)
+        self._records = {r.id: r for r in records}
+        self._table = table
+        self.on_msg(self._on_front_end_msg)
+
+    def _on_front_end_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
+        if not isinstance(content, dict) or content.get("type") != "history":
+            return
+        key = str(content.get("key", ""))
+        series = {}
+        for run_id in content.get("ids", [])[:20]:
+            record = self._records.get(run_id)
+            if record is None:
+                continue
+            s = Series(MAX_OVERLAY_POINTS)
+            for row in record.history(keys=[key]):
+                value = row.get(key)
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and value == value:
+                    s.add(row["_step"], value)
+            series[run_id] = [record.name, *s.points()]
+        self.send({"type": "history", "key": key, "series": series})
+
+    def _repr_mimebundle_(self, **kwargs: Any):
+        bundle = super()._repr_mimebundle_(**kwargs)
+        if isinstance(bundle, tuple):
+            data, meta = bundle
+        else:
+            data, meta = bundle, {}
+        data["text/html"] = self._table._repr_html_()
+        data["text/plain"] = repr(self._table)
+        return data, meta
+
+
+__all__ = ["RunsView", "_fmt"]
