@@ -61,11 +61,13 @@ t_logged = time.perf_counter()
 run.finish()
 t_done = time.perf_counter()
 peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before reading back
+t_read = time.perf_counter()
 rows = len(nbtrack.Api(d).run(f"bench/{run.id}").history(keys=["metric_0"]))
+t_read = time.perf_counter() - t_read
 out = {
     "import_s": t_import, "init_s": t_init, "steps": steps, "rows_stored": rows,
     "loop_s": t_logged - t_start, "finish_s": t_done - t_logged, "end_to_end_s": t_done - t_start,
-    "peak_rss_mb": peak_rss_mb,
+    "peak_rss_mb": peak_rss_mb, "read_one_key_s": t_read,
 }
 if panel is not None:
     out["panel_messages"] = panel.messages_sent
@@ -75,6 +77,47 @@ if times is not None:
     out.update(mean_us=sum(times) / steps / 1000, p50_us=times[steps // 2] / 1000,
                p99_us=times[int(steps * 0.99)] / 1000)
 print(json.dumps(out))
+"""
+
+WIDE_CHILD = """
+import json, sys, tempfile, time
+import nbtrack
+keys, steps = int(sys.argv[1]), int(sys.argv[2])
+d = tempfile.mkdtemp()
+run = nbtrack.init(project="wide", dir=d, settings={"quiet": True})
+row = {f"layer_{k}/grad_norm": 0.5 + k for k in range(keys)}
+times = []
+start = time.perf_counter()
+for i in range(steps):
+    t = time.perf_counter_ns()
+    run.log(row)
+    times.append(time.perf_counter_ns() - t)
+run.finish()
+elapsed = time.perf_counter() - start
+times.sort()
+print(json.dumps({"p50_us": times[steps // 2] / 1000, "values_per_s": keys * steps / elapsed}))
+"""
+
+MANY_RUNS_CHILD = """
+import json, sys, tempfile, time
+import nbtrack
+n = int(sys.argv[1])
+d = tempfile.mkdtemp()
+t0 = time.perf_counter()
+for i in range(n):
+    with nbtrack.init(project="many", dir=d, config={"lr": i / n, "seed": i}, settings={"quiet": True}) as run:
+        for step in range(10):
+            run.log({"loss": 1 / (step + 1 + i)})
+created = time.perf_counter() - t0
+t0 = time.perf_counter()
+runs = nbtrack.Api(d).runs("many")
+listed = time.perf_counter() - t0
+from nbtrack.jupyter.display import RunsTable
+t0 = time.perf_counter()
+html = RunsTable(runs, "many")._repr_html_()
+table = time.perf_counter() - t0
+assert len(runs) == n and html.count("<tr>") == n + 1
+print(json.dumps({"create_s": created, "list_s": listed, "table_s": table}))
 """
 
 IMPORT_CHILD = """
@@ -112,6 +155,9 @@ def measure(steps: int, repeats: int) -> dict:
     mem_small = json.loads(child(LOG_CHILD, "10000"))
     mem_large = json.loads(child(LOG_CHILD, str(1_000_000 if steps >= 100_000 else steps * 10)))
 
+    wide = json.loads(child(WIDE_CHILD, "1000", "2000"))
+    many = json.loads(child(MANY_RUNS_CHILD, "1000"))
+
     def med(key: str, runs: list = logs) -> float:
         return statistics.median(r[key] for r in runs)
 
@@ -133,6 +179,12 @@ def measure(steps: int, repeats: int) -> dict:
         "panel_mean_us": med("mean_us", panels),
         "panel_messages": med("panel_messages", panels),
         "panel_points": max(r["panel_points"] for r in panels),
+        "read_one_key_large_s": mem_large["read_one_key_s"],
+        "wide_p50_us": wide["p50_us"],
+        "wide_values_per_s": wide["values_per_s"],
+        "many_create_s": many["create_s"],
+        "many_list_s": many["list_s"],
+        "many_table_s": many["table_s"],
         "steps": steps,
         "repeats": repeats,
     }
@@ -173,6 +225,11 @@ def report(r: dict) -> str:
                  + ("ok" if growth < 50 else "OVER BUDGET"))
     lines.append(f"{'large run rows/s until durable':<34} {r['large_rows_per_s']:>9,.0f} r/s")
     lines.append(f"{'panel: messages sent / max points':<34} {r['panel_messages']:>9.0f} / {r['panel_points']}")
+    lines.append(f"{'read 1 key of the large run':<34} {r['read_one_key_large_s']:>9.2f} s")
+    lines.append(f"{'1,000 keys a step: log() p50':<34} {r['wide_p50_us']:>9.1f} us, "
+                 f"{r['wide_values_per_s']:,.0f} values/s until durable")
+    lines.append(f"{'1,000 runs in a project':<34} created in {r['many_create_s']:.1f} s; "
+                 f"Api.runs {r['many_list_s'] * 1000:.0f} ms; %track_runs table {r['many_table_s'] * 1000:.0f} ms")
     lines.append(f"every row counted back from the store: {'yes' if r['rows_stored_ok'] else 'NO'}")
     return "\n".join(lines)
 

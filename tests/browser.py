@@ -30,7 +30,8 @@ def free_port() -> int:
 
 
 class JupyterServer:
-    """``jupyter lab`` or ``jupyter notebook`` on loopback, stopped by its PID."""
+    """``jupyter lab``, ``jupyter notebook`` or a bare ``jupyter server`` (app ``"server"``)
+    on loopback, stopped by its PID."""
 
     def __init__(self, app: str, root: Path, tmp: Path, env: dict | None = None) -> None:
         self.app, self.root, self.tmp = app, root, tmp
@@ -46,11 +47,13 @@ class JupyterServer:
                     "JUPYTERLAB_SETTINGS_DIR": str(self.settings),
                     "JUPYTERLAB_WORKSPACES_DIR": str(tmp / "workspaces"), "JUPYTER_PLATFORM_DIRS": "1",
                     **(env or {})}
-        name = "LabApp" if app == "lab" else "JupyterNotebookApp"
-        cmd = [sys.executable, "-m", "jupyterlab" if app == "lab" else "notebook", "--no-browser", "--allow-root",
-               "--ip=127.0.0.1", f"--port={self.port}", "--ServerApp.port_retries=0",
-               f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={root}", f"--{name}.news_url=None",
-               f"--{name}.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+        module = {"lab": "jupyterlab", "notebook": "notebook", "server": "jupyter_server"}[app]
+        cmd = [sys.executable, "-m", module, "--no-browser", "--allow-root", "--ip=127.0.0.1",
+               f"--port={self.port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={TOKEN}",
+               f"--ServerApp.root_dir={root}"]
+        if app != "server":
+            name = "LabApp" if app == "lab" else "JupyterNotebookApp"
+            cmd += [f"--{name}.news_url=None", f"--{name}.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
         self.log = open(tmp / f"{app}.log", "w")
         self.proc = subprocess.Popen(cmd, env=full_env, stdout=self.log, stderr=subprocess.STDOUT,
                                      start_new_session=True)

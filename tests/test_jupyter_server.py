@@ -1,11 +1,6 @@
 """The notebook file is found through a real Jupyter server's sessions API."""
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,53 +9,16 @@ import requests
 
 import nbtrack
 
-from conftest import ROOT
+from browser import TOKEN, JupyterServer
 from kernels import Kernel
-
-TOKEN = "nbtrack-test-token"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture
 def server(tmp_path):
     root = tmp_path / "root"
     (root / "exp").mkdir(parents=True)
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "NBTRACK_QUIET": "1",
-           "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"), "JUPYTER_DATA_DIR": str(tmp_path / "data"),
-           "JUPYTER_CONFIG_DIR": str(tmp_path / "config"), "JUPYTER_PLATFORM_DIRS": "1"}
-    log = open(tmp_path / "server.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root", "--ip=127.0.0.1",
-         f"--port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={TOKEN}",
-         f"--ServerApp.root_dir={root}"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                if requests.get(f"{base}/api/status", params={"token": TOKEN}, timeout=2).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError((tmp_path / "server.log").read_text())
-            time.sleep(0.2)
-        yield base, root, tmp_path / "runtime"
-    finally:
-        proc.send_signal(signal.SIGTERM)  # by PID: the server shuts its kernels down
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        log.close()
+    jupyter = JupyterServer("server", root, tmp_path)
+    yield jupyter.base, root, tmp_path / "runtime"
+    jupyter.stop()
 
 
 def test_notebook_found_through_the_sessions_api(server, store_dir):
