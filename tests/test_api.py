@@ -66,3 +66,17 @@ def test_api_defaults_to_nbtrack_dir_and_handles_an_empty_dir(store_dir, monkeyp
 def test_bad_run_paths(bad):
     with pytest.raises(nbtrack.UsageError, match="expected 'project/run_id'"):
         nbtrack.Api().run(bad)
+
+
+def test_history_of_several_keys_across_packed_and_json_rows(store_dir):
+    run = nbtrack.init(project="p", dir=store_dir)
+    run.log({"a": 1.0, "b": 2, "c": True})  # packed
+    run.log({"a": 3.0, "s": "text"})  # JSON (a string)
+    run.log({"b": 5, "c": False})  # packed, another key set
+    run.log({"d": 1.5})  # neither wanted key
+    run.finish()
+    record = nbtrack.Api(store_dir).run(f"p/{run.id}")
+    rows = [{k: v for k, v in r.items() if not k.startswith("_") or k == "_step"}
+            for r in record.history(keys=["a", "c"])]
+    assert rows == [{"_step": 0, "a": 1.0, "c": True}, {"_step": 1, "a": 3.0}, {"_step": 2, "c": False}]
+    assert type(rows[0]["c"]) is bool and [r["b"] for r in record.history(keys=["b"])] == [2, 5]

@@ -83,3 +83,23 @@ def test_saved_notebook_keeps_the_panel_state_and_fallbacks(tmp_path, monkeypatc
     assert bundles
     refreshed = [b for b in bundles if "<svg" in b["text/html"]]
     assert refreshed and "finished" in refreshed[0]["text/plain"]  # refreshed at finish
+
+
+def test_api_runs_in_a_cell_is_the_interactive_table(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    d = str(tmp_path / "runs")
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [
+        nbformat.v4.new_code_cell(f"import nbtrack\nfor i in range(2):\n"
+                                  f"    with nbtrack.init(project='t', dir={d!r}, settings={{'quiet': True}}) as r:\n"
+                                  "        r.log({'loss': i})"),
+        nbformat.v4.new_code_cell(f"nbtrack.Api({d!r}).runs('t')"),
+    ]
+    NotebookClient(nb, kernel_name="python3", timeout=120, resources={"metadata": {"path": str(tmp_path)}}).execute()
+    data = nb.cells[1].outputs[0]["data"]
+    assert "application/vnd.jupyter.widget-view+json" in data
+    assert data["text/html"].count("<tr>") == 3 and "config" not in data["text/plain"].split("\n")[0][:4]
+    state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    (view,) = [m["state"] for m in state.values() if m["state"].get("_anywidget_id", "").endswith("RunsView")]
+    assert len(view["rows"]) == 2 and view["metrics"] == ["loss"]

@@ -173,6 +173,14 @@ def test_a_200k_step_run_stays_bounded_and_responsive(browser, tmp_path):
         visible = page.evaluate("() => [...document.querySelectorAll('.nbt-chart')].filter(c => !c.hidden).length")
         assert visible == 1 and time.time() - t0 < 10
         assert page.evaluate("() => [...document.querySelectorAll('.nbt-chart')].length") == 8
+        page.fill(".nbt-filter", "")
+        page.check(".nbt-log input[type=checkbox]")  # log scale: only for series that stay positive
+        page.wait_for_function("() => document.querySelector(\".nbt-chart[data-key='other/m0']\").dataset.log === 'true'")
+        logs = page.evaluate("() => Object.fromEntries([...document.querySelectorAll('.nbt-chart')]"
+                             ".map(c => [c.dataset.key, c.dataset.log]))")
+        assert logs["other/m0"] == "true" and logs["loss"] == "false"  # sin() goes negative: stays linear
+        page.fill(".nbt-smooth input[type=range]", "0.9")
+        page.wait_for_function("() => document.querySelector(\".nbt-chart[data-key='loss']\").dataset.smoothing === '0.9'")
         page.screenshot(path=str(ARTIFACTS / "panel_200k.png"))
     finally:
         server.stop()

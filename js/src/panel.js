@@ -165,6 +165,7 @@ function render({ model, el }) {
       wrap,
     );
     charts[key] = { wrap, plot, log: useLog };
+    wrap.dataset.log = String(useLog);
     g.label.textContent = `${section(key)} (${g.grid.children.length})`;
   }
 
@@ -180,6 +181,7 @@ function render({ model, el }) {
     }
     const [xs, ys] = points(key);
     const w = +smooth.value;
+    c.wrap.dataset.smoothing = String(w);
     c.plot.setSeries(1, { show: w > 0 });
     c.plot.setData([xs, w > 0 ? ys : ys.map(() => null), ema(ys, w)]);
   }

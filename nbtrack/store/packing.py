@@ -64,6 +64,7 @@ class RowDecoder:
     def __init__(self, con) -> None:
         self._con = con
         self._specs: dict[int, tuple[list[str], struct.Struct, str]] = {}
+        self._pickers: dict[tuple[str, ...], dict[int, list]] = {}
 
     def spec(self, kid: int) -> tuple[list[str], struct.Struct, str]:
         spec = self._specs.get(kid)
@@ -78,3 +79,24 @@ class RowDecoder:
             return json.loads(data)
         keys, st, _ = self.spec(kid)
         return dict(zip(keys, st.unpack(data)))
+
+    def picker(self, kid: int, wanted: list[str]) -> list[tuple[str, struct.Struct, int]]:
+        """For a key set, how to read only ``wanted`` keys: (key, one-value Struct, offset)."""
+        cache = self._pickers.setdefault(tuple(wanted), {})
+        pick = cache.get(kid)
+        if pick is None:
+            keys, _, codes = self.spec(kid)
+            offsets, at = {}, 0
+            for key, code in zip(keys, codes):
+                offsets[key] = (code, at)
+                at += struct.calcsize("<" + code)
+            pick = cache[kid] = [(k, struct.Struct("<" + offsets[k][0]), offsets[k][1]) for k in wanted
+                                 if k in offsets]
+        return pick
+
+    def decode_keys(self, kid: int | None, data: Any, wanted: list[str]) -> dict[str, Any]:
+        """Only the ``wanted`` keys of a row (without decoding the rest of a packed row)."""
+        if kid is None:
+            values = json.loads(data)
+            return {k: values[k] for k in wanted if k in values}
+        return {k: st.unpack_from(data, at)[0] for k, st, at in self.picker(kid, wanted)}

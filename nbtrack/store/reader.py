@@ -128,16 +128,34 @@ def history(
     sql += " ORDER BY step"
     wanted = None if keys is None else list(keys)
     out = []
-    decode = RowDecoder(con).decode
+    append = out.append
+    decoder = RowDecoder(con)
+    decode = decoder.decode
+    picks: dict[int, list] = {}  # key set -> how to read the wanted keys from a packed row
     for step, ts, runtime, cell, kid, data in con.execute(sql, args):
-        values = decode(kid, data)
-        if wanted is not None:
-            values = {k: values[k] for k in wanted if k in values}
+        if wanted is None:
+            values = decode(kid, data)
+        elif kid is None:
+            values = decoder.decode_keys(None, data, wanted)
             if not values:
                 continue
+        else:
+            pick = picks.get(kid)
+            if pick is None:
+                pick = picks[kid] = decoder.picker(kid, wanted)
+            if not pick:
+                continue
+            if len(pick) == 1:  # the common case: one key, one number
+                key, st, at = pick[0]
+                row = {"_step": step, "_timestamp": ts, "_runtime": runtime, key: st.unpack_from(data, at)[0]}
+                if cell is not None:
+                    row["_cell"] = cell
+                append(row)
+                continue
+            values = {k: st.unpack_from(data, at)[0] for k, st, at in pick}
         row = {"_step": step, "_timestamp": ts, "_runtime": runtime}
         if cell is not None:
             row["_cell"] = cell
         row.update(values)
-        out.append(row)
+        append(row)
     return out
