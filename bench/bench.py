@@ -120,6 +120,23 @@ assert len(runs) == n and html.count("<tr>") == n + 1
 print(json.dumps({"create_s": created, "list_s": listed, "table_s": table}))
 """
 
+SYSTEM_CHILD = """
+import json, resource, sys, tempfile, time
+import nbtrack
+interval, seconds = float(sys.argv[1]), float(sys.argv[2])
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+run = nbtrack.init(project="bench", dir=tempfile.mkdtemp(), settings={"quiet": True, "system_interval": interval})
+time.sleep(0.5)  # past the sampler's set-up (psutil import, baselines)
+c0, s0 = cpu(), run._sampler.samples if run._sampler else 0
+time.sleep(seconds)  # an idle run: the writer's flushes and the sampler are all that run
+c1, s1 = cpu(), run._sampler.samples if run._sampler else 0
+thread = run._sampler.cpu_seconds / max(1, run._sampler.samples) if run._sampler else 0.0
+run.finish()
+print(json.dumps({"cpu_s": c1 - c0, "samples": s1 - s0, "thread_s_per_sample": thread}))
+"""
+
 IMPORT_CHILD = """
 import time
 t0 = time.perf_counter()
@@ -157,6 +174,10 @@ def measure(steps: int, repeats: int) -> dict:
 
     wide = json.loads(child(WIDE_CHILD, "1000", "2000"))
     many = json.loads(child(MANY_RUNS_CHILD, "1000"))
+    # the system sampler: an idle run sampling every 20 ms against one with sampling off
+    sampled = json.loads(child(SYSTEM_CHILD, "0.02", "4"))
+    unsampled = json.loads(child(SYSTEM_CHILD, "0", "4"))
+    per_sample = max(0.0, sampled["cpu_s"] - unsampled["cpu_s"]) / max(1, sampled["samples"])
 
     def med(key: str, runs: list = logs) -> float:
         return statistics.median(r[key] for r in runs)
@@ -185,6 +206,9 @@ def measure(steps: int, repeats: int) -> dict:
         "many_create_s": many["create_s"],
         "many_list_s": many["list_s"],
         "many_table_s": many["table_s"],
+        "system_sample_ms": per_sample * 1000,
+        "system_thread_sample_ms": sampled["thread_s_per_sample"] * 1000,
+        "system_core_pct_default": per_sample / 10.0 * 100,
         "steps": steps,
         "repeats": repeats,
     }
@@ -203,6 +227,7 @@ BUDGET = [
     ("rss_large_mb", "peak RSS after large run", "MB", None, True),
     ("panel_p50_us", "log() p50 with the panel attached", "us", 2.5, True),
     ("panel_p99_us", "log() p99 with the panel attached", "us", 10, True),
+    ("system_core_pct_default", "system sampler, % of a core at 10 s", "%", 1, True),
 ]
 
 
@@ -230,6 +255,8 @@ def report(r: dict) -> str:
                  f"{r['wide_values_per_s']:,.0f} values/s until durable")
     lines.append(f"{'1,000 runs in a project':<34} created in {r['many_create_s']:.1f} s; "
                  f"Api.runs {r['many_list_s'] * 1000:.0f} ms; %track_runs table {r['many_table_s'] * 1000:.0f} ms")
+    lines.append(f"{'system metrics: one sample costs':<34} {r['system_sample_ms']:>9.2f} ms CPU "
+                 f"(sampler thread alone {r['system_thread_sample_ms']:.2f} ms)")
     lines.append(f"every row counted back from the store: {'yes' if r['rows_stored_ok'] else 'NO'}")
     return "\n".join(lines)
 

@@ -210,6 +210,8 @@ class Run:
         self._finish_lock = threading.Lock()
         self._closed_reason: str | None = None
         self._taps: list[Callable[[tuple], None]] = []
+        self._system_taps: list[Callable[[tuple], None]] = []
+        self._sampler = None  # the SystemSampler, when system metrics are on
 
     # ---------------------------------------------------------------- logging
     def log(self, data: Mapping[str, Any], step: int | None = None, commit: bool | None = None) -> None:
@@ -310,6 +312,23 @@ class Run:
             self._taps = [t for t in self._taps if t is not tap]
 
         return remove
+
+    def tap_system(self, tap: Callable[[tuple], None]) -> Callable[[], None]:
+        """Call ``tap((timestamp, runtime, values))`` for every system metric sample, on
+        the sampler's thread.  Same rules as ``tap_rows``; returns the remover."""
+        self._system_taps = [*self._system_taps, tap]
+
+        def remove() -> None:
+            self._system_taps = [t for t in self._system_taps if t is not tap]
+
+        return remove
+
+    def _system_sample(self, timestamp: float, values: dict[str, float]) -> None:
+        self._sink.system.append((timestamp, values))
+        if self._system_taps:
+            item = (timestamp, self._sink.runtime(timestamp), values)
+            for tap in self._system_taps:
+                tap(item)
 
     # ------------------------------------------------------------- lifecycle
     def finish(self, exit_code: int | None = None, quiet: bool | None = None) -> None:

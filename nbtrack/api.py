@@ -127,13 +127,17 @@ class Api:
         con = self._connection()
         return reader.history(con, pk, keys) if con is not None else []
 
+    def _system(self, pk: int, keys=None):
+        con = self._connection()
+        return reader.system_metrics(con, pk, keys) if con is not None else []
+
     def runs(self, project: str | None = None, limit: int | None = None) -> RunList:
         """The runs of ``project`` (or of every project), newest first."""
         con = self._connection()
         found = RunList()
         found.project = project
         if con is not None:
-            found.extend(RunRecord(row, self._history) for row in reader.list_runs(con, project, limit))
+            found.extend(RunRecord(row, self._history, self._system) for row in reader.list_runs(con, project, limit))
         return found
 
     def run(self, path: str) -> RunRecord:
@@ -145,7 +149,7 @@ class Api:
         row = reader.get_run(con, project, run_id) if con is not None else None
         if row is None:
             raise UsageError(f"Api.run: no run {run_id!r} in project {project!r} under {self.root}")
-        return RunRecord(row, self._history)
+        return RunRecord(row, self._history, self._system)
 
     def close(self) -> None:
         if self._con is not None:

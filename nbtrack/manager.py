@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import environment, events
+from . import environment, events, system
 from .hyperparams import build_config, load_config
 from .errors import UsageError, choices
 from .naming import check_project, check_run_id, check_tags, check_text, new_run_id, new_run_name
@@ -428,6 +428,8 @@ class RunManager:
         run._settings = s
         run._save_code = a.save_code
         BatchWriter.get().add(sink, s.flush_interval)
+        run._sampler = system.start_sampler(s.system_interval, run._system_sample,
+                                            str(folder) if folder is not None else None, f"{a.project}/{run_id}")
         if store is not None and pk is not None:
             try:
                 store.write_auto_marker(a.project, run_id)
@@ -520,6 +522,8 @@ class RunManager:
     def _finished(self, run: Run, exit_code: int | None) -> None:
         sink = run._sink
         writer = BatchWriter.get()
+        if run._sampler is not None:
+            run._sampler.stop()  # its last sample goes out with the final flush
         if not sink.flush(timeout=run._finish_timeout) or sink.pending:
             sink.flush(timeout=run._finish_timeout)
         writer.remove(sink)

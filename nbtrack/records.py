@@ -21,9 +21,11 @@ class RunRecord:
         step, and the steps it was rewound to.
     """
 
-    def __init__(self, row: dict[str, Any], history: Callable[..., list[dict[str, Any]]]) -> None:
+    def __init__(self, row: dict[str, Any], history: Callable[..., list[dict[str, Any]]],
+                 system: Callable[..., list[dict[str, Any]]] | None = None) -> None:
         self._row = row
         self._history = history
+        self._system = system
         self.id: str = row["run_id"]
         self.name: str = row["name"]
         self.project: str = row["project"]
@@ -67,6 +69,13 @@ class RunRecord:
         if isinstance(keys, str):
             keys = [keys]
         return self._history(self._row["pk"], keys)
+
+    def system_metrics(self, keys: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """System metric samples (``system/...`` keys) in time order, each with
+        ``_timestamp`` and ``_runtime``; a stream of its own, apart from the history."""
+        if isinstance(keys, str):
+            keys = [keys]
+        return self._system(self._row["pk"], keys) if self._system else []
 
     def __repr__(self) -> str:
         return f"<RunRecord {self.path} name={self.name!r} state={self.state}>"

@@ -68,6 +68,7 @@ _FIELDS: dict[str, tuple[str | None, Callable[[str], Any], Any]] = {
     "finish_timeout": ("NBTRACK_FINISH_TIMEOUT", _seconds, 30.0),
     "heartbeat_interval": ("NBTRACK_HEARTBEAT_INTERVAL", _seconds, 5.0),
     "stale_after": ("NBTRACK_STALE_AFTER", _seconds, 60.0),
+    "system_interval": ("NBTRACK_SYSTEM_INTERVAL", _seconds, 10.0),
 }
 
 
@@ -156,7 +157,7 @@ class ResolvedSettings:
 
     def __init__(self, values: dict[str, Any]) -> None:
         self.__dict__.update(values)
-        for name in ("flush_interval", "finish_timeout", "heartbeat_interval", "stale_after"):
+        for name in ("flush_interval", "finish_timeout", "heartbeat_interval", "stale_after", "system_interval"):
             value = values[name]
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
                 raise UsageError(f"settings: {name} must be a number of seconds >= 0, got {value!r}")

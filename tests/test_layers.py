@@ -20,6 +20,7 @@ def test_import_nbtrack_loads_no_notebook_stack():
     modules = loaded_after("import nbtrack")
     assert "nbtrack" in modules
     assert not [m for m in modules if m.split(".")[0] in NOTEBOOK_STACK]
+    assert "psutil" not in modules and "pynvml" not in modules  # loaded by the sampler's thread
 
 
 def test_a_script_run_loads_no_notebook_stack(tmp_path):
@@ -41,6 +42,7 @@ LAYERS = {
                       "nbtrack.environment", "nbtrack.jupyter"],
     "nbtrack.active_run": ["nbtrack.manager", "nbtrack.api", "nbtrack.jupyter"],
     "nbtrack.manager": ["nbtrack.api", "nbtrack.jupyter", "nbtrack.cli"],
+    "nbtrack.system": ["nbtrack.active_run", "nbtrack.manager", "nbtrack.api", "nbtrack.jupyter"],
 }
 
 

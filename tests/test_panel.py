@@ -107,7 +107,10 @@ def test_header_and_summary_follow_the_run(make_panel):
     run.finish()
     p.tick()
     assert p.state == "finished" and p.finished_at is not None
-    assert p.snapshot == {"loss": [[0], [0.5]]} and p.summary["note"] == "warming up"
+    user = {k: v for k, v in p.snapshot.items() if not k.startswith("system/")}
+    assert user == {"loss": [[0], [0.5]]} and p.summary["note"] == "warming up"
+    assert "system/process_rss_megabytes" in p.snapshot  # the sample taken at finish
+    assert not [k for k in p.summary if k.startswith("system/")]
 
 
 def test_a_new_view_gets_a_snapshot(make_panel):
@@ -149,3 +152,19 @@ def test_max_points_is_validated(make_panel):
     run, p = make_panel()
     with pytest.raises(Exception, match="at least 8"):
         p.max_points = 3
+
+
+def test_system_samples_are_charted_against_seconds(make_panel):
+    run, p = make_panel(settings={"system_interval": 0.05})
+    for i in range(3):
+        run.log({"loss": float(i)})
+    deadline = time.time() + 10
+    while run._sampler.samples < 3 and time.time() < deadline:
+        time.sleep(0.02)
+    p.tick()  # the pump thread may have sent part already: put the deltas together
+    deltas = [m for m in p.comm.custom() if m["type"] == "delta"]
+    xs = [x for d in deltas for x in d["series"].get("system/cpu_utilization_percentage", {}).get("append", [[]])[0]]
+    assert len(xs) >= 2 and xs == sorted(xs) and all(isinstance(x, float) and 0 < x < 30 for x in xs)
+    steps = [x for d in deltas for x in d["series"].get("loss", {}).get("append", [[]])[0]]
+    assert steps == [0, 1, 2]  # the user's charts keep their steps
+    assert not [k for d in deltas for k in d.get("summary", {}) if k.startswith("system/")]

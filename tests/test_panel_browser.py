@@ -22,6 +22,9 @@ PROBE = """() => {
     points: Number(panel.dataset.points || 0), charts: Number(panel.dataset.charts || 0),
     canvases: panel.querySelectorAll('canvas').length,
     sections: [...panel.querySelectorAll('.nbt-section')].map(s => s.dataset.section),
+    userCharts: panel.querySelectorAll('.nbt-section:not([data-section=system]) .nbt-chart').length,
+    systemCharts: panel.querySelectorAll('.nbt-section[data-section=system] .nbt-chart').length,
+    systemOpen: (panel.querySelector('.nbt-section[data-section=system]') || {}).open,
     text: panel.textContent,
   };
 }"""
@@ -78,7 +81,7 @@ def watch(page, until, timeout=90):
 
 LIVE_CELL = """\
 import time, nbtrack
-run = nbtrack.init(project="live", dir={dir!r}, name="live-run", settings={{"quiet": False}})
+run = nbtrack.init(project="live", dir={dir!r}, name="live-run", settings={{"quiet": False, "system_interval": 0.5}})
 for i in range(40):
     time.sleep(0.15)
     run.log({{"train/loss": 1 / (i + 1), "train/acc": i / 40, "val/loss": 1.2 / (i + 1), "note": f"step {{i}}"}})
@@ -114,8 +117,11 @@ def test_panel_updates_live_and_ends_finished(app, browser, tmp_path):
         assert min(points) < 40
         last = page.evaluate(PROBE)
         assert last["state"] == "finished" and last["step"] == 40 and last["points"] == 40
-        assert last["charts"] == 3 and last["canvases"] >= 3  # note is text, not a chart
-        assert last["sections"] == ["train", "val"]
+        assert last["userCharts"] == 3 and last["canvases"] >= 3  # note is text, not a chart
+        # system metrics sampled every 0.5 s sit in their own section, closed until opened
+        assert last["sections"] == ["train", "val", "system"]
+        assert last["systemCharts"] >= 8 and last["systemOpen"] is False
+        assert any(s.get("systemCharts") for s in running)  # they arrived while the cell ran
         assert "step 39" in last["text"] and "live-run" in last["text"]
         assert not [e for e in errors if "nbt" in e or "anywidget" in e], errors
         assert nbtrack.Api(store).runs("live")[0].state == "finished"
@@ -172,7 +178,7 @@ def test_a_200k_step_run_stays_bounded_and_responsive(browser, tmp_path):
         page.fill(".nbt-filter", "acc")  # the page still answers input
         visible = page.evaluate("() => [...document.querySelectorAll('.nbt-chart')].filter(c => !c.hidden).length")
         assert visible == 1 and time.time() - t0 < 10
-        assert page.evaluate("() => [...document.querySelectorAll('.nbt-chart')].length") == 8
+        assert page.evaluate(PROBE)["userCharts"] == 8
         page.fill(".nbt-filter", "")
         page.check(".nbt-log input[type=checkbox]")  # log scale: only for series that stay positive
         page.wait_for_function("() => document.querySelector(\".nbt-chart[data-key='other/m0']\").dataset.log === 'true'")

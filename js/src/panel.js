@@ -156,7 +156,7 @@ function render({ model, el }) {
           { stroke: fg, grid: { stroke: gridColour }, ticks: { stroke: gridColour }, size: 50 },
         ],
         series: [
-          { label: "step" },
+          { label: key.startsWith("system/") ? "seconds" : "step" },
           { label: "raw", stroke, width: 1, alpha: 0.35, show: +smooth.value > 0 },
           { label: key, stroke, width: 1.5 },
         ],

@@ -51,7 +51,8 @@ class RunPanel(anywidget.AnyWidget):
     config = traitlets.Dict(help="The run's config.").tag(sync=True)
     summary = traitlets.Dict(help="Last value of each key (complete once finished).").tag(sync=True)
     texts = traitlets.Dict(help="Latest non-numeric values (complete once finished).").tag(sync=True)
-    snapshot = traitlets.Dict(help="key -> [steps, values]; complete once finished.").tag(sync=True)
+    snapshot = traitlets.Dict(help="key -> [xs, values]; complete once finished. xs are steps, "
+                                   "or seconds of the run for system/ keys.").tag(sync=True)
     max_points = traitlets.Int(MAX_POINTS, help="Points kept per series.").tag(sync=True)
 
     @traitlets.validate("max_points")
@@ -75,7 +76,10 @@ class RunPanel(anywidget.AnyWidget):
         self._lock = threading.Lock()
         self._done = False
         self.messages_sent = 0
-        self._untap = run.tap_rows(self._queue.append)
+        self._system: collections.deque = collections.deque()
+        untap_rows = run.tap_rows(self._queue.append)
+        untap_system = run.tap_system(self._system.append)
+        self._untap = lambda: (untap_rows(), untap_system())
         self.on_msg(self._on_front_end_msg)
         PanelPump.get().add(self)
 
@@ -98,6 +102,16 @@ class RunPanel(anywidget.AnyWidget):
                     s.add(step, value)
                 else:
                     self._texts[key] = value
+        # system samples are a stream of their own: x is the run's time in seconds
+        system = self._system
+        for _ in range(len(system)):
+            _ts, runtime, values = system.popleft()
+            x = round(runtime, 2)
+            for key, value in values.items():
+                s = series.get(key)
+                if s is None:
+                    s = series[key] = Series(cap)
+                s.add(x, value)
 
     def tick(self) -> None:
         """Send what is new to the front end (the pump calls this a few times a second)."""

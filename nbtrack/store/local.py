@@ -143,6 +143,7 @@ class LocalStore:
         heartbeat: float | None = None,
         last_step: int | None = None,
         runtime: float | None = None,
+        system: Sequence[tuple] = (),
     ) -> None:
         """Write one batch for a run in one transaction.
 
@@ -153,6 +154,9 @@ class LocalStore:
         def work(con: sqlite3.Connection) -> None:
             if rows:
                 _insert_rows(con, rows)
+            if system:
+                con.executemany(
+                    "INSERT OR IGNORE INTO system_metrics (run_pk, ts, runtime, data) VALUES (?, ?, ?, ?)", system)
             if summary is not None:
                 con.execute("UPDATE summaries SET data = ? WHERE run_pk = ?", (_dumps(summary), pk))
             if config is not None:
@@ -266,6 +270,10 @@ class LocalStore:
     def count_runs(self, project: str) -> int:
         with self.lock:
             return reader.count_runs(self.con, project)
+
+    def system_metrics(self, pk: int, keys: Iterable[str] | None = None):
+        with self.lock:
+            return reader.system_metrics(self.con, pk, keys)
 
     def history(self, pk: int, keys: Iterable[str] | None = None, max_step: int | None = None):
         with self.lock:

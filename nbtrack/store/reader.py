@@ -159,3 +159,18 @@ def history(
         row.update(values)
         append(row)
     return out
+
+
+def system_metrics(con: sqlite3.Connection, pk: int, keys: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    """A run's system metric samples in time order, each with ``_timestamp`` and ``_runtime``."""
+    wanted = None if keys is None else list(keys)
+    out = []
+    for ts, runtime, data in con.execute(
+            "SELECT ts, runtime, data FROM system_metrics WHERE run_pk = ? ORDER BY ts", (pk,)):
+        values = json.loads(data)
+        if wanted is not None:
+            values = {k: values[k] for k in wanted if k in values}
+            if not values:
+                continue
+        out.append({"_timestamp": ts, "_runtime": runtime, **values})
+    return out

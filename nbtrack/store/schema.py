@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 import time
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: system_metrics
 
 # History rows are keyed by (run, step): both are made by the client before the
 # row is written, so a retried batch (INSERT OR IGNORE) can never duplicate a row.
@@ -78,6 +78,14 @@ CREATE TABLE IF NOT EXISTS history (
     data NOT NULL,
     PRIMARY KEY (run_pk, step)
 ) WITHOUT ROWID;
+-- System metrics are their own stream: sampled by time, they never move the user's step.
+CREATE TABLE IF NOT EXISTS system_metrics (
+    run_pk INTEGER NOT NULL,
+    ts REAL NOT NULL,
+    runtime REAL NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (run_pk, ts)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS rewound_history (
     run_pk INTEGER NOT NULL,
     rewind INTEGER NOT NULL,
@@ -147,20 +155,24 @@ def _migrate(con: sqlite3.Connection) -> None:
         row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     except sqlite3.OperationalError:
         pass
-    if row is not None:
-        version = int(row[0])
-        if version > SCHEMA_VERSION:
-            raise sqlite3.DatabaseError(
-                f"the store was written by a newer nbtrack (schema {version}, "
-                f"this one reads up to {SCHEMA_VERSION}); upgrade nbtrack"
-            )
+    version = int(row[0]) if row is not None else 0
+    if version > SCHEMA_VERSION:
+        raise sqlite3.DatabaseError(
+            f"the store was written by a newer nbtrack (schema {version}, "
+            f"this one reads up to {SCHEMA_VERSION}); upgrade nbtrack"
+        )
+    if version == SCHEMA_VERSION:
         return
+    # Every statement is CREATE ... IF NOT EXISTS, so running them all brings any older
+    # store up to date; the version is bumped in the same transaction.
     con.execute("BEGIN IMMEDIATE")
-    for statement in DDL.split(";"):
-        if statement.strip():
-            con.execute(statement)
-    con.execute(
-        "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
-        (str(SCHEMA_VERSION),),
-    )
+    try:
+        for statement in DDL.split(";"):
+            if statement.strip():
+                con.execute(statement)
+        con.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
+                    (str(SCHEMA_VERSION),))
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
     con.execute("COMMIT")

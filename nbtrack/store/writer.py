@@ -49,6 +49,7 @@ class RunSink:
         self.store = store
         self.pk = pk
         self.rows: collections.deque = collections.deque()
+        self.system: collections.deque = collections.deque()  # (ts, {system/...: value})
         self.t0 = t0
         self.runtime_offset = runtime_offset
         self._summary = summary
@@ -62,6 +63,7 @@ class RunSink:
         self.rows_written = 0
         self.last_step: int | None = None
         self._retry: list[tuple] = []
+        self._retry_system: list[tuple] = []
         self._last_beat = time.time()
         self._warned = False
         self._dropped = 0
@@ -108,13 +110,19 @@ class RunSink:
             rows = rows + fresh if rows else fresh
             self.last_step = fresh[-1][1]
             self.summary_dirty = True
+        system = []
+        for _ in range(len(self.system)):
+            ts, values = self.system.popleft()
+            system.append((self.pk, ts, ts - self.t0 + self.runtime_offset, encode_json(values)))
+        system = self._retry_system + system
         now = time.time()
         beat = now - self._last_beat >= self.heartbeat_interval
         config, tags, fields = self.config, self.tags, dict(self.fields)
-        if not (rows or self.summary_dirty or config is not None or tags is not None or fields or beat):
+        if not (rows or system or self.summary_dirty or config is not None or tags is not None or fields or beat):
             return
         if self.store is None or self.pk is None:
             self._retain(rows)
+            self._retry_system = system[-1000:]
             return
         summary = dict(self._summary()) if self.summary_dirty else None
         try:
@@ -128,14 +136,17 @@ class RunSink:
                 heartbeat=now,
                 last_step=self.last_step,
                 runtime=self.runtime(now),
+                system=system,
             )
         except (sqlite3.Error, OSError, ValueError) as exc:
             self._retain(rows)
+            self._retry_system = system[-1000:]
             self._warn(f"nbtrack: could not write run {self.label} to {self.store.root}: {exc}. "
                        "Logging goes on in memory and the write is retried.")
             return
         self.rows_written += len(rows)
         self._retry = []
+        self._retry_system = []
         self._last_beat = now
         self.summary_dirty = False
         if config is self.config:
