@@ -137,6 +137,46 @@ run.finish()
 print(json.dumps({"cpu_s": c1 - c0, "samples": s1 - s0, "thread_s_per_sample": thread}))
 """
 
+SYNC_CHILD = """
+import json, sys, tempfile, time
+sys.path.insert(0, sys.argv[3])
+from pathlib import Path
+from mlflow_server import MlflowServer, mlflow_python
+import nbtrack
+from nbtrack.store.local import LocalStore
+from nbtrack.sync import Client, RunUploader, Server
+steps = int(sys.argv[1]); keys = int(sys.argv[2])
+work = Path(tempfile.mkdtemp())
+srv = MlflowServer(work / "mlflow").start()
+try:
+    row = {f"metric_{i}": 0.1 * i for i in range(keys)}
+    # 1. nbtrack sync of an offline run: rows/s from the store to the server
+    run = nbtrack.init(project="bench", dir=work, mode="offline", settings={"quiet": True, "system_interval": 0})
+    for i in range(steps):
+        row["metric_0"] = i * 0.5
+        run.log(row)
+    run.finish()
+    store = LocalStore.open(work)
+    client = Client(Server.resolve(srv.url))
+    t0 = time.perf_counter()
+    progress = RunUploader(store, run._sink.pk, client).push(final=True)
+    upload_s = time.perf_counter() - t0
+    # 2. an online run: log as fast as possible, then finish() returns once the server has all
+    live = nbtrack.init(project="bench", dir=work, settings={"quiet": True, "system_interval": 0,
+                                                             "tracking_uri": srv.url, "sync_timeout": 600})
+    t0 = time.perf_counter()
+    for i in range(steps):
+        row["metric_0"] = i * 0.5
+        live.log(row)
+    logged = time.perf_counter() - t0
+    live.finish()
+    online_s = time.perf_counter() - t0
+    print(json.dumps({"rows": progress.rows_sent, "upload_s": upload_s, "requests": client.requests_sent,
+                      "online_s": online_s, "online_log_s": logged, "online_sent": live.sync_status["sent"]}))
+finally:
+    srv.stop()
+"""
+
 IMPORT_CHILD = """
 import time
 t0 = time.perf_counter()
@@ -179,6 +219,13 @@ def measure(steps: int, repeats: int) -> dict:
     unsampled = json.loads(child(SYSTEM_CHILD, "0", "4"))
     per_sample = max(0.0, sampled["cpu_s"] - unsampled["cpu_s"]) / max(1, sampled["samples"])
 
+    sync = None
+    sys.path.insert(0, str(ROOT / "tests"))
+    from mlflow_server import mlflow_python
+
+    if mlflow_python() is not None:
+        sync = json.loads(child(SYNC_CHILD, str(20_000), "10", str(ROOT / "tests")))
+
     def med(key: str, runs: list = logs) -> float:
         return statistics.median(r[key] for r in runs)
 
@@ -209,6 +256,7 @@ def measure(steps: int, repeats: int) -> dict:
         "system_sample_ms": per_sample * 1000,
         "system_thread_sample_ms": sampled["thread_s_per_sample"] * 1000,
         "system_core_pct_default": per_sample / 10.0 * 100,
+        "sync": sync,
         "steps": steps,
         "repeats": repeats,
     }
@@ -257,6 +305,14 @@ def report(r: dict) -> str:
                  f"Api.runs {r['many_list_s'] * 1000:.0f} ms; %track_runs table {r['many_table_s'] * 1000:.0f} ms")
     lines.append(f"{'system metrics: one sample costs':<34} {r['system_sample_ms']:>9.2f} ms CPU "
                  f"(sampler thread alone {r['system_thread_sample_ms']:.2f} ms)")
+    if r.get("sync"):
+        y = r["sync"]
+        lines.append(f"{'sync to a local MLflow server':<34} nbtrack sync: {y['rows'] / y['upload_s']:,.0f} rows/s "
+                     f"({y['rows'] * 10 / y['upload_s']:,.0f} metric points/s, {y['requests']} requests for "
+                     f"{y['rows']:,} rows); online: {y['online_sent']:,} rows logged in {y['online_log_s']:.2f} s, "
+                     f"all on the server {y['online_s']:.1f} s after the first log()")
+    else:
+        lines.append("sync to a local MLflow server: not measured (no Python with mlflow; see tests/mlflow_server.py)")
     lines.append(f"every row counted back from the store: {'yes' if r['rows_stored_ok'] else 'NO'}")
     return "\n".join(lines)
 

@@ -212,6 +212,7 @@ class Run:
         self._taps: list[Callable[[tuple], None]] = []
         self._system_taps: list[Callable[[tuple], None]] = []
         self._sampler = None  # the SystemSampler, when system metrics are on
+        self._sync = None  # the RunSync of an online run
 
     # ---------------------------------------------------------------- logging
     def log(self, data: Mapping[str, Any], step: int | None = None, commit: bool | None = None) -> None:
@@ -394,7 +395,13 @@ class Run:
     finished = property(lambda self: self._finished)
     rows_logged = property(lambda self: self._rows_logged, doc="Rows committed by this process.")
     parent = property(lambda self: self._parent, doc="For a fork: {'id', 'step'} of its source.")
-    url = property(lambda self: None, doc="The run's page on a tracking server (online mode).")
+    url = property(lambda self: self._sync.url if self._sync is not None else None,
+                   doc="The run's page in the MLflow UI (online mode, once the server has the run).")
+
+    @property
+    def sync_status(self) -> dict[str, Any] | None:
+        """Online mode: ``{'server', 'state', 'sent', 'pending', 'error'}``; None offline."""
+        return self._sync.status() if self._sync is not None else None
 
     @property
     def dir(self) -> str | None:

@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 RUN_STARTED = "run_started"
 RUN_FINISHED = "run_finished"
+SYNC_DONE = "sync_done"  # an online run's finish() stopped waiting for its sync: payload run
 CHANGED = "changed"  # config, summary, tags or a field changed: payload run, what
 
 Listener = Callable[..., None]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import os
 import re
+import shlex
 import shutil
 import sys
 import threading
@@ -72,6 +73,11 @@ class InitArgs:
 def _say(message: str, quiet: bool) -> None:
     if not quiet:
         print(f"nbtrack: {message}", file=sys.stderr if not environment.in_notebook() else sys.stdout)
+
+
+def _notice(message: str) -> None:
+    """A line the user must see even with ``quiet``: where their data is not."""
+    print(message, file=sys.stderr if not environment.in_notebook() else sys.stdout, flush=True)
 
 
 def _bool_or_none(value: Any, argument: str) -> bool | None:
@@ -246,6 +252,7 @@ class RunManager:
         s = a.settings
         if a.mode == "disabled":
             return DisabledRun(a.run_id or new_run_id(), a.name or "disabled", a.project, a.config)
+        server = None
         if a.mode == "online":
             if not s.tracking_uri and a.force:
                 raise UsageError(
@@ -254,16 +261,17 @@ class RunManager:
                 )
             if not s.tracking_uri:
                 _say("no tracking server is configured (NBTRACK_TRACKING_URI); this run is stored offline", s.quiet)
+                a.mode = "offline"
             else:
-                _say(f"syncing to {s.tracking_uri} is not available in this version; this run is stored offline",
-                     s.quiet)
-            a.mode = "offline"
+                server = self._server(s, a)
 
         with self._lock:
             previous = self._apply_reinit(a, kw)
             if previous is not None:
                 return previous
             run = self._start(a)
+            if server is not None:
+                self._attach_sync(run, server, a)
             self.active.append(run)
             if a.reinit != "create_new":
                 self.current = run
@@ -274,6 +282,36 @@ class RunManager:
                           "capture that integration yet", NbtrackWarning, stacklevel=3)
         events.bus.emit(events.RUN_STARTED, run=run)
         return run
+
+    # ------------------------------------------------------------ online
+    def _server(self, s: Any, a: InitArgs) -> Any:
+        """The tracking server of an online run; with ``force=True`` it must answer now."""
+        from . import sync  # requests is loaded by online runs only
+
+        try:
+            server = sync.Server.resolve(s.tracking_uri, insecure=s.tracking_insecure)
+        except ValueError as exc:
+            raise UsageError(f"tracking_uri: {exc}") from None
+        if a.force:
+            client = sync.SyncService.get().client(server)
+            # fails fast: AuthenticationError on 401/403, CommError when unreachable
+            client.experiment_id(a.project, deadline=time.monotonic() + s.init_timeout, retries=1)
+        return server
+
+    def _attach_sync(self, run: Run, server: Any, a: InitArgs) -> None:
+        from . import sync
+
+        s = a.settings
+        store, pk = run._store, run._sink.pk
+        if store is None or pk is None:
+            _say(f"run {run.id} has no local store to sync from; it is kept in memory only", s.quiet)
+            return
+        command = f"nbtrack sync --dir {shlex.quote(str(store.root.parent))} --project {shlex.quote(run.project)} --run {shlex.quote(run.id)}"
+        run._sync = sync.SyncService.get().attach(
+            store, pk, server, label=f"{run.project}/{run.id}", sync_command=command,
+            connect_timeout=s.init_timeout, say=_notice)
+        if run._sync.url:
+            _say(f"syncing to {run._sync.url}", s.quiet)
 
     def _apply_reinit(self, a: InitArgs, kw: dict[str, Any]) -> Run | None:
         if not self.active:
@@ -545,6 +583,9 @@ class RunManager:
             if self.current is run:
                 self.current = None
         events.bus.emit(events.RUN_FINISHED, run=run)
+        if run._sync is not None:  # after the listeners, which may save code to upload
+            run._sync.finish(run._settings.sync_timeout)
+            events.bus.emit(events.SYNC_DONE, run=run)
 
     def finish_all(self, exit_code: int | None = None) -> None:
         for run in list(self.active):

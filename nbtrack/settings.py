@@ -69,6 +69,9 @@ _FIELDS: dict[str, tuple[str | None, Callable[[str], Any], Any]] = {
     "heartbeat_interval": ("NBTRACK_HEARTBEAT_INTERVAL", _seconds, 5.0),
     "stale_after": ("NBTRACK_STALE_AFTER", _seconds, 60.0),
     "system_interval": ("NBTRACK_SYSTEM_INTERVAL", _seconds, 10.0),
+    "tracking_insecure": ("NBTRACK_TRACKING_INSECURE_TLS", _flag, None),
+    "sync_timeout": ("NBTRACK_SYNC_TIMEOUT", _seconds, 30.0),
+    "init_timeout": ("NBTRACK_INIT_TIMEOUT", _seconds, 10.0),
 }
 
 
@@ -140,6 +143,10 @@ class Settings:
                 out[name] = self._values[name]
                 continue
             raw = env.get(var) if var else None
+            if name == "tracking_uri" and not raw:
+                # MLflow's own variable counts when it names a server (not a local sqlite/file store)
+                mlflow_uri = (env.get("MLFLOW_TRACKING_URI") or "").strip()
+                raw = mlflow_uri if mlflow_uri.lower().startswith(("http://", "https://")) else None
             if raw is not None and raw != "":
                 try:
                     out[name] = parse(raw)
@@ -157,7 +164,8 @@ class ResolvedSettings:
 
     def __init__(self, values: dict[str, Any]) -> None:
         self.__dict__.update(values)
-        for name in ("flush_interval", "finish_timeout", "heartbeat_interval", "stale_after", "system_interval"):
+        for name in ("flush_interval", "finish_timeout", "heartbeat_interval", "stale_after", "system_interval",
+                     "sync_timeout", "init_timeout"):
             value = values[name]
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
                 raise UsageError(f"settings: {name} must be a number of seconds >= 0, got {value!r}")

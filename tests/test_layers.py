@@ -42,6 +42,8 @@ LAYERS = {
                       "nbtrack.environment", "nbtrack.jupyter"],
     "nbtrack.active_run": ["nbtrack.manager", "nbtrack.api", "nbtrack.jupyter"],
     "nbtrack.manager": ["nbtrack.api", "nbtrack.jupyter", "nbtrack.cli"],
+    "nbtrack.sync": ["nbtrack.active_run", "nbtrack.manager", "nbtrack.hyperparams", "nbtrack.api",
+                     "nbtrack.jupyter", "nbtrack.system"],
     "nbtrack.system": ["nbtrack.active_run", "nbtrack.manager", "nbtrack.api", "nbtrack.jupyter"],
 }
 

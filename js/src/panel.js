@@ -287,6 +287,13 @@ function render({ model, el }) {
       a.rel = "noopener";
       where.append(" · ", a);
     }
+    const sync = model.get("sync");
+    if (sync && sync.server) {
+      const s = h("span", "nbt-sync", ` · ${sync.state}: ${sync.sent} rows sent, ${sync.pending} pending`);
+      s.dataset.state = sync.state;
+      where.append(s);
+      if (sync.error) where.append(h("span", "nbt-sync-error", ` · ${sync.error}`));
+    }
   }
 
   // saved state (a reopened notebook, or a finished run) first, then live data
@@ -302,7 +309,7 @@ function render({ model, el }) {
     texts = Object.assign({}, model.get("texts"));
     setAll(model.get("snapshot"));
   };
-  const headerTraits = ["name", "state", "step", "rows", "last_cell", "finished_at", "where", "url"];
+  const headerTraits = ["name", "state", "step", "rows", "last_cell", "finished_at", "where", "url", "sync"];
   for (const t of headerTraits) model.on(`change:${t}`, onHeader);
   model.on("change:config", onConfig);
   model.on("change:snapshot", onFinal);

@@ -66,6 +66,7 @@ class NotebookLayer:
         self._undo.append(lambda: _restore_formatter(bundles, old_list, RunList))
         self._undo.append(events.bus.subscribe(events.RUN_STARTED, self.on_started))
         self._undo.append(events.bus.subscribe(events.RUN_FINISHED, self.on_finished))
+        self._undo.append(events.bus.subscribe(events.SYNC_DONE, self.on_sync_done))
         publisher = shell.display_pub
         original_publish = publisher.publish
 
@@ -188,6 +189,15 @@ class NotebookLayer:
             self.hinted = True
             print(NOTEBOOK_HINT, file=sys.stderr)
 
+
+    def on_sync_done(self, run: Any) -> None:
+        panels = sys.modules.get("nbtrack.jupyter.panel")
+        panel = panels._panels.get(run) if panels is not None else None
+        if panel is not None:
+            try:
+                panel._sync_header(run)  # the final sync state, after finish() waited for it
+            except Exception:
+                pass
 
     def _finish_display(self, run: Any) -> None:
         panels = sys.modules.get("nbtrack.jupyter.panel")  # only if a panel was ever made

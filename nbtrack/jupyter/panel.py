@@ -53,6 +53,7 @@ class RunPanel(anywidget.AnyWidget):
     texts = traitlets.Dict(help="Latest non-numeric values (complete once finished).").tag(sync=True)
     snapshot = traitlets.Dict(help="key -> [xs, values]; complete once finished. xs are steps, "
                                    "or seconds of the run for system/ keys.").tag(sync=True)
+    sync = traitlets.Dict(None, allow_none=True, help="Online mode: server, state, sent, pending, error.").tag(sync=True)
     max_points = traitlets.Int(MAX_POINTS, help="Points kept per series.").tag(sync=True)
 
     @traitlets.validate("max_points")
@@ -64,7 +65,7 @@ class RunPanel(anywidget.AnyWidget):
     def __init__(self, run: Run, max_points: int = MAX_POINTS) -> None:
         super().__init__(
             name=run.name, project=run.project, run_id=run.id, state=run.state, where=run.dir or "memory only",
-            url=run.url, step=run.step, rows=run.rows_logged, started_at=run.start_time,
+            url=run.url, sync=run.sync_status, step=run.step, rows=run.rows_logged, started_at=run.start_time,
             config=run.config.as_dict(), max_points=max_points,
         )
         self._run = weakref.ref(run)
@@ -135,6 +136,7 @@ class RunPanel(anywidget.AnyWidget):
             cell = getattr(self, "_last_cell", None)
             if cell is not None:
                 self.last_cell = cell
+            self._sync_header(run)
         if message:
             message["type"] = "delta"
             self.send(message)
@@ -168,9 +170,17 @@ class RunPanel(anywidget.AnyWidget):
             self.config = run.config.as_dict()
             self.step, self.rows, self.state = run.step, run.rows_logged, run.state
             self.finished_at = time.time()
+            self._sync_header(run)
             cell = getattr(self, "_last_cell", None)
             if cell is not None:
                 self.last_cell = cell
+
+    def _sync_header(self, run: Run) -> None:
+        status = run.sync_status
+        if status != self.sync:
+            self.sync = status
+        if run.url != self.url:
+            self.url = run.url
 
     def _on_front_end_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
         if not isinstance(content, dict) or content.get("type") != "hello":

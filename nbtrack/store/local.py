@@ -271,13 +271,37 @@ class LocalStore:
         with self.lock:
             return reader.count_runs(self.con, project)
 
-    def system_metrics(self, pk: int, keys: Iterable[str] | None = None):
+    def system_metrics(self, pk: int, keys: Iterable[str] | None = None, *, after: float | None = None,
+                       limit: int | None = None):
         with self.lock:
-            return reader.system_metrics(self.con, pk, keys)
+            return reader.system_metrics(self.con, pk, keys, after=after, limit=limit)
 
-    def history(self, pk: int, keys: Iterable[str] | None = None, max_step: int | None = None):
+    def run_by_pk(self, pk: int) -> dict[str, Any] | None:
         with self.lock:
-            return reader.history(self.con, pk, keys, max_step=max_step)
+            return reader.run_by_pk(self.con, pk)
+
+    def list_runs(self, project: str | None = None) -> list[dict[str, Any]]:
+        with self.lock:
+            return reader.list_runs(self.con, project)
+
+    def pending(self, pk: int, after_step: int, after_ts: float) -> tuple[int, int]:
+        """History rows after ``after_step`` and system samples after ``after_ts``."""
+        with self.lock:
+            return reader.count_history(self.con, pk, after_step), reader.count_system(self.con, pk, after_ts)
+
+    def sync_state(self, pk: int, server: str) -> dict[str, Any] | None:
+        with self.lock:
+            return reader.sync_state(self.con, pk, server)
+
+    def save_sync_state(self, pk: int, server: str, data: dict[str, Any]) -> None:
+        self._tx(lambda con: con.execute(
+            "INSERT OR REPLACE INTO sync_state (run_pk, server, data) VALUES (?, ?, ?)",
+            (pk, server, _dumps(data))))
+
+    def history(self, pk: int, keys: Iterable[str] | None = None, max_step: int | None = None, *,
+                after_step: int | None = None, limit: int | None = None):
+        with self.lock:
+            return reader.history(self.con, pk, keys, max_step=max_step, after_step=after_step, limit=limit)
 
     # ----------------------------------------------------- resume="auto" marker
     def auto_marker_path(self) -> Path:

@@ -114,6 +114,8 @@ def history(
     keys: Iterable[str] | None = None,
     *,
     max_step: int | None = None,
+    after_step: int | None = None,
+    limit: int | None = None,
 ) -> list[dict[str, Any]]:
     """A run's history rows in step order, each with ``_step``, ``_timestamp``, ``_runtime``.
 
@@ -125,7 +127,13 @@ def history(
     if max_step is not None:
         sql += " AND step <= ?"
         args.append(max_step)
+    if after_step is not None:
+        sql += " AND step > ?"
+        args.append(after_step)
     sql += " ORDER BY step"
+    if limit is not None:
+        sql += " LIMIT ?"
+        args.append(int(limit))
     wanted = None if keys is None else list(keys)
     out = []
     append = out.append
@@ -161,12 +169,21 @@ def history(
     return out
 
 
-def system_metrics(con: sqlite3.Connection, pk: int, keys: Iterable[str] | None = None) -> list[dict[str, Any]]:
+def system_metrics(con: sqlite3.Connection, pk: int, keys: Iterable[str] | None = None, *,
+                   after: float | None = None, limit: int | None = None) -> list[dict[str, Any]]:
     """A run's system metric samples in time order, each with ``_timestamp`` and ``_runtime``."""
     wanted = None if keys is None else list(keys)
     out = []
-    for ts, runtime, data in con.execute(
-            "SELECT ts, runtime, data FROM system_metrics WHERE run_pk = ? ORDER BY ts", (pk,)):
+    sql = "SELECT ts, runtime, data FROM system_metrics WHERE run_pk = ?"
+    args: list[Any] = [pk]
+    if after is not None:
+        sql += " AND ts > ?"
+        args.append(after)
+    sql += " ORDER BY ts"
+    if limit is not None:
+        sql += " LIMIT ?"
+        args.append(int(limit))
+    for ts, runtime, data in con.execute(sql, args):
         values = json.loads(data)
         if wanted is not None:
             values = {k: values[k] for k in wanted if k in values}
@@ -174,3 +191,23 @@ def system_metrics(con: sqlite3.Connection, pk: int, keys: Iterable[str] | None 
                 continue
         out.append({"_timestamp": ts, "_runtime": runtime, **values})
     return out
+
+
+def count_history(con: sqlite3.Connection, pk: int, after_step: int = -1) -> int:
+    return con.execute("SELECT COUNT(*) FROM history WHERE run_pk = ? AND step > ?", (pk, after_step)).fetchone()[0]
+
+
+def count_system(con: sqlite3.Connection, pk: int, after: float = 0.0) -> int:
+    return con.execute("SELECT COUNT(*) FROM system_metrics WHERE run_pk = ? AND ts > ?", (pk, after)).fetchone()[0]
+
+
+def sync_state(con: sqlite3.Connection, pk: int, server: str) -> dict[str, Any] | None:
+    row = con.execute("SELECT data FROM sync_state WHERE run_pk = ? AND server = ?", (pk, server)).fetchone()
+    return None if row is None else json.loads(row[0])
+
+
+def run_by_pk(con: sqlite3.Connection, pk: int, stale_after: float = DEFAULT_STALE_AFTER) -> dict[str, Any] | None:
+    row = con.execute(f"SELECT {_RUN_COLUMNS}{_RUN_FROM} WHERE r.pk = ?", (pk,)).fetchone()
+    if row is None:
+        return None
+    return _decode(row, _tags_for(con, [pk])[pk], stale_after)

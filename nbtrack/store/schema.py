@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 import time
 
-SCHEMA_VERSION = 2  # 2: system_metrics
+SCHEMA_VERSION = 2  # 2: system_metrics, sync_state
 
 # History rows are keyed by (run, step): both are made by the client before the
 # row is written, so a retried batch (INSERT OR IGNORE) can never duplicate a row.
@@ -86,6 +86,14 @@ CREATE TABLE IF NOT EXISTS system_metrics (
     data TEXT NOT NULL,
     PRIMARY KEY (run_pk, ts)
 ) WITHOUT ROWID;
+-- What has been sent to a tracking server, per run and server: cursors into the
+-- history and system streams, the remote run, and what was sent of config, tags and files.
+CREATE TABLE IF NOT EXISTS sync_state (
+    run_pk INTEGER NOT NULL REFERENCES runs (pk),
+    server TEXT NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (run_pk, server)
+);
 CREATE TABLE IF NOT EXISTS rewound_history (
     run_pk INTEGER NOT NULL,
     rewind INTEGER NOT NULL,

@@ -1,0 +1,241 @@
+"""A small client for MLflow's tracking REST API, over one keep-alive ``requests.Session``.
+
+Only what sync needs: experiments, runs, ``log-batch``, run updates, searching runs by
+tag, and artifact upload through the server's artifact proxy.  Connection errors,
+timeouts, 429 and 5xx are retried with exponential backoff; 401/403 raise
+``AuthenticationError``; any other 4xx raises ``ItemRejected`` (the caller decides what
+to drop); a server that stays unreachable raises ``CommError``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from ..errors import AuthenticationError, CommError
+
+API = "/api/2.0/mlflow/"
+ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts/"
+RETRY_STATUS = frozenset((429, 500, 502, 503, 504))
+
+
+class ItemRejected(CommError):
+    """The server refused a request's content (a 4xx other than 401/403)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"HTTP {status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Server:
+    """Where the tracking server is and how to talk to it; ``label`` is safe to print
+    and to store (no credentials)."""
+
+    url: str
+    label: str
+    auth: Any = None
+    headers: tuple[tuple[str, str], ...] = ()
+    verify: Any = True
+
+    @classmethod
+    def resolve(cls, uri: str, environ: Mapping[str, str] | None = None, insecure: bool | None = None) -> "Server":
+        """Build from a tracking URI and the environment.
+
+        Credentials: ``NBTRACK_TRACKING_TOKEN`` / ``MLFLOW_TRACKING_TOKEN`` (bearer), or
+        ``NBTRACK_TRACKING_USERNAME`` + ``..._PASSWORD`` / the ``MLFLOW_`` equivalents (basic),
+        or ``user:password@`` in the URI.  TLS is verified unless ``insecure`` (or
+        ``NBTRACK_TRACKING_INSECURE_TLS`` / ``MLFLOW_TRACKING_INSECURE_TLS``) says otherwise;
+        ``MLFLOW_TRACKING_SERVER_CERT_PATH`` names a CA bundle.
+        """
+        env = os.environ if environ is None else environ
+
+        def pick(name: str) -> str | None:
+            return env.get(f"NBTRACK_TRACKING_{name}") or env.get(f"MLFLOW_TRACKING_{name}") or None
+
+        parts = urllib.parse.urlsplit(uri.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"expected an http:// or https:// URL of an MLflow tracking server, got {uri!r}")
+        auth = None
+        if parts.username is not None:
+            auth = (urllib.parse.unquote(parts.username), urllib.parse.unquote(parts.password or ""))
+        host = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
+        if ":" in (parts.hostname or "") and not host.startswith("["):
+            host = f"[{parts.hostname}]" + (f":{parts.port}" if parts.port else "")
+        clean = urllib.parse.urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
+        headers: tuple[tuple[str, str], ...] = ()
+        token = pick("TOKEN")
+        if token:
+            headers = (("Authorization", f"Bearer {token}"),)
+        elif pick("USERNAME"):
+            auth = (pick("USERNAME"), pick("PASSWORD") or "")
+        if insecure is None:
+            insecure = (pick("INSECURE_TLS") or "").strip().lower() in ("1", "true", "yes", "on")
+        verify: Any = False if insecure else (env.get("MLFLOW_TRACKING_SERVER_CERT_PATH") or True)
+        return cls(url=clean, label=clean, auth=auth, headers=headers, verify=verify)
+
+    def run_url(self, experiment_id: str, run_id: str) -> str:
+        return f"{self.url}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+class Client:
+    """Calls to one server.  Thread-safe for the way sync uses it (one session per client,
+    guarded by a lock: requests' Session is not documented as thread-safe)."""
+
+    def __init__(self, server: Server, *, timeout: float = 10.0, retries: int = 4,
+                 backoff: float = 0.5, max_backoff: float = 8.0) -> None:
+        import requests  # here, not at import: offline runs never load it
+
+        self.requests = requests
+        self.server = server
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.session = requests.Session()
+        self.session.headers.update(dict(server.headers))
+        self.session.headers["User-Agent"] = "nbtrack"
+        self.session.auth = server.auth
+        self.session.verify = server.verify
+        self._lock = threading.Lock()
+        self.requests_sent = 0
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+        self.session.close()
+
+    # ------------------------------------------------------------ transport
+    def call(self, method: str, path: str, *, json: Any = None, params: Any = None, data: Any = None,
+             retries: int | None = None, deadline: float | None = None) -> Any:
+        """One API call with retries; returns the decoded JSON body (or None)."""
+        url = self.server.url + path
+        attempts = (self.retries if retries is None else retries) + 1
+        delay = self.backoff
+        last: Exception | None = None
+        for attempt in range(attempts):
+            timeout = self.timeout
+            if deadline is not None:
+                timeout = min(timeout, deadline - time.monotonic())
+                if timeout <= 0:
+                    break
+            try:
+                with self._lock:
+                    self.requests_sent += 1
+                    response = self.session.request(method, url, json=json, params=params, data=data,
+                                                    timeout=(min(timeout, 5.0), timeout))
+            except self.requests.exceptions.SSLError as exc:
+                raise CommError(f"TLS verification failed for {self.server.label}: {exc}. Point "
+                                "MLFLOW_TRACKING_SERVER_CERT_PATH at the CA bundle, or set "
+                                "MLFLOW_TRACKING_INSECURE_TLS=true to skip verification") from None
+            except (self.requests.exceptions.ConnectionError, self.requests.exceptions.Timeout) as exc:
+                last = CommError(f"cannot reach {self.server.label}: {_short(exc)}")
+            else:
+                status = response.status_code
+                if status < 400:
+                    return _body(response)
+                if status in (401, 403):
+                    raise AuthenticationError(
+                        f"{self.server.label} refused the credentials (HTTP {status}); set "
+                        "MLFLOW_TRACKING_TOKEN, or MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD")
+                if status not in RETRY_STATUS:
+                    body = _body(response) or {}
+                    code = body.get("error_code", "") if isinstance(body, dict) else ""
+                    message = body.get("message", response.text[:300]) if isinstance(body, dict) else response.text[:300]
+                    raise ItemRejected(status, code, message)
+                last = CommError(f"{self.server.label} answered HTTP {status}")
+                retry_after = response.headers.get("Retry-After")
+                if retry_after and retry_after.isdigit():
+                    delay = max(delay, float(retry_after))
+            if attempt + 1 < attempts:
+                pause = min(delay, self.max_backoff) * (0.75 + random.random() / 2)
+                if deadline is not None:
+                    pause = min(pause, max(0.0, deadline - time.monotonic()))
+                time.sleep(pause)
+                delay *= 2
+        raise last or CommError(f"no answer from {self.server.label} in time")
+
+    # ------------------------------------------------------------ tracking
+    def experiment_id(self, name: str, **kw: Any) -> str:
+        """The id of the experiment called ``name``, created when missing."""
+        try:
+            found = self.call("GET", API + "experiments/get-by-name", params={"experiment_name": name}, **kw)
+            return found["experiment"]["experiment_id"]
+        except ItemRejected as exc:
+            if exc.code != "RESOURCE_DOES_NOT_EXIST" and exc.status != 404:
+                raise
+        try:
+            return self.call("POST", API + "experiments/create", json={"name": name}, **kw)["experiment_id"]
+        except ItemRejected as exc:
+            if exc.code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            # created by someone else in between
+            found = self.call("GET", API + "experiments/get-by-name", params={"experiment_name": name}, **kw)
+            return found["experiment"]["experiment_id"]
+
+    def find_run(self, experiment_id: str, tag: str, value: str, **kw: Any) -> dict[str, Any] | None:
+        quoted = value.replace("'", "\\'")
+        found = self.call("POST", API + "runs/search", json={
+            "experiment_ids": [experiment_id], "filter": f"tags.`{tag}` = '{quoted}'", "max_results": 1,
+            "run_view_type": "ALL"}, **kw)
+        runs = (found or {}).get("runs") or []
+        return runs[0]["info"] if runs else None
+
+    def create_run(self, experiment_id: str, name: str, start_ms: int, tags: list[dict[str, str]],
+                   **kw: Any) -> dict[str, Any]:
+        body = {"experiment_id": experiment_id, "run_name": name, "start_time": start_ms, "tags": tags}
+        return self.call("POST", API + "runs/create", json=body, **kw)["run"]["info"]
+
+    def get_run(self, run_id: str, **kw: Any) -> dict[str, Any]:
+        return self.call("GET", API + "runs/get", params={"run_id": run_id}, **kw)["run"]
+
+    def update_run(self, run_id: str, status: str, end_ms: int | None = None, name: str | None = None,
+                   **kw: Any) -> None:
+        body: dict[str, Any] = {"run_id": run_id, "status": status}
+        if end_ms is not None:
+            body["end_time"] = end_ms
+        if name is not None:
+            body["run_name"] = name
+        self.call("POST", API + "runs/update", json=body, **kw)
+
+    def log_batch(self, run_id: str, *, metrics=(), params=(), tags=(), **kw: Any) -> None:
+        body: dict[str, Any] = {"run_id": run_id}
+        if metrics:
+            body["metrics"] = list(metrics)
+        if params:
+            body["params"] = list(params)
+        if tags:
+            body["tags"] = list(tags)
+        self.call("POST", API + "runs/log-batch", json=body, **kw)
+
+    def upload_artifact(self, artifact_uri: str, relpath: str, content: bytes, **kw: Any) -> bool:
+        """Upload through the server's artifact proxy; False when the run's artifacts are
+        not served by this server (an ``s3://`` or local path the client cannot write)."""
+        if not artifact_uri.startswith("mlflow-artifacts:"):
+            return False
+        parsed = urllib.parse.urlsplit(artifact_uri)
+        base = parsed.path.lstrip("/")
+        path = urllib.parse.quote(f"{base}/{relpath}")
+        self.call("PUT", ARTIFACTS + path, data=content, **kw)
+        return True
+
+
+def _body(response: Any) -> Any:
+    if not response.content:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc)
+    return text if len(text) < 160 else text[:157] + "..."

@@ -1,0 +1,400 @@
+"""Online mode against a real MLflow tracking server on loopback, checked through its REST API."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+
+import pytest
+import requests
+
+import nbtrack
+from nbtrack.store.writer import NbtrackWarning
+
+from conftest import ROOT, run_python, spawn_python
+from fault_proxy import FaultProxy
+from mlflow_server import MlflowServer, free_port, mlflow_python
+
+pytestmark = pytest.mark.skipif(mlflow_python() is None, reason="no Python with mlflow (.ci/run makes .venv-mlflow)")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    srv = MlflowServer(tmp_path_factory.mktemp("mlflow")).start()
+    yield srv
+    srv.stop()
+
+
+def online(server_url, **kw):
+    settings = {"tracking_uri": server_url, "system_interval": 0, **kw.pop("settings", {})}
+    return nbtrack.init(settings=settings, **kw)
+
+
+def points(server, remote_id, key):
+    return sorted((m["step"], m["value"]) for m in server.history(remote_id, key))
+
+
+def wait_for(predicate, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+def sync_cli(*args, env=None):
+    full = {k: v for k, v in os.environ.items() if not k.startswith(("NBTRACK_", "MLFLOW_"))}
+    full.update({"PYTHONPATH": str(ROOT), **(env or {})})
+    return subprocess.run([sys.executable, "-m", "nbtrack", "sync", *args], capture_output=True, text=True,
+                          env=full, timeout=300)
+
+
+def test_a_run_arrives_whole(server, store_dir):
+    long_value = "x" * 7000
+    run = online(server.url, project="whole", dir=store_dir, name="full-run", notes="about it", group="grp",
+                 job_type="train", entity="team", tags=["baseline", "v2"],
+                 config={"lr": 0.01, "opt": {"name": "adam", "beta": 0.9}, "layers": [64, 32], "blob": long_value},
+                 settings={"system_interval": 0.1})
+    assert run.mode == "online"
+    assert run.url.startswith(server.url + "/#/experiments/")
+    for i in range(2500):
+        run.log({"loss": 1 / (i + 1), "acc": i / 2500, "phase": "train", "odd": float("nan") if i == 7 else i % 2})
+    run.log({f"wide/k{j}": float(j) for j in range(1500)})  # one row wider than a log-batch
+    with pytest.warns(NbtrackWarning, match="config value 'blob' is 7000 characters, over MLflow's limit of 6000"):
+        run.finish()
+    assert run.sync_status["state"] == "synced" and run.sync_status["pending"] == 0
+
+    remote = server.run_by_tag("whole", run.id)
+    info, data = remote["info"], remote["data"]
+    assert info["status"] == "FINISHED" and info["run_name"] == "full-run" and info["end_time"] > info["start_time"]
+    assert run.url.endswith(f"/experiments/{info['experiment_id']}/runs/{info['run_id']}")
+    params = {p["key"]: p["value"] for p in data["params"]}
+    assert params["lr"] == "0.01" and params["opt.name"] == "adam" and params["opt.beta"] == "0.9"
+    assert params["layers"] == "[64,32]" and len(params["blob"]) == 6000
+    tags = {t["key"]: t["value"] for t in data["tags"]}
+    assert tags["mlflow.runName"] == "full-run" and tags["nbtrack.run_id"] == run.id
+    assert tags["nbtrack.group"] == "grp" and tags["nbtrack.job_type"] == "train" and tags["nbtrack.entity"] == "team"
+    assert tags["mlflow.note.content"] == "about it" and tags["nbtrack.tags"] == "baseline, v2"
+    meta = nbtrack.Api(store_dir).run(f"whole/{run.id}").metadata
+    assert tags["tag.baseline"] == "true" and tags["mlflow.user"] == meta["user"]
+    assert tags.get("mlflow.source.name") == meta.get("program")  # the program, when there is one
+
+    local = nbtrack.Api(store_dir).run(f"whole/{run.id}").history()
+    rid = info["run_id"]
+    for key in ("loss", "acc"):
+        expected = sorted((r["_step"], r[key]) for r in local if key in r)
+        assert points(server, rid, key) == expected  # every point, once, the same doubles
+    odd = points(server, rid, "odd")
+    assert len(odd) == 2500 and odd[7][0] == 7 and math.isnan(float(odd[7][1]))
+    assert server.history(rid, "phase") == []  # strings stay in the local store
+    wide = server.get("runs/get", run_id=rid)["run"]["data"]["metrics"]
+    assert len([m for m in wide if m["key"].startswith("wide/")]) == 1500
+    assert points(server, rid, "wide/k1499") == [(2500, 1499.0)]
+    # system metrics under MLflow's system/ names, numbered as MLflow numbers them
+    cpu = server.history(rid, "system/cpu_utilization_percentage")
+    assert len(cpu) >= 1 and sorted(m["step"] for m in cpu) == list(range(len(cpu)))
+    # the full config as an artifact, long value and all
+    assert "nbtrack/config.json" in server.artifacts(rid)
+    art = requests.get(f"{server.url}/api/2.0/mlflow-artifacts/artifacts/{info['experiment_id']}/{rid}"
+                       "/artifacts/nbtrack/config.json", timeout=30)
+    assert json.loads(art.content)["blob"] == long_value
+
+
+def test_states_map_to_mlflow_statuses(server, store_dir):
+    failed = online(server.url, project="states", dir=store_dir)
+    failed.log({"a": 1})
+    failed.finish(exit_code=3)
+    assert server.run_by_tag("states", failed.id)["info"]["status"] == "FAILED"
+
+    # a process killed mid-run leaves a crashed run; sync later sends it as KILLED
+    child = spawn_python(f"""
+        import time, nbtrack
+        run = nbtrack.init(project="states", dir={str(store_dir)!r}, id="crashy", settings={{"system_interval": 0}})
+        for i in range(300):
+            run.log({{"a": i}})
+        print("logged", flush=True)
+        time.sleep(60)
+    """)
+    assert child.stdout.readline().strip() == "logged"
+    time.sleep(1.0)  # past a flush
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    out = sync_cli("--dir", str(store_dir), "--project", "states", "--run", "crashy", "--tracking-uri", server.url)
+    assert out.returncode == 0, out.stderr
+    remote = server.run_by_tag("states", "crashy")
+    assert remote["info"]["status"] == "KILLED"
+    assert points(server, remote["info"]["run_id"], "a") == [(i, float(i)) for i in range(300)]
+
+
+def test_offline_runs_sync_later_exactly_once(server, store_dir):
+    run = nbtrack.init(project="later", dir=store_dir, mode="offline", config={"k": 1}, settings={"system_interval": 0})
+    for i in range(1200):
+        run.log({"v": float(i)})
+    run.finish()
+    dry = sync_cli("--dir", str(store_dir), "--dry-run", "--tracking-uri", server.url)
+    assert dry.returncode == 0 and "would send create the MLflow run, 1200 rows" in dry.stdout
+    with pytest.raises(requests.HTTPError):
+        server.experiment("later")  # a dry run sends nothing
+
+    first = sync_cli("--dir", str(store_dir), "--project", "later", env={"NBTRACK_TRACKING_URI": server.url})
+    assert first.returncode == 0, first.stderr
+    assert f"later/{run.id}: sent 1200 rows" in first.stdout and "FINISHED" in first.stdout
+    remote = server.run_by_tag("later", run.id)
+    before = points(server, remote["info"]["run_id"], "v")
+    assert before == [(i, float(i)) for i in range(1200)]
+
+    second = subprocess.run([sys.executable, "-m", "nbtrack", "sync", "--dir", str(store_dir), "--project", "later"],
+                            capture_output=True, text=True, timeout=120,
+                            env={"PYTHONPATH": str(ROOT), "PATH": os.environ["PATH"], "MLFLOW_TRACKING_URI": server.url})
+    assert second.returncode == 0 and f"later/{run.id}: up to date" in second.stdout
+    assert points(server, remote["info"]["run_id"], "v") == before
+    assert len(server.runs("later")) == 1
+
+
+def test_sync_command_errors_name_the_argument(store_dir):
+    out = sync_cli("--dir", str(store_dir))
+    assert out.returncode == 2 and "--tracking-uri" in out.stderr and "NBTRACK_TRACKING_URI" in out.stderr
+    nbtrack.init(project="x", dir=store_dir, mode="offline").finish()
+    out = sync_cli("--dir", str(store_dir), "--run", "nope", "--tracking-uri", "http://127.0.0.1:9")
+    assert out.returncode == 2 and "--run: no run 'nope'" in out.stderr
+    out = sync_cli("--dir", str(store_dir), "--tracking-uri", "ftp://example")
+    assert out.returncode == 2 and "--tracking-uri: expected an http:// or https:// URL" in out.stderr
+
+
+def test_resume_continues_the_same_mlflow_run(server, store_dir):
+    run = online(server.url, project="resumed", dir=store_dir, id="same")
+    for i in range(100):
+        run.log({"x": float(i)})
+    run.finish()
+    run = online(server.url, project="resumed", dir=store_dir, id="same", resume="must")
+    assert server.run_by_tag("resumed", "same")["info"]["status"] == "RUNNING"
+    for i in range(100, 150):
+        run.log({"x": float(i)})
+    run.finish()
+    (remote,) = server.runs("resumed")
+    assert remote["info"]["status"] == "FINISHED"
+    assert points(server, remote["info"]["run_id"], "x") == [(i, float(i)) for i in range(150)]
+
+
+def test_fork_and_rewind_online(server, store_dir):
+    source = online(server.url, project="branches", dir=store_dir, id="source")
+    for i in range(50):
+        source.log({"x": float(i)})
+    source.finish()
+    source_remote = server.run_by_tag("branches", "source")["info"]["run_id"]
+
+    fork = online(server.url, project="branches", dir=store_dir, fork_from="source?_step=20")
+    fork.log({"x": 100.0})
+    fork.finish()
+    forked = server.run_by_tag("branches", fork.id)
+    tags = {t["key"]: t["value"] for t in forked["data"]["tags"]}
+    assert tags["nbtrack.fork_of"] == "source" and tags["nbtrack.branch_step"] == "20"
+    assert points(server, forked["info"]["run_id"], "x") == [(i, float(i)) for i in range(21)] + [(21, 100.0)]
+
+    # rewind: MLflow cannot delete points, so the kept history continues in a new MLflow run
+    rewound = online(server.url, project="branches", dir=store_dir, resume_from="source?_step=9")
+    for i in range(3):
+        rewound.log({"x": -float(i)})
+    rewound.finish()
+    runs = [r for r in server.runs("branches")
+            if {t["key"]: t["value"] for t in r["data"]["tags"]}.get("nbtrack.run_id") == "source"]
+    assert len(runs) == 2
+    old = next(r for r in runs if r["info"]["run_id"] == source_remote)
+    new = next(r for r in runs if r["info"]["run_id"] != source_remote)
+    old_tags = {t["key"]: t["value"] for t in old["data"]["tags"]}
+    new_tags = {t["key"]: t["value"] for t in new["data"]["tags"]}
+    assert old_tags["nbtrack.rewound_to_step"] == "9" and old_tags["nbtrack.superseded_by"] == new["info"]["run_id"]
+    assert new_tags["nbtrack.rewind_of"] == source_remote and new["info"]["status"] == "FINISHED"
+    assert points(server, source_remote, "x") == [(i, float(i)) for i in range(50)]  # untouched
+    assert points(server, new["info"]["run_id"], "x") == [(i, float(i)) for i in range(10)] + [
+        (10, 0.0), (11, -1.0), (12, -2.0)]
+    assert rewound.url.endswith(new["info"]["run_id"])
+
+
+def test_refused_items_are_dropped_alone(server, store_dir):
+    with warnings.catch_warnings(record=True) as caught:  # also records the sync thread's warnings
+        warnings.simplefilter("always")
+        run = online(server.url, project="refused", dir=store_dir, config={"lr": 0.1}, allow_val_change=True)
+        run.log({"good": 1.0, "bad@key": 2.0, "also_good": 3.0})
+        assert wait_for(lambda: run.sync_status["sent"] == 1)
+        run.config.update({"lr": 0.2})  # notebooks allow it; MLflow params cannot change
+        run.log({"good": 4.0, "bad@key": 5.0, "also_good": 6.0})
+        run.finish()
+    remote = server.run_by_tag("refused", run.id)
+    rid = remote["info"]["run_id"]
+    # the batch went through without the refused key, both times
+    assert points(server, rid, "good") == [(0, 1.0), (1, 4.0)] and points(server, rid, "also_good") == [(0, 3.0), (1, 6.0)]
+    assert server.history(rid, "bad@key") == []
+    assert {p["key"]: p["value"] for p in remote["data"]["params"]}["lr"] == "0.1"
+    assert nbtrack.Api(store_dir).run(f"refused/{run.id}").history()[1]["bad@key"] == 5.0  # kept locally
+    texts = [str(w.message) for w in caught]
+    refused = [t for t in texts if "refused metric 'bad@key'" in t]
+    assert len(refused) == 1 and "Names may only contain" in refused[0]  # once, with the server's reason
+    assert any("config 'lr' changed to '0.2'" in t and "keeps '0.1'" in t for t in texts)
+
+
+def test_force_fails_fast(tmp_path, store_dir):
+    port = free_port()  # nothing listens here
+    with pytest.raises(nbtrack.errors.CommError, match=f"cannot reach http://127.0.0.1:{port}"):
+        nbtrack.init(project="f", dir=store_dir, mode="online", force=True,
+                     settings={"tracking_uri": f"http://127.0.0.1:{port}", "init_timeout": 3})
+    assert nbtrack.Api(store_dir).runs("f") == []  # nothing was started
+
+    # without force: a notice, and the run goes on offline with every row kept
+    run = nbtrack.init(project="f", dir=store_dir, mode="online",
+                       settings={"tracking_uri": f"http://127.0.0.1:{port}", "init_timeout": 3, "sync_timeout": 1,
+                                 "system_interval": 0})
+    for i in range(10):
+        run.log({"a": i})
+    run.finish()
+    assert run.url is None and run.sync_status["state"] == "unsent"
+    assert f"cannot reach http://127.0.0.1:{port}" in run.sync_status["error"]
+    assert len(nbtrack.Api(store_dir).run(f"f/{run.id}").history()) == 10
+
+
+def test_basic_auth(tmp_path, store_dir, capfd):
+    srv = MlflowServer(tmp_path / "auth", auth_password="right-password-123").start()
+    try:
+        host = srv.url.removeprefix("http://")
+        with pytest.raises(nbtrack.errors.AuthenticationError, match="refused the credentials \\(HTTP 401\\)"):
+            nbtrack.init(project="a", dir=store_dir, mode="online", force=True,
+                         settings={"tracking_uri": f"http://admin:wrong-password@{host}"})
+        os.environ["MLFLOW_TRACKING_USERNAME"] = "admin"
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = "wrong-password"
+        try:
+            with pytest.raises(nbtrack.errors.AuthenticationError):
+                nbtrack.init(project="a", dir=store_dir, mode="online", force=True,
+                             settings={"tracking_uri": srv.url})
+            run = nbtrack.init(project="a", dir=store_dir, settings={"tracking_uri": srv.url, "system_interval": 0})
+            run.log({"x": 1.0})
+            run.finish()
+            assert "refused the credentials" in capfd.readouterr().err
+            assert run.sync_status["state"] == "error" and nbtrack.Api(store_dir).run(f"a/{run.id}").history()
+            os.environ["MLFLOW_TRACKING_PASSWORD"] = "right-password-123"
+            good = nbtrack.init(project="a", dir=store_dir, mode="online", force=True,
+                                settings={"tracking_uri": srv.url, "system_interval": 0})
+            good.log({"x": 2.0})
+            good.finish()
+        finally:
+            del os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"]
+        assert srv.run_by_tag("a", good.id)["info"]["status"] == "FINISHED"
+        # credentials are never written: not in the store, the run's files, the url or the status
+        secrets = (b"right-password-123", b"wrong-password")
+        for path in (store_dir / "nbtrack").rglob("*"):
+            if path.is_file():
+                assert not any(s in path.read_bytes() for s in secrets), path
+        assert "password" not in good.url and "password" not in json.dumps(good.sync_status)
+    finally:
+        srv.stop()
+
+
+def test_token_goes_as_a_bearer_header(server, store_dir, monkeypatch):
+    proxy = FaultProxy(server.url)
+    try:
+        monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "tok-123")
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", proxy.url)  # MLflow's own variable selects online mode
+        run = nbtrack.init(project="token", dir=store_dir, settings={"system_interval": 0})
+        assert run.mode == "online"
+        run.log({"a": 1.0})
+        run.finish()
+        assert proxy.auth_headers and set(proxy.auth_headers) == {"Bearer tok-123"}
+        for path in (store_dir / "nbtrack").rglob("*"):
+            if path.is_file():
+                assert b"tok-123" not in path.read_bytes()
+    finally:
+        proxy.close()
+
+
+def test_a_local_mlflow_uri_is_not_a_server(store_dir, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
+    run = nbtrack.init(project="local", dir=store_dir)
+    assert run.mode == "offline"
+    run.finish()
+    with pytest.raises(nbtrack.UsageError, match="tracking_uri: expected an http:// or https:// URL"):
+        nbtrack.init(project="local", dir=store_dir, settings={"tracking_uri": "file:///tmp/x"})
+
+
+@pytest.mark.parametrize("fault", ["500", "hang"])
+def test_a_failing_server_does_not_slow_log(server, store_dir, fault):
+    proxy = FaultProxy(server.url)
+    try:
+        run = online(proxy.url, project=f"fault-{fault}", dir=store_dir)
+        run.log({"x": 0.0})
+        assert wait_for(lambda: run.sync_status["sent"] == 1)
+        proxy.set(fault)
+        run.log({"x": 1.0})  # something to send: the sync thread meets the bad server
+        # wait until the sync thread is stuck on the bad server, then log
+        if fault == "hang":
+            assert wait_for(lambda: proxy.held >= 1)
+        else:
+            assert wait_for(lambda: proxy.errors_500 >= 1)
+        seen_before = proxy.errors_500
+        for i in range(2, 20_001):
+            run.log({"x": float(i)})
+        # counted, not timed: every call returned while the server was failing the sync
+        assert run.rows_logged == 20_001
+        if fault == "hang":
+            assert proxy.held >= 1  # the same request is still hanging: log() never waited on it
+        else:
+            assert proxy.errors_500 >= seen_before
+        run._sink.flush()
+        assert len(nbtrack.Api(store_dir).run(f"fault-{fault}/{run.id}").history(["x"])) == 20_001
+        proxy.set("pass")
+        run.finish()
+        remote = server.run_by_tag(f"fault-{fault}", run.id)
+        assert points(server, remote["info"]["run_id"], "x") == [(i, float(i)) for i in range(20_001)]
+        assert remote["info"]["status"] == "FINISHED"
+    finally:
+        proxy.close()
+
+
+def test_server_killed_mid_run_then_restarted(tmp_path, store_dir):
+    srv = MlflowServer(tmp_path / "dies").start()
+    try:
+        run = online(srv.url, project="outage", dir=store_dir, settings={"sync_timeout": 2})
+        for i in range(500):
+            run.log({"x": float(i)})
+        assert wait_for(lambda: run.sync_status["sent"] == 500)
+        srv.kill()
+        for i in range(500, 1000):  # logging goes on while the server is gone
+            run.log({"x": float(i)})
+        run.finish()  # waits 2 s, then says what is left and how to send it
+        assert run.sync_status["state"] == "unsent" and run.sync_status["pending"] == 500
+        srv = MlflowServer(tmp_path / "dies", port=srv.port).start()  # same port, same database
+        out = sync_cli("--dir", str(store_dir), "--tracking-uri", srv.url)
+        assert out.returncode == 0, out.stderr
+        assert f"outage/{run.id}: sent 500 rows" in out.stdout
+        again = sync_cli("--dir", str(store_dir), "--tracking-uri", srv.url)
+        assert f"outage/{run.id}: up to date" in again.stdout
+        remote = srv.run_by_tag("outage", run.id)
+        assert points(srv, remote["info"]["run_id"], "x") == [(i, float(i)) for i in range(1000)]
+        assert remote["info"]["status"] == "FINISHED"
+    finally:
+        srv.stop()
+
+
+def test_the_panel_shows_the_url_and_the_sync_state(server, store_dir):
+    from nbtrack.jupyter.panel import RunPanel
+    from test_panel import RecordingComm
+
+    run = online(server.url, project="panel-sync", dir=store_dir)
+    panel = RunPanel(run)
+    panel.comm = RecordingComm()
+    assert panel.url == run.url and panel.url.startswith(server.url)
+    for i in range(300):
+        run.log({"x": float(i)})
+    assert wait_for(lambda: run.sync_status["sent"] == 300)
+    panel.tick()
+    assert panel.sync["state"] == "syncing" and panel.sync["sent"] == 300 and panel.sync["server"] == server.url
+    run.finish()
+    panel.finalize()
+    assert panel.sync == {"server": server.url, "state": "synced", "sent": 300, "pending": 0, "error": None}
+    sent_states = [u["sync"] for u in panel.comm.updates() if "sync" in u]
+    assert sent_states and sent_states[-1]["state"] == "synced"  # the front end got it
