@@ -293,9 +293,13 @@ class RunManager:
         except ValueError as exc:
             raise UsageError(f"tracking_uri: {exc}") from None
         if a.force:
-            client = sync.SyncService.get().client(server)
+            # its own client, so a sync request hanging on the shared one cannot hold it up;
             # fails fast: AuthenticationError on 401/403, CommError when unreachable
-            client.experiment_id(a.project, deadline=time.monotonic() + s.init_timeout, retries=1)
+            client = sync.Client(server)
+            try:
+                client.experiment_id(a.project, deadline=time.monotonic() + s.init_timeout, retries=1)
+            finally:
+                client.close()
         return server
 
     def _attach_sync(self, run: Run, server: Any, a: InitArgs) -> None:

@@ -180,3 +180,29 @@ def test_several_processes_creating_one_store_at_once(tmp_path):
             ids.append(out.strip())
         stored = {r.id for r in nbtrack.Api(target).runs("p")}
         assert stored == set(ids)
+
+
+def test_a_version_1_store_is_brought_up_to_date(store_dir):
+    """Stores written before system metrics and sync (schema 1) gain their tables on open;
+    the runs already there stay readable and can be resumed."""
+    run = nbtrack.init(project="p", dir=store_dir, id="old", settings={"system_interval": 0})
+    run.log({"a": 1})
+    run.finish()
+    con = sqlite3.connect(store_dir / "nbtrack" / "nbtrack.db")
+    con.execute("DROP TABLE system_metrics")
+    con.execute("DROP TABLE sync_state")
+    con.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    con.commit()
+    con.close()
+    out = run_python(f"""
+        import nbtrack
+        run = nbtrack.init(project="p", dir={str(store_dir)!r}, id="old", resume="must",
+                           settings={{"system_interval": 30}})
+        run.log({{"a": 2}})
+        run.finish()
+        record = nbtrack.Api({str(store_dir)!r}).run("p/old")
+        print([r["a"] for r in record.history()], len(record.system_metrics()))
+    """)
+    assert out.stdout.strip().splitlines()[-1] == "[1, 2] 1"
+    con = sqlite3.connect(store_dir / "nbtrack" / "nbtrack.db")
+    assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
