@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -63,6 +64,16 @@ def spawn_python(code: str, *, cwd: Path | None = None, env: dict | None = None)
         [sys.executable, "-c", textwrap.dedent(code)], cwd=cwd, env=full_env,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
+
+
+def wait_for(predicate, timeout: float = 30.0) -> bool:
+    """Poll ``predicate`` until it holds or ``timeout`` seconds pass; its last answer."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return bool(predicate())
 
 
 def read_run(dir: Path, project: str, run_id: str) -> nbtrack.RunRecord:

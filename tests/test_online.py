@@ -17,7 +17,7 @@ import requests
 import nbtrack
 from nbtrack.store.writer import NbtrackWarning
 
-from conftest import ROOT, run_python, spawn_python
+from conftest import ROOT, spawn_python, wait_for
 from fault_proxy import FaultProxy
 from mlflow_server import MlflowServer, free_port, mlflow_python
 
@@ -40,13 +40,6 @@ def points(server, remote_id, key):
     return sorted((m["step"], m["value"]) for m in server.history(remote_id, key))
 
 
-def wait_for(predicate, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def sync_cli(*args, env=None):

@@ -15,6 +15,8 @@ import nbtrack
 from nbtrack import system
 from nbtrack.store.writer import NbtrackWarning
 
+from conftest import wait_for
+
 CPU_KEYS = {
     "system/cpu_utilization_percentage", "system/system_memory_usage_megabytes",
     "system/system_memory_usage_percentage", "system/process_rss_megabytes",
@@ -24,13 +26,6 @@ CPU_KEYS = {
 }
 
 
-def wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 def sampler_threads():

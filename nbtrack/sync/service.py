@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import threading
 import time
-import warnings
 from typing import Any, Callable
 
 from ..errors import AuthenticationError, CommError
 from ..store.local import LocalStore
-from ..store.writer import NbtrackWarning
 from .client import Client, Server
-from .uploader import Progress, RunUploader
+from .uploader import Progress, RunUploader, _warn
 
 PASS_INTERVAL = 1.0  # seconds between passes while a run is healthy
 MAX_PAUSE = 60.0
@@ -206,6 +204,3 @@ class SyncService:
                     continue
                 entry.run_pass()
 
-
-def _warn(message: str) -> None:
-    warnings.warn(message, NbtrackWarning, stacklevel=2)
