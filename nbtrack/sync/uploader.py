@@ -132,8 +132,8 @@ class RunUploader:
         remote = self.state["remote_id"]
         self._send_tags(run, remote, kw)
         self._send_params(run, remote, kw)
-        self._send_history(remote, progress, on_progress, kw)
-        self._send_system(remote, progress, on_progress, kw)
+        self._send_stream(remote, "history", progress, on_progress, kw)
+        self._send_stream(remote, "system", progress, on_progress, kw)
         if final or run["state"] != "running":
             progress.files_sent = self._send_files(run, kw)
         progress.rows_pending, progress.system_pending = self.pending()
@@ -305,42 +305,35 @@ class RunUploader:
             if mark is not None:  # None: the first parts of a row wider than one batch
                 on_sent(mark)
 
-    def _send_history(self, remote: str, progress: Progress, on_progress, kw: dict) -> None:
+    def _send_stream(self, remote: str, stream: str, progress: Progress, on_progress, kw: dict) -> None:
+        """Send one stream after its cursor: ``history`` (cursor: last step, metric step =
+        the row's step) or ``system`` (cursor: last sample time, metric step = sample
+        number).  The cursor moves after each accepted batch."""
+        history = stream == "history"
+        cursor, counter = ("step", "rows_sent") if history else ("system_ts", "system_n")
         while True:
-            rows = self.store.history(self.pk, after_step=self.state["step"], limit=ROWS_PER_READ)
+            if history:
+                rows = self.store.history(self.pk, after_step=self.state[cursor], limit=ROWS_PER_READ)
+            else:
+                rows = self.store.system_metrics(self.pk, after=self.state[cursor], limit=ROWS_PER_READ)
+                for i, sample in enumerate(rows):
+                    sample["_step"] = self.state[counter] + i
             if not rows:
                 return
 
-            def sent(mark: tuple[int, int]) -> None:
-                step, count = mark
-                self.state["step"] = step
-                self.state["rows_sent"] += count
-                progress.rows_sent += count
+            def sent(mark: tuple[Any, int]) -> None:
+                self.state[cursor], count = mark
+                self.state[counter] += count
+                if history:
+                    progress.rows_sent += count
+                else:
+                    progress.system_sent += count
                 self._save()
                 if on_progress:
                     on_progress(progress)
 
-            self._send_metric_batches(remote, _metric_batches(rows, "_step", lambda r: r["_step"]), sent, kw)
-
-    def _send_system(self, remote: str, progress: Progress, on_progress, kw: dict) -> None:
-        while True:
-            samples = self.store.system_metrics(self.pk, after=self.state["system_ts"], limit=ROWS_PER_READ)
-            if not samples:
-                return
-            base = self.state["system_n"]
-            for i, sample in enumerate(samples):
-                sample["_n"] = base + i
-
-            def sent(mark: tuple[float, int]) -> None:
-                ts, count = mark
-                self.state["system_ts"] = ts
-                self.state["system_n"] += count
-                progress.system_sent += count
-                self._save()
-                if on_progress:
-                    on_progress(progress)
-
-            self._send_metric_batches(remote, _metric_batches(samples, "_n", lambda r: r["_timestamp"]), sent, kw)
+            batches = _metric_batches(rows, lambda r: r["_step"] if history else r["_timestamp"])
+            self._send_metric_batches(remote, batches, sent, kw)
 
     def _send_files(self, run: dict[str, Any], kw: dict) -> int:
         uri = self.state.get("artifact_uri")
@@ -394,7 +387,7 @@ class RunUploader:
         self._save()
 
 
-def _metric_batches(rows: list[dict[str, Any]], step_key: str, mark_of: Callable[[dict], Any]):
+def _metric_batches(rows: list[dict[str, Any]], mark_of: Callable[[dict], Any]):
     """Yield (metrics, (mark, rows in batch)) with whole rows per batch where they fit;
     a row wider than a batch is split, and only its last part carries a mark."""
     items: list[dict] = []
@@ -402,7 +395,7 @@ def _metric_batches(rows: list[dict[str, Any]], step_key: str, mark_of: Callable
     count = 0
     mark = None
     for row in rows:
-        step = row[step_key]
+        step = row["_step"]
         ts = int(row["_timestamp"] * 1000)
         row_items = []
         for key, value in row.items():
