@@ -19,6 +19,7 @@ from . import api as _api
 from .api import Api, finish, log
 from .hyperparams import Config
 from .errors import AuthenticationError, CommError, ConfigError, Error, UsageError
+from .media import Histogram, Image, MediaRef, Table, Video
 from .records import RunRecord
 from .active_run import DisabledRun, Run
 from .settings import Settings
@@ -27,7 +28,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Api", "AuthenticationError", "CommError", "Config", "ConfigError", "DisabledRun", "Error",
-    "Run", "RunRecord", "Settings", "UsageError", "config", "finish", "init", "log", "run",
+    "Histogram", "Image", "MediaRef", "Table", "Video", "Run", "RunRecord", "Settings", "UsageError", "config", "finish", "init", "log", "run",
     "summary", "load_ipython_extension", "unload_ipython_extension",
 ]
 

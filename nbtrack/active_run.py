@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 from . import events
 from .hyperparams import Config
 from .errors import UsageError
+from .media import Media, MediaStore
 from .naming import check_tags, check_text
 from .values import scalar
 
@@ -36,8 +37,10 @@ class StepWarning(UserWarning):
     """A logged row was dropped because its step was lower than the run's current step."""
 
 
-def _normalise(data: Mapping[Any, Any]) -> tuple[dict[str, Any], list[str]]:
-    """The slow path of ``log``: convert values, flatten nested dicts, collect bad keys."""
+def _normalise(data: Mapping[Any, Any], media: Callable[[str, Media], Any] | None = None
+               ) -> tuple[dict[str, Any], list[str]]:
+    """The slow path of ``log``: convert values, store media, flatten nested dicts,
+    collect bad keys."""
     row: dict[str, Any] = {}
     bad: list[str] = []
 
@@ -45,6 +48,12 @@ def _normalise(data: Mapping[Any, Any]) -> tuple[dict[str, Any], list[str]]:
         kind = type(value)
         if kind in _SCALARS:
             row[key] = value
+            return
+        if media is not None and isinstance(value, Media):
+            try:
+                row[key] = media(key, value)
+            except OSError as exc:
+                bad.append(f"{key!r} (could not store the {value.kind}: {exc})")
             return
         if isinstance(value, Mapping):
             for sub, inner in value.items():
@@ -67,6 +76,12 @@ def _normalise(data: Mapping[Any, Any]) -> tuple[dict[str, Any], list[str]]:
             row[key] = value.isoformat()
         elif isinstance(value, (list, tuple)) and all(type(scalar(v)) in _SCALARS for v in value):
             row[key] = [scalar(v) for v in value]
+        elif media is not None and isinstance(value, (list, tuple)) and value and all(
+                isinstance(v, Media) for v in value):
+            try:
+                row[key] = [media(key, v) for v in value]
+            except OSError as exc:
+                bad.append(f"{key!r} (could not store the {value[0].kind}: {exc})")
         else:
             bad.append(f"{key!r} ({type(value).__module__}.{type(value).__qualname__})")
 
@@ -127,7 +142,7 @@ class Summary:
 
     def update(self, values: Mapping[str, Any]) -> None:
         self._run._check_writable("summary")
-        row, bad = _normalise(values)
+        row, bad = _normalise(values, self._run._store_media)
         if bad:
             raise TypeError(f"summary: cannot store {', '.join(bad)}")
         self._data.update(row)
@@ -213,6 +228,8 @@ class Run:
         self._system_taps: list[Callable[[tuple], None]] = []
         self._sampler = None  # the SystemSampler, when system metrics are on
         self._sync = None  # the RunSync of an online run
+        self._media = MediaStore(folder)
+        self._detach: list[Callable[[], None]] = []  # integrations to undo at finish
 
     # ---------------------------------------------------------------- logging
     def log(self, data: Mapping[str, Any], step: int | None = None, commit: bool | None = None) -> None:
@@ -223,7 +240,9 @@ class Run:
         data
             A dict of string keys to numbers, strings, booleans or ``None``
             (numpy and 0-d tensor values become Python scalars; nested dicts
-            become ``a/b`` keys).
+            become ``a/b`` keys), or ``nbtrack.Image``, ``Video``, ``Histogram``
+            and ``Table`` values (or lists of them): their files go into the
+            run's folder and the row holds references.
         step
             The step to log at.  Without it, the row goes to the current step and
             the step advances.  A step higher than the current one opens a new row;
@@ -244,7 +263,7 @@ class Run:
         if _SCALARS.issuperset(map(type, data.values())) and _STR.issuperset(map(type, data)):
             row = data.copy()
         else:
-            row, bad = _normalise(data)
+            row, bad = _normalise(data, self._store_media)
         if not RESERVED_KEYS.isdisjoint(row):
             raise UsageError(
                 f"log: {sorted(RESERVED_KEYS.intersection(row))} are reserved names; "
@@ -281,9 +300,13 @@ class Run:
             self._commit()
         if bad:
             raise TypeError(
-                f"log: cannot log {', '.join(bad)}; log numbers, strings, booleans or None "
-                "(the other values of this call were logged)"
+                f"log: cannot log {', '.join(bad)}; log numbers, strings, booleans, None, "
+                "nbtrack.Image, Video, Histogram or Table (the other values of this call were logged)"
             )
+
+    def _store_media(self, key: str, value: Media) -> dict[str, Any]:
+        """Write a media value's file into the run folder; the reference the row holds."""
+        return value._reference(self._media)
 
     def _commit(self) -> None:
         row = self._pending

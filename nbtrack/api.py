@@ -123,9 +123,9 @@ class Api:
             self._con = connect(str(path))
         return self._con
 
-    def _history(self, pk: int, keys=None):
+    def _history(self, pk: int, keys=None, object_hook=None):
         con = self._connection()
-        return reader.history(con, pk, keys) if con is not None else []
+        return reader.history(con, pk, keys, object_hook=object_hook) if con is not None else []
 
     def _system(self, pk: int, keys=None):
         con = self._connection()
@@ -137,7 +137,7 @@ class Api:
         found = RunList()
         found.project = project
         if con is not None:
-            found.extend(RunRecord(row, self._history, self._system) for row in reader.list_runs(con, project, limit))
+            found.extend(RunRecord(row, self._history, self._system, self.root) for row in reader.list_runs(con, project, limit))
         return found
 
     def run(self, path: str) -> RunRecord:
@@ -149,7 +149,7 @@ class Api:
         row = reader.get_run(con, project, run_id) if con is not None else None
         if row is None:
             raise UsageError(f"Api.run: no run {run_id!r} in project {project!r} under {self.root}")
-        return RunRecord(row, self._history, self._system)
+        return RunRecord(row, self._history, self._system, self.root)
 
     def close(self) -> None:
         if self._con is not None:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import datetime
+from pathlib import Path
 from typing import Any, Callable, Iterable
+
+from .media import MediaRef, is_reference, restorer
 
 
 class RunRecord:
@@ -22,7 +25,7 @@ class RunRecord:
     """
 
     def __init__(self, row: dict[str, Any], history: Callable[..., list[dict[str, Any]]],
-                 system: Callable[..., list[dict[str, Any]]] | None = None) -> None:
+                 system: Callable[..., list[dict[str, Any]]] | None = None, root: Path | None = None) -> None:
         self._row = row
         self._history = history
         self._system = system
@@ -33,7 +36,8 @@ class RunRecord:
         self.state: str = row["state"]
         self.exit_code: int | None = row["exit_code"]
         self.config: dict[str, Any] = row["config"]
-        self.summary: dict[str, Any] = row["summary"]
+        self.dir: Path | None = None if root is None else Path(root) / row["folder"]
+        self.summary: dict[str, Any] = {k: _restore(v, self.dir) for k, v in row["summary"].items()}
         self.tags: tuple[str, ...] = row["tags"]
         self.notes: str | None = row["notes"]
         self.group: str | None = row["group"]
@@ -65,10 +69,11 @@ class RunRecord:
         (and ``_cell`` when logged from a notebook cell) plus the logged keys.
 
         With ``keys``, only rows holding at least one of them, each with only those keys.
+        Logged images, videos, histograms and tables come back as ``nbtrack.MediaRef``.
         """
         if isinstance(keys, str):
             keys = [keys]
-        return self._history(self._row["pk"], keys)
+        return self._history(self._row["pk"], keys, restorer(self.dir))
 
     def system_metrics(self, keys: Iterable[str] | None = None) -> list[dict[str, Any]]:
         """System metric samples (``system/...`` keys) in time order, each with
@@ -79,6 +84,14 @@ class RunRecord:
 
     def __repr__(self) -> str:
         return f"<RunRecord {self.path} name={self.name!r} state={self.state}>"
+
+
+def _restore(value: Any, folder: Path | None) -> Any:
+    if is_reference(value):
+        return MediaRef(value, folder)
+    if type(value) is list and value and all(is_reference(v) for v in value):
+        return [MediaRef(v, folder) for v in value]
+    return value
 
 
 class RunList(list):

@@ -19,9 +19,11 @@ class RecordingComm:
 
     def __init__(self):
         self.sent = []
+        self.buffers = []
 
     def send(self, data=None, metadata=None, buffers=None):
         self.sent.append(data)
+        self.buffers.append(buffers)
 
     def on_msg(self, callback):
         self.callback = callback
@@ -168,3 +170,47 @@ def test_system_samples_are_charted_against_seconds(make_panel):
     steps = [x for d in deltas for x in d["series"].get("loss", {}).get("append", [[]])[0]]
     assert steps == [0, 1, 2]  # the user's charts keep their steps
     assert not [k for d in deltas for k in d.get("summary", {}) if k.startswith("system/")]
+
+
+def test_media_reach_the_panel_and_files_are_served_on_request(make_panel):
+    import base64
+
+    import numpy as np
+
+    run, p = make_panel()
+    first = np.zeros((4, 4), dtype=np.uint8)
+    for i in range(3):
+        run.log({"loss": float(i), "val/samples": nbtrack.Image(first + i, caption=f"epoch {i}"),
+                 "weights": nbtrack.Histogram(np.arange(10) * i, num_bins=5)})
+    p.tick()
+    deltas = [m for m in p.comm.custom() if m["type"] == "delta"]
+    media = {}
+    for d in deltas:
+        for key, items in d.get("media", {}).items():
+            media.setdefault(key, []).extend(items)
+    assert [step for step, _ in media["val/samples"]] == [0, 1, 2]
+    assert media["val/samples"][2][1][0]["caption"] == "epoch 2"
+    assert media["weights"][1][1][0]["values"] == [2, 2, 2, 2, 2]
+    assert "val/samples" not in {k for d in deltas for k in d.get("texts", {})}  # media are not text values
+    # a view asks for a file it was told about: the bytes come as a binary buffer
+    path = media["val/samples"][1][1][0]["path"]
+    p._on_front_end_msg(p, {"type": "file", "key": "val/samples", "path": path}, [])
+    reply = p.comm.custom()[-1]
+    assert reply == {"type": "file", "key": "val/samples", "path": path, "mime": "image/png"}
+    assert bytes(p.comm.buffers[-1][0]) == (run._folder / path).read_bytes()
+    # anything else (another file of the run folder, a path outside it) is refused
+    for key, bad in [("val/samples", "../../nbtrack.db"), ("weights", path), ("val/samples", "code/program.py")]:
+        p._on_front_end_msg(p, {"type": "file", "key": key, "path": bad}, [])
+        assert p.comm.custom()[-1]["error"] == "not available" and not p.comm.buffers[-1]
+    # a new view gets every item; a finished panel embeds each key's latest image
+    p._on_front_end_msg(p, {"type": "hello"}, [])
+    snap = [m for m in p.comm.custom() if m["type"] == "snapshot"][-1]
+    assert len(snap["media"]["val/samples"]) == 3
+    run.finish()
+    p.tick()
+    final = p.media["val/samples"]
+    assert [step for step, _ in final] == [0, 1, 2] and "src" not in final[0][1][0]
+    src = final[-1][1][0]["src"]
+    assert src.startswith("data:image/png;base64,")
+    assert base64.b64decode(src.split(",", 1)[1]) == (run._folder / final[-1][1][0]["path"]).read_bytes()
+    assert p.summary["val/samples"].startswith("image media/")

@@ -287,3 +287,79 @@ def test_two_views_of_one_run_and_one_panel_per_create_new_run(browser, tmp_path
         page.screenshot(path=str(ARTIFACTS / "panel_views.png"))
     finally:
         server.stop()
+
+
+MEDIA_CELL = """\
+import time, numpy as np, nbtrack
+run = nbtrack.init(project="media", dir={dir!r}, settings={{"system_interval": 0, "quiet": False}})
+for i in range(12):
+    time.sleep(0.25)
+    img = np.zeros((16, 24, 3), dtype=np.uint8); img[:, : 2 * i + 1] = (250, 20, 20)
+    run.log({{"loss": 1 / (i + 1), "val/pred": nbtrack.Image(img, caption=f"epoch {{i}}"),
+             "weights": nbtrack.Histogram(np.random.RandomState(i).normal(i, 1, 500), num_bins=16),
+             "preds": nbtrack.Table(columns=["i", "label"], data=[[i, "cat"], [i + 1, "dog"]])}})
+run.finish()
+"""
+
+MEDIA_PROBE = """() => {
+  const card = (k) => document.querySelector(`.nbt-media[data-key='${k}']`);
+  const img = card('val/pred') && card('val/pred').querySelector('img');
+  const hist = card('weights');
+  const table = card('preds');
+  return {
+    state: (document.querySelector('.nbt-panel') || {dataset: {}}).dataset.state,
+    imgStep: card('val/pred') ? Number(card('val/pred').dataset.step) : null,
+    imgCount: card('val/pred') ? Number(card('val/pred').dataset.count) : 0,
+    loaded: !!(img && img.complete && img.naturalWidth === 24),
+    src: img ? img.src.slice(0, 22) : null,
+    caption: img ? card('val/pred').querySelector('figcaption').textContent : null,
+    bars: hist ? hist.querySelectorAll('svg rect').length : 0,
+    tableCells: table ? [...table.querySelectorAll('td')].map(td => td.textContent) : [],
+    section: card('val/pred') ? card('val/pred').closest('.nbt-section').dataset.section : null,
+  };
+}"""
+
+
+def test_media_show_live_with_a_step_slider(browser, tmp_path):
+    root = tmp_path / "root"
+    write_notebook(root, "media.ipynb", MEDIA_CELL.format(dir=str(tmp_path / "s")))
+    server = JupyterServer("lab", root, tmp_path)
+    try:
+        page, errors, _ = open_notebook(browser, server, "media.ipynb")
+        run_all(page)
+        live = []
+        t0 = time.time()
+        while time.time() - t0 < 90:
+            s = page.evaluate(MEDIA_PROBE)
+            if s["state"] == "running" and s["loaded"]:
+                live.append(s)
+            if s["state"] == "finished":
+                break
+            time.sleep(0.15)
+        assert len({s["imgStep"] for s in live}) >= 3, (live, s)  # the latest image followed the run
+        assert all(s["src"].startswith("blob:") for s in live)  # bytes pushed by the kernel
+        page.wait_for_timeout(500)
+        s = page.evaluate(MEDIA_PROBE)
+        assert s["imgStep"] == 11 and s["imgCount"] == 12 and s["caption"] == "epoch 11"
+        assert s["section"] == "val" and s["bars"] == 16
+        assert s["tableCells"] == ["11", "cat", "12", "dog"]
+        page.screenshot(path=str(ARTIFACTS / "panel_media_finished.png"))
+        # back to step 3 with the slider: that step's image and caption
+        page.fill(".nbt-media[data-key='val/pred'] .nbt-media-slider", "3")
+        page.wait_for_function("() => document.querySelector(\".nbt-media[data-key='val/pred']\").dataset.step === '3'")
+        page.wait_for_function("() => { const i = document.querySelector(\".nbt-media[data-key='val/pred'] img\");"
+                               " return i.complete && i.naturalWidth === 24; }")
+        red = page.evaluate("""() => {
+          const img = document.querySelector(".nbt-media[data-key='val/pred'] img");
+          const c = document.createElement('canvas'); c.width = 24; c.height = 16;
+          const g = c.getContext('2d'); g.drawImage(img, 0, 0);
+          const px = g.getImageData(0, 8, 24, 1).data;
+          let n = 0; for (let x = 0; x < 24; x++) n += px[4 * x] > 200 && px[4 * x + 1] < 60 ? 1 : 0;
+          return n;
+        }""")
+        assert red == 7  # step 3 drew 2 * 3 + 1 red columns
+        assert page.evaluate(MEDIA_PROBE)["caption"] == "epoch 3"
+        page.screenshot(path=str(ARTIFACTS / "panel_media_slider.png"))
+        assert not [e for e in errors if "nbt" in e or "anywidget" in e], errors
+    finally:
+        server.stop()

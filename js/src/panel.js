@@ -61,6 +61,43 @@ function ema(ys, w) {
   return out;
 }
 
+const MEDIA_VIEW_ROWS = 20; // table rows shown in a media card
+
+// one bar chart of a histogram reference, as SVG (bins: edges, values: counts)
+function histogramSvg(ref) {
+  const ns = "http://www.w3.org/2000/svg";
+  const W = 300, H = 120, pad = 2;
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", `0 0 ${W} ${H + 16}`);
+  svg.setAttribute("width", String(W));
+  svg.setAttribute("class", "nbt-hist");
+  const counts = ref.values || [], edges = ref.bins || [];
+  const top = Math.max(1, ...counts);
+  const bw = (W - 2 * pad) / Math.max(1, counts.length);
+  counts.forEach((c, i) => {
+    const r = document.createElementNS(ns, "rect");
+    const hgt = (H - pad) * (c / top);
+    r.setAttribute("x", String(pad + i * bw));
+    r.setAttribute("y", String(H - hgt));
+    r.setAttribute("width", String(Math.max(1, bw - 1)));
+    r.setAttribute("height", String(hgt));
+    const t = document.createElementNS(ns, "title");
+    t.textContent = `[${fmt(edges[i])}, ${fmt(edges[i + 1])}): ${c}`;
+    r.append(t);
+    svg.append(r);
+  });
+  for (const [x, v, anchor] of [[pad, edges[0], "start"], [W - pad, edges[edges.length - 1], "end"]]) {
+    const t = document.createElementNS(ns, "text");
+    t.setAttribute("x", String(x));
+    t.setAttribute("y", String(H + 13));
+    t.setAttribute("text-anchor", anchor);
+    t.textContent = fmt(v);
+    svg.append(t);
+  }
+  svg.dataset.bins = String(counts.length);
+  return svg;
+}
+
 function section(key) {
   const i = key.indexOf("/");
   return i > 0 ? key.slice(0, i) : "metrics";
@@ -109,6 +146,8 @@ function render({ model, el }) {
   const charts = {}; // key -> {wrap, plot, log}
   const groups = {}; // section -> {details, grid}
   let summary = {}, texts = {};
+  const media = {}; // key -> {items: [[step, refs]], card, slider, label, body, follow}
+  const files = {}; // path -> {url} once fetched, or {waiting: [callbacks]}
   let dirty = new Set();
   let frame = 0;
 
@@ -186,9 +225,136 @@ function render({ model, el }) {
     c.plot.setData([xs, w > 0 ? ys : ys.map(() => null), ema(ys, w)]);
   }
 
+  // ---- media: the latest image / video / histogram / table per key, with a step slider
+  function fetchFile(key, ref, done) {
+    if (ref.src) return done(ref.src);
+    const f = files[ref.path];
+    if (f && f.url) return done(f.url, f.text);
+    if (f) return f.waiting.push(done);
+    files[ref.path] = { waiting: [done] };
+    try {
+      model.send({ type: "file", key, path: ref.path });
+    } catch (e) {
+      files[ref.path] = { url: null };
+      done(null);
+    }
+  }
+
+  // a file's bytes arrived: answered on request, or pushed with a delta
+  function onFile(msg, buffer) {
+    const f = files[msg.path];
+    if (f && !f.waiting) return;
+    let url = null, text = null;
+    if (!msg.error && buffer) {
+      url = URL.createObjectURL(new Blob([buffer], { type: msg.mime }));
+      if (msg.mime === "application/json") text = new TextDecoder().decode(buffer);
+    }
+    files[msg.path] = { url, text };
+    for (const cb of f ? f.waiting : []) cb(url, text);
+  }
+
+  function showRef(key, ref, into) {
+    const kind = ref._type;
+    const box = h("figure", "nbt-media-item");
+    box.dataset.kind = kind;
+    into.append(box);
+    if (kind === "histogram") {
+      box.append(histogramSvg(ref));
+    } else if (!ref.path && !ref.src) {
+      box.append(h("span", "nbt-muted", `${kind} (not stored: the run is kept in memory)`));
+    } else if (kind === "image" || (kind === "video" && ref.format === "gif")) {
+      const img = h("img");
+      img.alt = ref.caption || key;
+      if (ref.width) img.width = Math.min(ref.width >= 64 ? ref.width : ref.width * 8, 300);
+      box.append(img);
+      fetchFile(key, ref, (url) => {
+        if (url) img.src = url;
+        else box.append(h("span", "nbt-muted", ref.path));
+      });
+    } else if (kind === "video") {
+      const v = h("video");
+      v.controls = true;
+      v.loop = true;
+      v.muted = true;
+      v.width = 300;
+      box.append(v);
+      fetchFile(key, ref, (url) => {
+        if (url) v.src = url;
+        else box.append(h("span", "nbt-muted", ref.path));
+      });
+    } else if (kind === "table") {
+      box.append(h("span", "nbt-muted", `${ref.rows} rows × ${(ref.columns || []).length} columns`));
+      fetchFile(key, ref, (url, text) => {
+        if (!text) return box.append(h("span", "nbt-muted", ` ${ref.path}`));
+        const body = JSON.parse(text);
+        const t = h("table", "nbt-table nbt-media-table");
+        const head = h("tr");
+        for (const c of body.columns) head.append(h("th", null, c));
+        t.append(head);
+        for (const row of body.data.slice(0, MEDIA_VIEW_ROWS)) {
+          const tr = h("tr");
+          for (const cell of row) tr.append(h("td", null, cell && cell._type ? `[${cell._type}]` : fmt(cell)));
+          t.append(tr);
+        }
+        box.append(t);
+      });
+    }
+    if (ref.caption) box.append(h("figcaption", null, ref.caption));
+  }
+
+  function mediaCard(key) {
+    const card = h("div", "nbt-chart nbt-media");
+    card.dataset.key = key;
+    const label = h("div", "nbt-media-step");
+    const slider = h("input", "nbt-media-slider");
+    slider.type = "range";
+    slider.min = "0";
+    const body = h("div", "nbt-media-body");
+    card.append(h("div", "nbt-chart-title", key), body, slider, label);
+    const g = group(section(key));
+    g.grid.append(card);
+    g.label.textContent = `${section(key)} (${g.grid.children.length})`;
+    const m = { items: [], card, slider, label, body, follow: true, shown: -1 };
+    slider.addEventListener("input", () => {
+      m.follow = +slider.value === m.items.length - 1;
+      showMedia(key);
+    });
+    media[key] = m;
+    return m;
+  }
+
+  function showMedia(key) {
+    const m = media[key];
+    const n = m.items.length;
+    m.slider.max = String(Math.max(0, n - 1));
+    m.slider.hidden = n < 2;
+    if (m.follow) m.slider.value = String(n - 1);
+    const i = Math.min(+m.slider.value, n - 1);
+    if (i < 0 || i === m.shown) return;
+    m.shown = i;
+    const [step, refs] = m.items[i];
+    m.card.dataset.step = String(step);
+    m.card.dataset.count = String(n);
+    m.label.textContent = `step ${step}` + (n > 1 ? ` · ${i + 1} of ${n}` : "");
+    m.body.replaceChildren();
+    for (const ref of refs) showRef(key, ref, m.body);
+  }
+
+  function addMedia(all, reset) {
+    for (const [key, items] of Object.entries(all || {})) {
+      const m = media[key] || mediaCard(key);
+      m.items = reset ? items.slice() : m.items.concat(items);
+      if (m.items.length > 100) m.items = m.items.slice(-100);
+      m.shown = -1;
+      showMedia(key);
+    }
+    root.dataset.media = String(Object.keys(media).length);
+  }
+
   function applyFilter() {
     const q = filter.value.trim().toLowerCase();
     for (const [k, c] of Object.entries(charts)) c.wrap.hidden = q !== "" && !k.toLowerCase().includes(q);
+    for (const [k, m] of Object.entries(media)) m.card.hidden = q !== "" && !k.toLowerCase().includes(q);
     for (const g of Object.values(groups)) {
       g.details.hidden = ![...g.grid.children].some((c) => !c.hidden);
     }
@@ -199,8 +365,8 @@ function render({ model, el }) {
     for (const k of dirty) draw(k);
     dirty = new Set();
     const keys = Object.keys(data);
-    controls.hidden = keys.length === 0;
-    filter.hidden = keys.length <= FILTER_AFTER;
+    controls.hidden = keys.length + Object.keys(media).length === 0;
+    filter.hidden = keys.length + Object.keys(media).length <= FILTER_AFTER;
     applyFilter();
     let most = 0;
     for (const k of keys) most = Math.max(most, data[k].xs.length + data[k].tailX.length);
@@ -228,7 +394,7 @@ function render({ model, el }) {
     schedule(Object.keys(series || {}));
   }
 
-  function onDelta(msg) {
+  function onDelta(msg, buffers) {
     for (const [k, d] of Object.entries(msg.series || {})) {
       const cur = data[k] || (data[k] = { xs: [], ys: [], tailX: [], tailY: [] });
       if (d.reset) {
@@ -248,17 +414,22 @@ function render({ model, el }) {
     }
     Object.assign(summary, msg.summary || {});
     Object.assign(texts, msg.texts || {});
+    for (const f of msg.files || []) onFile(f, buffers && buffers[f.buffer]);
+    addMedia(msg.media, false);
     schedule([]);
   }
 
-  function onMessage(msg) {
+  function onMessage(msg, buffers) {
     if (!msg || typeof msg !== "object") return;
     if (msg.type === "snapshot") {
       summary = Object.assign({}, msg.summary);
       texts = Object.assign({}, msg.texts);
       setAll(msg.series);
+      addMedia(msg.media, true);
     } else if (msg.type === "delta") {
-      onDelta(msg);
+      onDelta(msg, buffers);
+    } else if (msg.type === "file") {
+      onFile(msg, buffers && buffers[0]);
     }
   }
 
@@ -300,6 +471,7 @@ function render({ model, el }) {
   summary = Object.assign({}, model.get("summary"));
   texts = Object.assign({}, model.get("texts"));
   setAll(model.get("snapshot"));
+  addMedia(model.get("media"), true);
   onHeader();
   renderTables();
   const timer = setInterval(() => model.get("state") === "running" && onHeader(), 1000);
@@ -308,6 +480,7 @@ function render({ model, el }) {
     summary = Object.assign({}, model.get("summary"));
     texts = Object.assign({}, model.get("texts"));
     setAll(model.get("snapshot"));
+    addMedia(model.get("media"), true);
   };
   const headerTraits = ["name", "state", "step", "rows", "last_cell", "finished_at", "where", "url", "sync"];
   for (const t of headerTraits) model.on(`change:${t}`, onHeader);
@@ -332,6 +505,7 @@ function render({ model, el }) {
     model.off("change:snapshot", onFinal);
     model.off("msg:custom", onMessage);
     for (const c of Object.values(charts)) c.plot.destroy();
+    for (const f of Object.values(files)) if (f.url && f.url.startsWith("blob:")) URL.revokeObjectURL(f.url);
   };
 }
 

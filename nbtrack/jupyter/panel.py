@@ -11,6 +11,7 @@ the last state.
 
 from __future__ import annotations
 
+import base64
 import collections
 import math
 import threading
@@ -23,14 +24,27 @@ import anywidget
 import traitlets
 
 from ..active_run import Run
+from ..media import IMAGE_FORMATS, MEDIA_TYPES, VIDEO_FORMATS
 from .series import Series
 
 STATIC = Path(__file__).parent / "static"
 MAX_POINTS = 1000
+MAX_MEDIA = 100  # media values kept per key for the step slider (the latest ones)
+INLINE_BYTES = 256 * 1024  # a finished panel embeds each key's latest image up to this size
+# While a cell runs the kernel cannot answer a view's requests (its shell channel is
+# busy), so each tick pushes the files of every key's newest item, up to this size.
+PUSH_BYTES = 4 * 1024 * 1024
 INTERVAL = 0.25  # seconds between updates: at most 4 messages a second per panel
+MIME = {**VIDEO_FORMATS, **IMAGE_FORMATS, "table.json": "application/json"}
 
 
-
+def _media_refs(value: Any) -> list[dict] | None:
+    """The media references a logged value holds (one, or a list), else None."""
+    if type(value) is dict:
+        return [value] if value.get("_type") in MEDIA_TYPES else None
+    if type(value) is list and value and all(type(v) is dict and v.get("_type") in MEDIA_TYPES for v in value):
+        return value
+    return None
 
 
 class RunPanel(anywidget.AnyWidget):
@@ -54,6 +68,8 @@ class RunPanel(anywidget.AnyWidget):
     snapshot = traitlets.Dict(help="key -> [xs, values]; complete once finished. xs are steps, "
                                    "or seconds of the run for system/ keys.").tag(sync=True)
     sync = traitlets.Dict(None, allow_none=True, help="Online mode: server, state, sent, pending, error.").tag(sync=True)
+    media = traitlets.Dict(help="key -> [[step, [reference, ...]], ...] for logged images, videos, "
+                                "histograms and tables; complete once finished.").tag(sync=True)
     max_points = traitlets.Int(MAX_POINTS, help="Points kept per series.").tag(sync=True)
 
     @traitlets.validate("max_points")
@@ -78,6 +94,9 @@ class RunPanel(anywidget.AnyWidget):
         self._done = False
         self.messages_sent = 0
         self._system: collections.deque = collections.deque()
+        self._media: dict[str, collections.deque] = {}
+        self._new_media: dict[str, list] = {}
+        self._pushed: set[str] = set()
         untap_rows = run.tap_rows(self._queue.append)
         untap_system = run.tap_system(self._system.append)
         self._untap = lambda: (untap_rows(), untap_system())
@@ -101,6 +120,14 @@ class RunPanel(anywidget.AnyWidget):
                     if s is None:
                         s = series[key] = Series(cap)
                     s.add(step, value)
+                    continue
+                refs = _media_refs(value)
+                if refs is not None:
+                    items = self._media.get(key)
+                    if items is None:
+                        items = self._media[key] = collections.deque(maxlen=MAX_MEDIA)
+                    items.append([step, refs])
+                    self._new_media.setdefault(key, []).append([step, refs])
                 else:
                     self._texts[key] = value
         # system samples are a stream of their own: x is the run's time in seconds
@@ -124,9 +151,15 @@ class RunPanel(anywidget.AnyWidget):
             series = {k: d for k, d in ((k, s.delta()) for k, s in self._series.items()) if d}
             summary = _changed(run.summary.as_dict(), self._sent_summary)
             texts = _changed(self._texts, self._sent_texts)
+            media, self._new_media = self._new_media, {}
+            buffers: list[bytes] = []
+            files = self._push_files(media, buffers) if media else None
         message = {}
         if series:
             message["series"] = series
+        if media:
+            message["media"] = media
+            message["files"] = files
         if summary:
             message["summary"] = summary
         if texts:
@@ -139,7 +172,7 @@ class RunPanel(anywidget.AnyWidget):
             self._sync_header(run)
         if message:
             message["type"] = "delta"
-            self.send(message)
+            self.send(message, buffers=buffers or None)
             self.messages_sent += 1
         if run.finished:
             self.finalize()
@@ -153,18 +186,63 @@ class RunPanel(anywidget.AnyWidget):
             self._done = True
             self._fold()
             snapshot = {k: list(s.points()) for k, s in self._series.items()}
+            media = self._final_media()
         self._untap()
         PanelPump.get().remove(self)
         if run is None:
             return
         try:
-            self._store_final(run, snapshot)
+            self._store_final(run, snapshot, media)
         except Exception:
             pass  # a front end that is gone must not break finish()
 
-    def _store_final(self, run: Run, snapshot: dict) -> None:
+    def _push_files(self, media: dict[str, list], buffers: list[bytes]) -> list[dict[str, Any]]:
+        """Attach the files of each key's newest item (not sent before) as buffers."""
+        files = []
+        for key, items in media.items():
+            for ref in items[-1][1]:
+                path = ref.get("path")
+                if not path or path in self._pushed or ref.get("size", PUSH_BYTES + 1) > PUSH_BYTES:
+                    continue
+                data = self._read_media(key, path)
+                if data is not None:
+                    self._pushed.add(path)
+                    files.append({"path": path, "mime": MIME.get(path.split(".", 1)[-1], "application/octet-stream"),
+                                  "buffer": len(buffers)})
+                    buffers.append(data)
+        return files
+
+    def _final_media(self) -> dict[str, list]:
+        """The media index, with each key's latest image embedded (a saved notebook
+        has no kernel to fetch files from)."""
+        out: dict[str, list] = {}
+        for key, items in self._media.items():
+            out[key] = [[step, [dict(r) for r in refs]] for step, refs in items]
+            for ref in out[key][-1][1]:
+                if ref["_type"] == "image" and ref.get("size", INLINE_BYTES + 1) <= INLINE_BYTES:
+                    data = self._read_media(key, ref.get("path"))
+                    if data is not None:
+                        mime = MIME.get(ref.get("format"), "application/octet-stream")
+                        ref["src"] = f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+        return out
+
+    def _read_media(self, key: str, path: Any) -> bytes | None:
+        """A media file's bytes, for a path this panel was given under ``key`` only."""
+        run = self._run()
+        items = self._media.get(key)
+        if run is None or run.dir is None or not items or not isinstance(path, str):
+            return None
+        if not any(ref.get("path") == path for _step, refs in items for ref in refs):
+            return None
+        try:
+            return (Path(run.dir) / path).read_bytes()
+        except OSError:
+            return None
+
+    def _store_final(self, run: Run, snapshot: dict, media: dict) -> None:
         with self.hold_sync():
             self.snapshot = snapshot
+            self.media = media
             self.summary = _jsonable(run.summary.as_dict())
             self.texts = _jsonable(self._texts)
             self.config = run.config.as_dict()
@@ -183,7 +261,12 @@ class RunPanel(anywidget.AnyWidget):
             self.url = run.url
 
     def _on_front_end_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
-        if not isinstance(content, dict) or content.get("type") != "hello":
+        if not isinstance(content, dict):
+            return
+        if content.get("type") == "file":
+            self._send_file(content.get("key"), content.get("path"))
+            return
+        if content.get("type") != "hello":
             return
         run = self._run()
         with self._lock:
@@ -194,10 +277,30 @@ class RunPanel(anywidget.AnyWidget):
                 series[key] = list(s.points())
             self._sent_summary = dict(run.summary.as_dict()) if run else {}
             self._sent_texts = dict(self._texts)
+            self._new_media = {}
+            media = {key: list(items) for key, items in self._media.items()}
             message = {"type": "snapshot", "series": series, "summary": _jsonable(self._sent_summary),
-                       "texts": _jsonable(self._texts)}
+                       "texts": _jsonable(self._texts), "media": media}
         self.send(message)
         self.messages_sent += 1
+
+    def _send_file(self, key: Any, path: Any) -> None:
+        """Answer a view's request for a media file it was told about."""
+        with self._lock:
+            data = self._read_media(key, path) if isinstance(key, str) else None
+        ext = path.split(".", 1)[-1] if isinstance(path, str) and "." in path else ""
+        if data is None:
+            self.send({"type": "file", "key": key, "path": path, "error": "not available"})
+        else:
+            self.send({"type": "file", "key": key, "path": path, "mime": MIME.get(ext, "application/octet-stream")},
+                      buffers=[data])
+        self.messages_sent += 1
+
+    def media_items(self) -> dict[str, list]:
+        """For tests: key -> [[step, refs], ...] as the panel holds them."""
+        with self._lock:
+            self._fold()
+            return {k: list(v) for k, v in self._media.items()}
 
     # ----------------------------------------------------------- for tests
     def series_points(self) -> dict[str, tuple[list, list]]:
@@ -220,6 +323,9 @@ def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
     for key, value in values.items():
         if isinstance(value, float) and not math.isfinite(value):
             out[key] = str(value)
+        elif _media_refs(value) is not None:
+            refs = _media_refs(value)
+            out[key] = ", ".join(f"{r['_type']} {r.get('path') or ''}".strip() for r in refs)
         elif isinstance(value, (int, float, str, bool)) or value is None:
             out[key] = value
         else:

@@ -61,8 +61,9 @@ class RowPacker:
 class RowDecoder:
     """Decodes stored rows; loads key sets from a connection as they are met."""
 
-    def __init__(self, con) -> None:
+    def __init__(self, con, object_hook: Callable[[dict], Any] | None = None) -> None:
         self._con = con
+        self._loads = json.JSONDecoder(object_hook=object_hook).decode
         self._specs: dict[int, tuple[list[str], struct.Struct, str]] = {}
         self._pickers: dict[tuple[str, ...], dict[int, list]] = {}
 
@@ -76,7 +77,7 @@ class RowDecoder:
 
     def decode(self, kid: int | None, data: Any) -> dict[str, Any]:
         if kid is None:
-            return json.loads(data)
+            return self._loads(data)
         keys, st, _ = self.spec(kid)
         return dict(zip(keys, st.unpack(data)))
 
@@ -97,6 +98,6 @@ class RowDecoder:
     def decode_keys(self, kid: int | None, data: Any, wanted: list[str]) -> dict[str, Any]:
         """Only the ``wanted`` keys of a row (without decoding the rest of a packed row)."""
         if kid is None:
-            values = json.loads(data)
+            values = self._loads(data)
             return {k: values[k] for k in wanted if k in values}
         return {k: st.unpack_from(data, at)[0] for k, st, at in self.picker(kid, wanted)}

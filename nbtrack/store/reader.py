@@ -116,11 +116,13 @@ def history(
     max_step: int | None = None,
     after_step: int | None = None,
     limit: int | None = None,
+    object_hook: Any = None,
 ) -> list[dict[str, Any]]:
     """A run's history rows in step order, each with ``_step``, ``_timestamp``, ``_runtime``.
 
     With ``keys``, only rows holding at least one of them are returned, and each row
-    carries only those of the keys it holds.
+    carries only those of the keys it holds.  ``object_hook`` sees every dict decoded
+    from a JSON row (media references, for the Api).
     """
     sql = "SELECT step, ts, runtime, cell, keyset, data FROM history WHERE run_pk = ?"
     args: list[Any] = [pk]
@@ -137,7 +139,7 @@ def history(
     wanted = None if keys is None else list(keys)
     out = []
     append = out.append
-    decoder = RowDecoder(con)
+    decoder = RowDecoder(con, object_hook)
     decode = decoder.decode
     picks: dict[int, list] = {}  # key set -> how to read the wanted keys from a packed row
     for step, ts, runtime, cell, kid, data in con.execute(sql, args):
