@@ -137,6 +137,44 @@ run.finish()
 print(json.dumps({"cpu_s": c1 - c0, "samples": s1 - s0, "thread_s_per_sample": thread}))
 """
 
+MEDIA_CHILD = """
+import json, sys, tempfile, time
+import numpy as np
+import nbtrack
+n = int(sys.argv[1])
+run = nbtrack.init(project="media", dir=tempfile.mkdtemp(), settings={"quiet": True, "system_interval": 0})
+rng = np.random.default_rng(0)
+images = [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(n)]
+values = rng.normal(size=10_000)
+t0 = time.perf_counter()
+for i in range(n):
+    run.log({"img": nbtrack.Image(images[i])})
+image_s = (time.perf_counter() - t0) / n
+t0 = time.perf_counter()
+for i in range(n):
+    run.log({"h": nbtrack.Histogram(values, num_bins=64)})
+hist_s = (time.perf_counter() - t0) / n
+run.finish()
+out = {"image_ms": image_s * 1000, "histogram_ms": hist_s * 1000}
+try:
+    from tensorboardX import SummaryWriter
+except ImportError:
+    print(json.dumps(out)); sys.exit()
+def add_scalar_us(sync):
+    run = nbtrack.init(project="tb", dir=tempfile.mkdtemp(), sync_tensorboard=sync,
+                       settings={"quiet": True, "system_interval": 0})
+    w = SummaryWriter(logdir=tempfile.mkdtemp())
+    t0 = time.perf_counter()
+    for i in range(5 * n):
+        w.add_scalar("loss", 0.5, i)
+    took = (time.perf_counter() - t0) / (5 * n)
+    w.close(); run.finish()
+    return took * 1e6
+out["tb_plain_us"] = min(add_scalar_us(False) for _ in range(3))
+out["tb_synced_us"] = min(add_scalar_us(True) for _ in range(3))
+print(json.dumps(out))
+"""
+
 SYNC_CHILD = """
 import json, sys, tempfile, time
 sys.path.insert(0, sys.argv[3])
@@ -219,6 +257,11 @@ def measure(steps: int, repeats: int) -> dict:
     unsampled = json.loads(child(SYSTEM_CHILD, "0", "4"))
     per_sample = max(0.0, sampled["cpu_s"] - unsampled["cpu_s"]) / max(1, sampled["samples"])
 
+    try:
+        media = json.loads(child(MEDIA_CHILD, "200"))
+    except Exception:  # numpy missing
+        media = None
+
     sync = None
     sys.path.insert(0, str(ROOT / "tests"))
     from mlflow_server import mlflow_python
@@ -257,6 +300,7 @@ def measure(steps: int, repeats: int) -> dict:
         "system_thread_sample_ms": sampled["thread_s_per_sample"] * 1000,
         "system_core_pct_default": per_sample / 10.0 * 100,
         "sync": sync,
+        "media": media,
         "steps": steps,
         "repeats": repeats,
     }
@@ -305,6 +349,13 @@ def report(r: dict) -> str:
                  f"Api.runs {r['many_list_s'] * 1000:.0f} ms; %track_runs table {r['many_table_s'] * 1000:.0f} ms")
     lines.append(f"{'system metrics: one sample costs':<34} {r['system_sample_ms']:>9.2f} ms CPU "
                  f"(sampler thread alone {r['system_thread_sample_ms']:.2f} ms)")
+    m = r.get("media")
+    if m:
+        lines.append(f"{'log() of media':<34} a 64x64 RGB Image {m['image_ms']:.2f} ms (PNG encode + file); "
+                     f"a Histogram of 10k values {m['histogram_ms']:.2f} ms")
+        if "tb_synced_us" in m:
+            lines.append(f"{'tensorboardX add_scalar':<34} {m['tb_plain_us']:.1f} us alone, {m['tb_synced_us']:.1f} us "
+                         f"with sync_tensorboard (+{m['tb_synced_us'] - m['tb_plain_us']:.1f} us)")
     if r.get("sync"):
         y = r["sync"]
         lines.append(f"{'sync to a local MLflow server':<34} nbtrack sync: {y['rows'] / y['upload_s']:,.0f} rows/s "

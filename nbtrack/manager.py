@@ -252,6 +252,7 @@ class RunManager:
         s = a.settings
         if a.mode == "disabled":
             return DisabledRun(a.run_id or new_run_id(), a.name or "disabled", a.project, a.config)
+        integrations = self._integrations(a)
         server = None
         if a.mode == "online":
             if not s.tracking_uri and a.force:
@@ -276,12 +277,26 @@ class RunManager:
             if a.reinit != "create_new":
                 self.current = run
             self._hook_exit()
-        if a.sync_tensorboard or a.monitor_gym:
-            which = "sync_tensorboard" if a.sync_tensorboard else "monitor_gym"
-            warnings.warn(f"nbtrack: {which}=True is recorded with the run, but this version does not "
-                          "capture that integration yet", NbtrackWarning, stacklevel=3)
+        for patcher in integrations:
+            run._detach.append(patcher.attach(run))
         events.bus.emit(events.RUN_STARTED, run=run)
         return run
+
+    @staticmethod
+    def _integrations(a: InitArgs) -> list:
+        """The patchers this run asks for; UsageError when their library is missing."""
+        found = []
+        if a.sync_tensorboard:
+            from .integrations import tensorboard
+
+            tensorboard.check_available()
+            found.append(tensorboard.patcher)
+        if a.monitor_gym:
+            from .integrations import gym
+
+            gym.check_available()
+            found.append(gym.patcher)
+        return found
 
     # ------------------------------------------------------------ online
     def _server(self, s: Any, a: InitArgs) -> Any:
@@ -564,6 +579,9 @@ class RunManager:
     def _finished(self, run: Run, exit_code: int | None) -> None:
         sink = run._sink
         writer = BatchWriter.get()
+        for detach in run._detach:  # copies TensorBoard event files into the run folder
+            detach()
+        run._detach = []
         if run._sampler is not None:
             run._sampler.stop()  # its last sample goes out with the final flush
         if not sink.flush(timeout=run._finish_timeout) or sink.pending:

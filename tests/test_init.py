@@ -151,16 +151,21 @@ def test_magic_is_accepted_with_a_deprecation_warning(store_dir):
 
 
 def test_tensorboard_is_an_alias_of_sync_tensorboard(store_dir):
+    from nbtrack.integrations.tensorboard import patcher
+
     with pytest.warns(DeprecationWarning, match="use sync_tensorboard"):
-        with pytest.warns(NbtrackWarning, match="sync_tensorboard=True is recorded"):
-            run = nbtrack.init(project="p", dir=store_dir, tensorboard=True)
+        run = nbtrack.init(project="p", dir=store_dir, tensorboard=True)
+    assert patcher.target() is run
     run.finish()
+    assert patcher.target() is None
     assert read_run(store_dir, "p", run.id).metadata["sync_tensorboard"] is True
 
 
 def test_monitor_gym_is_recorded(store_dir):
-    with pytest.warns(NbtrackWarning, match="monitor_gym=True is recorded"):
-        run = nbtrack.init(project="p", dir=store_dir, monitor_gym=True)
+    from nbtrack.integrations.gym import patcher
+
+    run = nbtrack.init(project="p", dir=store_dir, monitor_gym=True)
+    assert patcher.target() is run
     run.finish()
     assert read_run(store_dir, "p", run.id).metadata["monitor_gym"] is True
 

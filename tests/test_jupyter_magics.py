@@ -92,10 +92,12 @@ def test_fork_and_rewind_flags(shell, store_dir):
 
 
 def test_integration_and_force_flags(shell):
-    with pytest.warns(nbtrack.store.writer.NbtrackWarning, match="sync_tensorboard"):
-        ok(shell, "t = %track_init -p integ --sync-tensorboard --monitor-gym")
+    from nbtrack.integrations import gym, tensorboard
+
+    ok(shell, "t = %track_init -p integ --sync-tensorboard --monitor-gym")
     meta_flags = shell.user_ns["t"]
     assert meta_flags.state == "running"
+    assert tensorboard.patcher.target() is meta_flags and gym.patcher.target() is meta_flags
     line = usage_error(shell, "%track_init -p integ --mode online --force")
     assert "needs a tracking server" in line
 

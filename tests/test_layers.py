@@ -21,6 +21,7 @@ def test_import_nbtrack_loads_no_notebook_stack():
     assert "nbtrack" in modules
     assert not [m for m in modules if m.split(".")[0] in NOTEBOOK_STACK]
     assert "psutil" not in modules and "pynvml" not in modules  # loaded by the sampler's thread
+    assert not [m for m in modules if m.split(".")[0] in ("numpy", "PIL", "torch", "tensorboardX", "gymnasium")]
 
 
 def test_a_script_run_loads_no_notebook_stack(tmp_path):
@@ -45,6 +46,13 @@ LAYERS = {
     "nbtrack.sync": ["nbtrack.active_run", "nbtrack.manager", "nbtrack.hyperparams", "nbtrack.api",
                      "nbtrack.jupyter", "nbtrack.system"],
     "nbtrack.system": ["nbtrack.active_run", "nbtrack.manager", "nbtrack.api", "nbtrack.jupyter"],
+    "nbtrack.media": ["nbtrack.store", "nbtrack.active_run", "nbtrack.manager", "nbtrack.api", "nbtrack.jupyter",
+                      "numpy", "PIL"],
+    "nbtrack.records": ["nbtrack.store", "nbtrack.active_run", "nbtrack.manager", "nbtrack.api"],
+    "nbtrack.integrations.tensorboard": ["nbtrack.active_run", "nbtrack.manager", "nbtrack.api", "nbtrack.jupyter",
+                                         "torch", "tensorboardX"],
+    "nbtrack.integrations.gym": ["nbtrack.active_run", "nbtrack.manager", "nbtrack.api", "nbtrack.jupyter",
+                                 "gymnasium"],
 }
 
 

@@ -2,6 +2,7 @@
 the store it wrote are checked."""
 
 import nbformat
+import numpy as np
 import pytest
 from nbclient import NotebookClient
 
@@ -32,7 +33,8 @@ def text(cell):
 
 
 def test_every_notebook_is_tested():
-    assert {p.name for p in NOTEBOOKS.glob("*.ipynb")} == {"quickstart.ipynb", "resume_and_fork.ipynb"}
+    assert {p.name for p in NOTEBOOKS.glob("*.ipynb")} == {"quickstart.ipynb", "resume_and_fork.ipynb",
+                                                          "media_and_tensorboard.ipynb"}
 
 
 def test_quickstart(tmp_path, monkeypatch):
@@ -103,3 +105,33 @@ def test_api_runs_in_a_cell_is_the_interactive_table(tmp_path, monkeypatch):
     state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
     (view,) = [m["state"] for m in state.values() if m["state"].get("_anywidget_id", "").endswith("RunsView")]
     assert len(view["rows"]) == 2 and view["metrics"] == ["loss"]
+
+
+def test_media_and_tensorboard(tmp_path, monkeypatch):
+    pytest.importorskip("tensorboardX")
+    nb, api = execute("media_and_tensorboard.ipynb", tmp_path, monkeypatch)
+    (run,) = api.runs("media-demo")
+    assert run.state == "finished" and run.name == "moons"
+    # TensorBoard scalars arrived at their global steps, and the model learned
+    losses = run.history(keys=["train/loss"])
+    assert [r["_step"] for r in losses] == list(range(60)) and losses[-1]["train/loss"] < losses[0]["train/loss"]
+    assert [r["_step"] for r in run.history(keys=["weights"])] == [0, 10, 20, 30, 40, 50]
+    assert run.config["lr"] == 0.5 and run.config["features"] == 10  # add_hparams
+    assert run.summary["hparam/final_acc"] > 0.8
+    # nbtrack media: one image per 10 epochs, each a different picture of the boundary
+    images = run.history(keys=["boundary"])
+    assert [r["_step"] for r in images] == [0, 10, 20, 30, 40, 50]
+    assert len({r["boundary"]["sha256"] for r in images}) == 6
+    last = images[-1]["boundary"].to_numpy()
+    assert last.shape == (64, 64, 3) and set(np.unique(last[..., 1])) == {76}  # 0.3 of 255, floats scaled
+    assert (last[..., 0].astype(int) + last[..., 2] == 255).all()  # red = 1 - p, blue = p
+    assert len(np.unique(last.reshape(-1, 3), axis=0)) > 100  # a learned, graded boundary
+    table = run.summary["mistakes"].table()
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert f"{len(table['data'])} mistakes" in text(code[3])
+    assert table["columns"] == ["index", "x", "y", "label", "p"]
+    events = sorted((run.dir / "tensorboard").rglob("*tfevents*"))
+    assert len(events) == 2  # the writer's and the hparams session's
+    assert "boundary image: 50 (64, 64, 3) epoch 50" in text(code[5])
+    # the panel was displayed, as a widget
+    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in code[1].outputs)

@@ -391,3 +391,30 @@ def test_the_panel_shows_the_url_and_the_sync_state(server, store_dir):
     assert panel.sync == {"server": server.url, "state": "synced", "sent": 300, "pending": 0, "error": None}
     sent_states = [u["sync"] for u in panel.comm.updates() if "sync" in u]
     assert sent_states and sent_states[-1]["state"] == "synced"  # the front end got it
+
+
+def test_media_and_tensorboard_files_arrive_as_artifacts(server, store_dir, tmp_path):
+    np = pytest.importorskip("numpy")
+    tensorboardX = pytest.importorskip("tensorboardX")
+    pixels = np.arange(48, dtype=np.uint8).reshape(4, 4, 3)
+    run = online(server.url, project="media-online", dir=store_dir, sync_tensorboard=True,
+                 settings={"system_interval": 0})
+    writer = tensorboardX.SummaryWriter(logdir=str(tmp_path / "tb" / "online"))
+    for i in range(5):
+        writer.add_scalar("tb/loss", 1.0 / (i + 1), i)
+        run.log({"img": nbtrack.Image(pixels), "h": nbtrack.Histogram([1, 2, 3])}, step=i)
+    writer.close()
+    run.finish()
+    assert run.sync_status["state"] == "synced"
+    remote = server.run_by_tag("media-online", run.id)
+    rid, exp = remote["info"]["run_id"], remote["info"]["experiment_id"]
+    assert [v for _, v in points(server, rid, "tb/loss")] == [1.0 / (i + 1) for i in range(5)]
+    assert server.history(rid, "img") == [] and server.history(rid, "h") == []  # media are not metrics
+    ref = nbtrack.Api(store_dir).run(f"media-online/{run.id}").history()[0]["img"]
+    files = server.artifacts(rid)
+    assert f"nbtrack/{ref['path']}" in files  # stored once, though logged five times
+    assert len([f for f in files if f.startswith("nbtrack/media/")]) == 1
+    assert [f for f in files if f.startswith("nbtrack/tensorboard/online/") and "tfevents" in f]
+    got = requests.get(f"{server.url}/api/2.0/mlflow-artifacts/artifacts/{exp}/{rid}/artifacts/nbtrack/{ref['path']}",
+                       timeout=30)
+    assert got.content == ref.read_bytes()
