@@ -223,6 +223,66 @@ def test_no_gpu_on_this_machine_with_the_real_library(store_dir):
     assert "system/cpu_utilization_percentage" in last
 
 
+def _visible_gpus() -> int:
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            return pynvml.nvmlDeviceGetCount()
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:
+        return 0
+
+
+@pytest.mark.skipif(_visible_gpus() == 0, reason="needs a GPU that NVML sees (run on a GPU machine)")
+def test_real_gpu_metrics_follow_real_gpu_work(store_dir):
+    """On a machine with a GPU: the readings agree with NVML read directly, and GPU work
+    shows up in them (memory taken by torch, utilisation while it computes)."""
+    import pynvml
+
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("torch sees no CUDA device")
+    pynvml.nvmlInit()
+    handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+    total_mb = pynvml.nvmlDeviceGetMemoryInfo(handle).total / 1e6  # MLflow's megabytes: 10**6 bytes
+    limit_w = pynvml.nvmlDeviceGetEnforcedPowerLimit(handle) / 1000
+    pynvml.nvmlShutdown()
+    run = nbtrack.init(project="sys", dir=store_dir, settings={"system_interval": 0.2})
+    assert wait_for(lambda: run._sampler.samples >= 2)
+    idle_mb = [s for s in nbtrack.Api(store_dir).run(f"sys/{run.id}").system_metrics()]
+    block = torch.empty(4 * 10**9, dtype=torch.uint8, device="cuda")  # 4,000 MB held
+    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    t0 = time.time()
+    while time.time() - t0 < 3:
+        for _ in range(20):
+            a = (a @ a).clamp_(-1, 1)
+        torch.cuda.synchronize()
+    samples_busy = run._sampler.samples
+    run.finish()
+    del block, a
+    samples = nbtrack.Api(store_dir).run(f"sys/{run.id}").system_metrics()
+    busy = [s for s in samples if s["_runtime"] > (t0 - run.start_time) + 0.5]
+    assert samples_busy >= 10 and len(busy) >= 5
+    for s in samples:
+        assert 0 <= s["system/gpu_0_utilization_percentage"] <= 100
+        assert s["system/gpu_0_memory_usage_megabytes"] == pytest.approx(
+            s["system/gpu_0_memory_usage_percentage"] / 100 * total_mb, rel=0.01)
+        if "system/gpu_0_temperature_celsius" in s:
+            assert 5 <= s["system/gpu_0_temperature_celsius"] <= 110
+        if "system/gpu_0_power_usage_watts" in s:
+            assert 0 < s["system/gpu_0_power_usage_watts"] <= limit_w * 1.2
+            assert s["system/gpu_0_power_usage_percentage"] == pytest.approx(
+                s["system/gpu_0_power_usage_watts"] / limit_w * 100, rel=0.01)
+    before = min(s["system/gpu_0_memory_usage_megabytes"] for s in idle_mb)
+    assert max(s["system/gpu_0_memory_usage_megabytes"] for s in busy) >= before + 4000  # the block
+    assert max(s["system/gpu_0_utilization_percentage"] for s in busy) >= 50  # matrix products kept it busy
+    print("gpu samples:", [{k.split("gpu_0_")[-1]: round(v, 1) for k, v in s.items() if "gpu_0" in k}
+                           for s in busy[:3]])
+
+
 def test_resumed_run_continues_the_system_stream(store_dir):
     run = nbtrack.init(project="sys", dir=store_dir, id="again", settings={"system_interval": 0.05})
     assert wait_for(lambda: run._sampler.samples >= 2)
