@@ -19,6 +19,7 @@ import json
 import math
 import os
 import struct
+import threading
 import zlib
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -355,7 +356,7 @@ class MediaStore:
             target = self.folder / rel
             if not target.exists():
                 target.parent.mkdir(parents=True, exist_ok=True)
-                tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+                tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
                 tmp.write_bytes(data)
                 os.replace(tmp, target)
             self._known.add(rel)
