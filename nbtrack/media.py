@@ -13,7 +13,6 @@ from arrays and image sizes of JPEG files use Pillow (``pip install nbtrack[medi
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import math
@@ -346,6 +345,8 @@ class MediaStore:
         self._known: set[str] = set()
 
     def put(self, data: bytes, ext: str, kind: str) -> dict[str, Any]:
+        import hashlib  # here: loading OpenSSL costs a few ms that import nbtrack need not pay
+
         digest = hashlib.sha256(data).hexdigest()
         rel = f"{MEDIA_DIR}/{digest[:32]}.{ext}"
         ref = {"_type": kind, "path": rel, "sha256": digest, "size": len(data)}
