@@ -291,7 +291,12 @@ def test_two_views_of_one_run_and_one_panel_per_create_new_run(browser, tmp_path
 
 MEDIA_CELL = """\
 import time, numpy as np, nbtrack
+from moviepy.video.io.ImageSequenceClip import ImageSequenceClip
+ImageSequenceClip([np.full((64, 96, 3), 20 * k, dtype=np.uint8) for k in range(10)], fps=10).write_videofile(
+    "clip.mp4", logger=None)  # an H.264 MP4, as gymnasium's RecordVideo writes them
 run = nbtrack.init(project="media", dir={dir!r}, settings={{"system_interval": 0, "quiet": False}})
+run.log({{"rollout": nbtrack.Video("clip.mp4"),
+         "anim": nbtrack.Video(np.zeros((4, 3, 10, 14), dtype=np.uint8) + 90, fps=8)}}, commit=False)
 for i in range(12):
     time.sleep(0.25)
     img = np.zeros((16, 24, 3), dtype=np.uint8); img[:, : 2 * i + 1] = (250, 20, 20)
@@ -316,6 +321,8 @@ MEDIA_PROBE = """() => {
     bars: hist ? hist.querySelectorAll('svg rect').length : 0,
     tableCells: table ? [...table.querySelectorAll('td')].map(td => td.textContent) : [],
     section: card('val/pred') ? card('val/pred').closest('.nbt-section').dataset.section : null,
+    videoWidth: card('rollout') && card('rollout').querySelector('video') ? card('rollout').querySelector('video').videoWidth : 0,
+    gifWidth: card('anim') && card('anim').querySelector('img') ? card('anim').querySelector('img').naturalWidth : 0,
   };
 }"""
 
@@ -343,6 +350,7 @@ def test_media_show_live_with_a_step_slider(browser, tmp_path):
         assert s["imgStep"] == 11 and s["imgCount"] == 12 and s["caption"] == "epoch 11"
         assert s["section"] == "val" and s["bars"] == 16
         assert s["tableCells"] == ["11", "cat", "12", "dog"]
+        assert s["videoWidth"] == 96 and s["gifWidth"] == 14  # an MP4 in <video>, a GIF from frames in <img>
         page.screenshot(path=str(ARTIFACTS / "panel_media_finished.png"))
         # back to step 3 with the slider: that step's image and caption
         page.fill(".nbt-media[data-key='val/pred'] .nbt-media-slider", "3")

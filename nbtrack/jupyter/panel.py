@@ -182,6 +182,11 @@ class RunPanel(anywidget.AnyWidget):
         run = self._run()
         with self._lock:
             if self._done:
+                if run is not None:  # finalized by the pump already: the sync state may be newer
+                    try:
+                        self._sync_header(run)
+                    except Exception:
+                        pass
                 return
             self._done = True
             self._fold()
