@@ -10,9 +10,11 @@ imported, so asking for an integration does not import (say) torch.
 
 from __future__ import annotations
 
+import functools
 import importlib.abc
 import importlib.machinery
 import importlib.util
+import inspect
 import sys
 import threading
 import warnings
@@ -110,10 +112,6 @@ class Patcher:
     def finish(self, run: Any) -> None:
         """Called when ``run`` finishes, before it stops taking values."""
 
-    @property
-    def patched(self) -> bool:
-        return bool(self._originals)
-
     # --------------------------------------------------------- patching
     def _install(self) -> None:
         pending = {}
@@ -153,9 +151,6 @@ class Patcher:
                 setattr(cls, name, self._wrap(name, original))
 
     def _wrap(self, name: str, original: Callable) -> Callable:
-        import functools
-        import inspect
-
         signature = inspect.signature(original)
         local = self._local
         patcher = self
