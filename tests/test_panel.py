@@ -66,7 +66,7 @@ def test_series_keeps_extremes_under_the_cap():
 
 
 def test_series_delta_appends_then_resets_after_a_merge():
-    s = Series(cap=8)
+    s = Series(cap=12)
     for i in range(3):
         s.add(i, float(i))
     first = s.delta()
@@ -77,7 +77,42 @@ def test_series_delta_appends_then_resets_after_a_merge():
     for i in range(4, 40):
         s.add(i, float(i))
     d = s.delta()
-    assert "reset" in d and len(d["reset"][0]) <= 8 and d["reset"][0][-1] >= 38
+    assert "reset" in d and len(d["reset"][0]) + len(d["tail"][0]) <= 12
+    assert (d["reset"][0] + d["tail"][0])[-1] == 39 and 39 not in d["reset"][0]  # the newest point is in the tail
+
+
+def _apply(view, d):
+    """What js/src/panel.js applySeries() does with one series delta."""
+    if "reset" in d:
+        view["xs"], view["ys"] = list(d["reset"][0]), list(d["reset"][1])
+    elif "append" in d:
+        view["xs"] += d["append"][0]
+        view["ys"] += d["append"][1]
+    view["tail"] = d.get("tail", [[], []])
+    return view["xs"] + view["tail"][0], view["ys"] + view["tail"][1]
+
+
+def test_a_view_fed_deltas_holds_exactly_the_series_and_never_more_than_the_cap():
+    import random
+    rng = random.Random(7)
+    s = Series(cap=50)
+    view = {"xs": [], "ys": [], "tail": [[], []]}
+    late = None  # a second view that says hello halfway through
+    for i in range(20_000):
+        s.add(i, rng.gauss(0, 1))
+        if rng.random() < 0.05:  # deltas at uneven moments, as the pump's ticks fall
+            d = s.delta()
+            if d is None:
+                continue
+            xs, ys = _apply(view, d)
+            assert (xs, ys) == tuple(s.points())  # no stale tail point kept, none twice
+            assert len(xs) <= 50 and xs == sorted(set(xs))
+            if late is not None:
+                assert _apply(late, d) == (xs, ys)
+        if i == 9_999:
+            late = {"xs": [], "ys": [], "tail": [[], []]}
+            assert _apply(late, s.snapshot()) == tuple(s.points())
+    assert s.count == 20_000 and s.width > 256  # it merged many times on the way
 
 
 def test_deltas_are_throttled_and_carry_only_new_points(make_panel):
@@ -121,7 +156,7 @@ def test_a_new_view_gets_a_snapshot(make_panel):
         run.log({"x": float(i)})
     p._on_front_end_msg(p, {"type": "hello"}, [])
     snap = [m for m in p.comm.custom() if m["type"] == "snapshot"][-1]
-    assert snap["series"]["x"] == [[0, 1, 2, 3, 4], [0.0, 1.0, 2.0, 3.0, 4.0]]
+    assert snap["series"]["x"] == {"reset": [[0, 1, 2, 3, 4], [0.0, 1.0, 2.0, 3.0, 4.0]], "tail": [[], []]}
     p.tick()
     assert not [m for m in p.comm.custom() if m["type"] == "delta" and "x" in m.get("series", {})]
 

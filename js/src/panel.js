@@ -394,24 +394,26 @@ function render({ model, el }) {
     schedule(Object.keys(series || {}));
   }
 
-  function onDelta(msg, buffers) {
-    for (const [k, d] of Object.entries(msg.series || {})) {
+  // a series delta: closed points to append (or all of them: reset) and the tail,
+  // which replaces the previous tail (it is never part of xs)
+  function applySeries(series) {
+    for (const [k, d] of Object.entries(series || {})) {
       const cur = data[k] || (data[k] = { xs: [], ys: [], tailX: [], tailY: [] });
       if (d.reset) {
         cur.xs = d.reset[0].slice();
         cur.ys = d.reset[1].slice();
-        cur.tailX = [];
-        cur.tailY = [];
-      } else {
-        if (d.append) {
-          cur.xs.push(...d.append[0]);
-          cur.ys.push(...d.append[1]);
-        }
-        cur.tailX = d.tail ? d.tail[0] : [];
-        cur.tailY = d.tail ? d.tail[1] : [];
+      } else if (d.append) {
+        cur.xs.push(...d.append[0]);
+        cur.ys.push(...d.append[1]);
       }
+      cur.tailX = d.tail ? d.tail[0] : [];
+      cur.tailY = d.tail ? d.tail[1] : [];
       dirty.add(k);
     }
+  }
+
+  function onDelta(msg, buffers) {
+    applySeries(msg.series);
     Object.assign(summary, msg.summary || {});
     Object.assign(texts, msg.texts || {});
     for (const f of msg.files || []) onFile(f, buffers && buffers[f.buffer]);
@@ -424,8 +426,9 @@ function render({ model, el }) {
     if (msg.type === "snapshot") {
       summary = Object.assign({}, msg.summary);
       texts = Object.assign({}, msg.texts);
-      setAll(msg.series);
+      applySeries(msg.series);
       addMedia(msg.media, true);
+      schedule([]);
     } else if (msg.type === "delta") {
       onDelta(msg, buffers);
     } else if (msg.type === "file") {

@@ -278,8 +278,7 @@ class RunPanel(anywidget.AnyWidget):
             self._fold()
             series = {}
             for key, s in self._series.items():
-                s.delta()  # what a view gets now counts as sent
-                series[key] = list(s.points())
+                series[key] = s.snapshot()  # what a view gets now counts as sent
             self._sent_summary = dict(run.summary.as_dict()) if run else {}
             self._sent_texts = dict(self._texts)
             self._new_media = {}

@@ -3,13 +3,18 @@
 A series holds at most ``cap`` points however many are added.  Points fall into
 buckets of ``width`` consecutive samples; a closed bucket keeps only its lowest and
 highest point.  When there are too many closed buckets, neighbours merge and the width
-doubles, so the global extremes always survive.  ``delta()`` says what the front end
-lacks since the last call: points to append, or a reset after a merge.
+doubles, so the global extremes always survive.  The open bucket and the newest point
+(the "tail", at most 3 points) count against the cap too.  ``delta()`` says what the
+front end lacks since the last call: closed points to append, or all of them after a
+merge (``reset``), and always the current tail, which replaces the previous one.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+
+TAIL_MAX = 3  # open bucket (its lowest and highest point) plus the newest point
 
 
 class Series:
@@ -46,7 +51,7 @@ class Series:
         lo, hi = self.open
         self.closed.append(_ordered(lo, hi))
         self.open, self.open_count = [], 0
-        if 2 * len(self.closed) > self.cap:
+        if 2 * len(self.closed) + TAIL_MAX > self.cap:
             self._merge()
 
     def _merge(self) -> None:
@@ -76,23 +81,33 @@ class Series:
         pts.extend(self._tail())
         return [p[0] for p in pts], [p[1] for p in pts]
 
+    def snapshot(self) -> dict[str, Any]:
+        """Everything kept, as a delta that replaces what a view holds."""
+        self.merged = False
+        self.sent = len(self.closed)
+        return {"reset": _columns(p for bucket in self.closed for p in bucket), "tail": _columns(self._tail())}
+
     def delta(self) -> dict[str, Any] | None:
         """What changed since the last call, for the front end, or ``None``."""
-        tail = self._tail()
         if self.merged:
-            self.merged = False
-            self.sent = len(self.closed)
-            xs, ys = self.points()
-            return {"reset": [xs, ys]}
+            return self.snapshot()
+        tail = self._tail()
         new = [p for bucket in self.closed[self.sent :] for p in bucket]
         if not new and not tail:
             return None
         self.sent = len(self.closed)
-        return {"append": [[p[0] for p in new], [p[1] for p in new]],
-                "tail": [[p[0] for p in tail], [p[1] for p in tail]]}
+        return {"append": _columns(new), "tail": _columns(tail)}
 
     def __len__(self) -> int:
         return sum(len(b) for b in self.closed) + len(self._tail())
+
+
+def _columns(points: Any) -> list[list[float]]:
+    xs, ys = [], []
+    for x, y in points:
+        xs.append(x)
+        ys.append(y)
+    return [xs, ys]
 
 
 def _ordered(a: tuple[float, float], b: tuple[float, float]) -> tuple[tuple[float, float], ...]:
