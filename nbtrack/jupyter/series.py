@@ -79,7 +79,8 @@ class Series:
         """All kept points, in x order: ``(xs, ys)``."""
         pts = [p for bucket in self.closed for p in bucket]
         pts.extend(self._tail())
-        return [p[0] for p in pts], [p[1] for p in pts]
+        xs, ys = _columns(pts)
+        return xs, ys
 
     def snapshot(self) -> dict[str, Any]:
         """Everything kept, as a delta that replaces what a view holds."""
