@@ -409,10 +409,6 @@ class MediaRef(dict):
         return f"<nbtrack.MediaRef {self.kind} {where}>"
 
 
-def is_reference(value: Any) -> bool:
-    return type(value) is dict and value.get("_type") in MEDIA_TYPES or isinstance(value, MediaRef)
-
-
 def restorer(folder: str | Path | None):
     """A ``json.loads`` object hook that turns stored references into ``MediaRef``s."""
 

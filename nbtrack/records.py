@@ -6,7 +6,7 @@ import datetime
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from .media import MediaRef, is_reference, restorer
+from .media import restorer
 
 
 class RunRecord:
@@ -37,7 +37,7 @@ class RunRecord:
         self.exit_code: int | None = row["exit_code"]
         self.config: dict[str, Any] = row["config"]
         self.dir: Path | None = None if root is None else Path(root) / row["folder"]
-        self.summary: dict[str, Any] = {k: _restore(v, self.dir) for k, v in row["summary"].items()}
+        self.summary: dict[str, Any] = _restore(row["summary"], restorer(self.dir))
         self.tags: tuple[str, ...] = row["tags"]
         self.notes: str | None = row["notes"]
         self.group: str | None = row["group"]
@@ -86,11 +86,13 @@ class RunRecord:
         return f"<RunRecord {self.path} name={self.name!r} state={self.state}>"
 
 
-def _restore(value: Any, folder: Path | None) -> Any:
-    if is_reference(value):
-        return MediaRef(value, folder)
-    if type(value) is list and value and all(is_reference(v) for v in value):
-        return [MediaRef(v, folder) for v in value]
+def _restore(value: Any, hook: Callable[[dict], Any]) -> Any:
+    """Apply a JSON object hook to a value decoded without it, inner dicts first, as
+    ``json.loads(..., object_hook=hook)`` would have."""
+    if type(value) is dict:
+        return hook({k: _restore(v, hook) for k, v in value.items()})
+    if type(value) is list:
+        return [_restore(v, hook) for v in value]
     return value
 
 

@@ -47,6 +47,12 @@ def _media_refs(value: Any) -> list[dict] | None:
     return None
 
 
+def _mime(path: str) -> str:
+    """The content type of a media file, from its extension (``png``, ``table.json`` ...)."""
+    name = path.rsplit("/", 1)[-1]
+    return MIME.get(name.split(".", 1)[-1] if "." in name else "", "application/octet-stream")
+
+
 class RunPanel(anywidget.AnyWidget):
     """The live view of one run: header, one chart per metric, config and summary."""
 
@@ -212,8 +218,7 @@ class RunPanel(anywidget.AnyWidget):
                 data = self._read_media(key, path)
                 if data is not None:
                     self._pushed.add(path)
-                    files.append({"path": path, "mime": MIME.get(path.split(".", 1)[-1], "application/octet-stream"),
-                                  "buffer": len(buffers)})
+                    files.append({"path": path, "mime": _mime(path), "buffer": len(buffers)})
                     buffers.append(data)
         return files
 
@@ -227,8 +232,7 @@ class RunPanel(anywidget.AnyWidget):
                 if ref["_type"] == "image" and ref.get("size", INLINE_BYTES + 1) <= INLINE_BYTES:
                     data = self._read_media(key, ref.get("path"))
                     if data is not None:
-                        mime = MIME.get(ref.get("format"), "application/octet-stream")
-                        ref["src"] = f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+                        ref["src"] = f"data:{_mime(ref['path'])};base64,{base64.b64encode(data).decode('ascii')}"
         return out
 
     def _read_media(self, key: str, path: Any) -> bytes | None:
@@ -292,21 +296,19 @@ class RunPanel(anywidget.AnyWidget):
         """Answer a view's request for a media file it was told about."""
         with self._lock:
             data = self._read_media(key, path) if isinstance(key, str) else None
-        ext = path.split(".", 1)[-1] if isinstance(path, str) and "." in path else ""
         if data is None:
             self.send({"type": "file", "key": key, "path": path, "error": "not available"})
         else:
-            self.send({"type": "file", "key": key, "path": path, "mime": MIME.get(ext, "application/octet-stream")},
-                      buffers=[data])
+            self.send({"type": "file", "key": key, "path": path, "mime": _mime(path)}, buffers=[data])
         self.messages_sent += 1
 
+    # ----------------------------------------------------------- for tests
     def media_items(self) -> dict[str, list]:
-        """For tests: key -> [[step, refs], ...] as the panel holds them."""
+        """key -> [[step, refs], ...] as the panel holds them."""
         with self._lock:
             self._fold()
             return {k: list(v) for k, v in self._media.items()}
 
-    # ----------------------------------------------------------- for tests
     def series_points(self) -> dict[str, tuple[list, list]]:
         with self._lock:
             self._fold()
@@ -327,8 +329,7 @@ def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
     for key, value in values.items():
         if isinstance(value, float) and not math.isfinite(value):
             out[key] = str(value)
-        elif _media_refs(value) is not None:
-            refs = _media_refs(value)
+        elif (refs := _media_refs(value)) is not None:
             out[key] = ", ".join(f"{r['_type']} {r.get('path') or ''}".strip() for r in refs)
         elif isinstance(value, (int, float, str, bool)) or value is None:
             out[key] = value
