@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from ..media import Histogram, Image
+from ..media import MAX_BINS, Histogram, Image, _as_array
 from ..store.writer import NbtrackWarning
 from . import Patcher, installed
 
@@ -50,8 +50,6 @@ def _logdir(writer: Any) -> str | None:
 
 
 def _hwc(img: Any, dataformats: str | None) -> Any:
-    from ..media import _as_array
-
     arr = _as_array(img, "add_image")
     fmt = (dataformats or "CHW").upper()
     if len(fmt) != arr.ndim or sorted(fmt) not in (sorted("CHW"), sorted("HW")):
@@ -87,7 +85,7 @@ class TensorBoardPatcher(Patcher):
             self._log(run, {f"{main}/{tag}": v for tag, v in args["tag_scalar_dict"].items()}, step)
         elif name == "add_histogram":
             bins = args.get("max_bins") or 64
-            self._log(run, {args["tag"]: Histogram(args["values"], num_bins=min(int(bins), 512))}, step)
+            self._log(run, {args["tag"]: Histogram(args["values"], num_bins=min(int(bins), MAX_BINS))}, step)
         elif name == "add_image":
             self._log(run, {args["tag"]: Image(_hwc(args["img_tensor"], args.get("dataformats")))}, step)
         elif name == "add_hparams":
@@ -114,13 +112,13 @@ class TensorBoardPatcher(Patcher):
 
     def finish(self, run: Any) -> None:
         for writer in list(self._writers.pop(run.id, ())):
-            flush = getattr(writer, "flush", None)
             try:
-                flush()
+                writer.flush()
             except Exception:
                 pass  # a closed writer has nothing left to flush
         self._copy_events(run)
         self._logdirs.pop(run.id, None)
+        self._behind.discard(run.id)
 
     def _copy_events(self, run: Any) -> None:
         if run.dir is None:
