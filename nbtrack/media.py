@@ -137,9 +137,25 @@ class Media:
     """Base of the values ``log()`` stores as files or references."""
 
     kind = ""
+    caption: str | None = None
+    _bytes = b""
+    _format = ""
 
     def _reference(self, store: "MediaStore") -> dict[str, Any]:
         raise NotImplementedError
+
+    def _set_caption(self, caption: Any) -> None:
+        if caption is not None and not isinstance(caption, str):
+            raise TypeError(f"{type(self).__name__}: caption must be a string, got {type(caption).__name__}")
+        self.caption = caption
+
+    def _file_reference(self, store: "MediaStore") -> dict[str, Any]:
+        """Store this value's file; its reference with the format and caption."""
+        ref = store.put(self._bytes, self._format, self.kind)
+        ref["format"] = self._format
+        if self.caption is not None:
+            ref["caption"] = self.caption
+        return ref
 
     def __repr__(self) -> str:
         return f"<nbtrack.{type(self).__name__}>"
@@ -156,9 +172,7 @@ class Image(Media):
     kind = "image"
 
     def __init__(self, data: Any, caption: str | None = None) -> None:
-        if caption is not None and not isinstance(caption, str):
-            raise TypeError(f"Image: caption must be a string, got {type(caption).__name__}")
-        self.caption = caption
+        self._set_caption(caption)
         if _is_path(data):
             self._bytes, self._format = _read_file(data, IMAGE_FORMATS, "Image")
         elif type(data).__module__.startswith("PIL.") and hasattr(data, "save"):
@@ -175,10 +189,8 @@ class Image(Media):
         self.width, self.height = _image_size(self._bytes, self._format)
 
     def _reference(self, store: "MediaStore") -> dict[str, Any]:
-        ref = store.put(self._bytes, self._format, "image")
-        ref.update(format=self._format, width=self.width, height=self.height)
-        if self.caption is not None:
-            ref["caption"] = self.caption
+        ref = self._file_reference(store)
+        ref.update(width=self.width, height=self.height)
         return ref
 
 
@@ -190,11 +202,9 @@ class Video(Media):
     kind = "video"
 
     def __init__(self, data: Any, caption: str | None = None, fps: int = 4) -> None:
-        if caption is not None and not isinstance(caption, str):
-            raise TypeError(f"Video: caption must be a string, got {type(caption).__name__}")
+        self._set_caption(caption)
         if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps <= 120:
             raise ValueError(f"Video: fps must be a number in (0, 120], got {fps!r}")
-        self.caption = caption
         self.fps = fps
         if _is_path(data):
             self._bytes, self._format = _read_file(data, VIDEO_FORMATS, "Video")
@@ -212,11 +222,7 @@ class Video(Media):
         self._bytes, self._format = buf.getvalue(), "gif"
 
     def _reference(self, store: "MediaStore") -> dict[str, Any]:
-        ref = store.put(self._bytes, self._format, "video")
-        ref["format"] = self._format
-        if self.caption is not None:
-            ref["caption"] = self.caption
-        return ref
+        return self._file_reference(store)
 
 
 class Histogram(Media):
