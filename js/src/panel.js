@@ -62,6 +62,7 @@ function ema(ys, w) {
 }
 
 const MEDIA_VIEW_ROWS = 20; // table rows shown in a media card
+const MEDIA_KEEP = 100; // items per media key for the slider (MAX_MEDIA in panel.py)
 
 // one bar chart of a histogram reference, as SVG (bins: edges, values: counts)
 function histogramSvg(ref) {
@@ -262,24 +263,19 @@ function render({ model, el }) {
       box.append(histogramSvg(ref));
     } else if (!ref.path && !ref.src) {
       box.append(h("span", "nbt-muted", `${kind} (not stored: the run is kept in memory)`));
-    } else if (kind === "image" || (kind === "video" && ref.format === "gif")) {
-      const img = h("img");
-      img.alt = ref.caption || key;
-      if (ref.width) img.width = Math.min(ref.width >= 64 ? ref.width : ref.width * 8, 300);
-      box.append(img);
+    } else if (kind === "image" || kind === "video") {
+      const still = kind === "image" || ref.format === "gif"; // a GIF video plays in <img>
+      const el = h(still ? "img" : "video");
+      if (still) {
+        el.alt = ref.caption || key;
+        if (ref.width) el.width = Math.min(ref.width >= 64 ? ref.width : ref.width * 8, 300);
+      } else {
+        el.controls = el.loop = el.muted = true;
+        el.width = 300;
+      }
+      box.append(el);
       fetchFile(key, ref, (url) => {
-        if (url) img.src = url;
-        else box.append(h("span", "nbt-muted", ref.path));
-      });
-    } else if (kind === "video") {
-      const v = h("video");
-      v.controls = true;
-      v.loop = true;
-      v.muted = true;
-      v.width = 300;
-      box.append(v);
-      fetchFile(key, ref, (url) => {
-        if (url) v.src = url;
+        if (url) el.src = url;
         else box.append(h("span", "nbt-muted", ref.path));
       });
     } else if (kind === "table") {
@@ -344,7 +340,7 @@ function render({ model, el }) {
     for (const [key, items] of Object.entries(all || {})) {
       const m = media[key] || mediaCard(key);
       m.items = reset ? items.slice() : m.items.concat(items);
-      if (m.items.length > 100) m.items = m.items.slice(-100);
+      if (m.items.length > MEDIA_KEEP) m.items = m.items.slice(-MEDIA_KEEP);
       m.shown = -1;
       showMedia(key);
     }
