@@ -230,8 +230,8 @@ print(t1 - t0, t3 - t2)
 """
 
 
-def child(code: str, *args: str) -> str:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "NBTRACK_QUIET": "1"}
+def child(code: str, *args: str, root: Path = ROOT) -> str:
+    env = {**os.environ, "PYTHONPATH": str(root), "NBTRACK_QUIET": "1"}
     out = subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args], env=env,
                          capture_output=True, text=True, check=True)
     return out.stdout.strip().splitlines()[-1]
@@ -368,12 +368,36 @@ def report(r: dict) -> str:
     return "\n".join(lines)
 
 
+def compare(baseline: Path, steps: int, repeats: int) -> str:
+    """The log() workload with this checkout and another one (an earlier commit, say),
+    interleaved in one run, so that a change's effect on the hot path is seen apart from
+    the machine's mood."""
+    runs: dict[str, list[dict]] = {"baseline": [], "this checkout": []}
+    for _ in range(repeats):
+        runs["baseline"].append(json.loads(child(LOG_CHILD, str(steps), root=baseline)))
+        runs["this checkout"].append(json.loads(child(LOG_CHILD, str(steps))))
+    lines = [f"log() of 10 floats, {steps:,} steps, median of {repeats} interleaved runs "
+             f"(baseline: {baseline})",
+             f"{'':<14} {'p50 us':>8} {'p99 us':>8} {'mean us':>8} {'rows/s':>10} {'finish ms':>10}"]
+    for name, rows in runs.items():
+        med = lambda key: statistics.median(r[key] for r in rows)  # noqa: E731
+        rate = statistics.median(r["steps"] / r["end_to_end_s"] for r in rows)
+        lines.append(f"{name:<14} {med('p50_us'):>8.2f} {med('p99_us'):>8.2f} {med('mean_us'):>8.2f} "
+                     f"{rate:>10,.0f} {med('finish_s') * 1000:>10.0f}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--baseline", type=Path, default=None, metavar="CHECKOUT",
+                        help="only compare log() with another checkout of nbtrack (git worktree add ...)")
     args = parser.parse_args(argv)
+    if args.baseline is not None:
+        print(compare(args.baseline.resolve(), args.steps, args.repeats))
+        return 0
     result = measure(args.steps, args.repeats)
     print(report(result))
     if args.json:

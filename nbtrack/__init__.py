@@ -18,6 +18,7 @@ import functools
 from . import api as _api
 from .api import Api, finish, log
 from .hyperparams import Config
+from .diagnostics import NbtrackWarning
 from .errors import AuthenticationError, CommError, ConfigError, Error, UsageError
 from .media import Histogram, Image, MediaRef, Table, Video
 from .records import RunRecord
@@ -28,7 +29,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Api", "AuthenticationError", "CommError", "Config", "ConfigError", "DisabledRun", "Error",
-    "Histogram", "Image", "MediaRef", "Table", "Video", "Run", "RunRecord", "Settings", "UsageError", "config", "finish", "init", "log", "run",
+    "Histogram", "Image", "MediaRef", "NbtrackWarning", "Table", "Video", "Run", "RunRecord", "Settings", "UsageError",
+    "config", "finish", "init", "log", "run",
     "summary", "load_ipython_extension", "unload_ipython_extension",
 ]
 

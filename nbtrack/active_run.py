@@ -1,158 +1,46 @@
 """``Run``: one tracked run, what ``init()`` returns.
 
-``log()`` is on every user's hot path: it validates the row, applies the step
-rules, updates the summary and appends to the writer's queue; no I/O, no locks.
+A run owns what it uses: its queue to the store (``RunSink``), its system metrics
+sampler, its sync to a tracking server, the integrations' patches and the front ends'
+taps.  ``finish()`` (also run at exit and at kernel shutdown) releases them once, in a
+fixed order, and announces ``RUN_FINISHED`` last.
+
+``log()`` is on every user's hot path: it validates the row, applies the step rules
+under the run's lock (so threads may share a run), updates the summary and appends to
+the writer's queue; no I/O.
 """
 
 from __future__ import annotations
 
-import datetime
 import numbers
+import os
 import threading
 import time
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from . import events
-from .hyperparams import Config
+from . import diagnostics, events
 from .errors import UsageError
+from .hyperparams import Config
 from .media import Media, MediaStore
 from .naming import check_tags, check_text
-from .values import scalar
+from .rows import MAX_STEP, RESERVED_KEYS, SCALARS, Summary, check_keys, checked_keys, normalise
+from .store.writer import BATCH_ROWS, MAX_QUEUED, BatchWriter, RunSink
 
 if TYPE_CHECKING:
-    from .store import RunSink
+    from .settings import ResolvedSettings
+    from .store import LocalStore
+    from .starts import Started
 
-_SCALARS = frozenset((float, int, str, bool, type(None)))
-_STR = frozenset((str,))
-RESERVED_KEYS = frozenset(("_step", "_timestamp", "_runtime", "_cell"))
-# Rows a run may queue before log() writes a batch itself.  The writer thread keeps
-# up with any real training loop; only a tight loop of pure logging gets this far,
-# and then memory stays bounded (about 1 kB a queued row) instead of growing.
-MAX_BACKLOG = 20_000
+__all__ = ["DisabledRun", "Run", "StepWarning", "RESERVED_KEYS"]
+
+
+_now = time.time
 
 
 class StepWarning(UserWarning):
     """A logged row was dropped because its step was lower than the run's current step."""
-
-
-def _normalise(data: Mapping[Any, Any], media: Callable[[str, Media], Any] | None = None
-               ) -> tuple[dict[str, Any], list[str]]:
-    """The slow path of ``log``: convert values, store media, flatten nested dicts,
-    collect bad keys."""
-    row: dict[str, Any] = {}
-    bad: list[str] = []
-
-    def put(key: str, value: Any) -> None:
-        kind = type(value)
-        if kind in _SCALARS:
-            row[key] = value
-            return
-        if media is not None and isinstance(value, Media):
-            try:
-                row[key] = media(key, value)
-            except OSError as exc:
-                bad.append(f"{key!r} (could not store the {value.kind}: {exc})")
-            return
-        if isinstance(value, Mapping):
-            for sub, inner in value.items():
-                if not isinstance(sub, str):
-                    raise TypeError(f"log: keys must be strings, got {sub!r} under {key!r}")
-                put(f"{key}/{sub}", inner)
-            return
-        converted = scalar(value)
-        if type(converted) in _SCALARS:
-            row[key] = converted
-        elif isinstance(value, bool):
-            row[key] = bool(value)
-        elif isinstance(value, numbers.Integral):
-            row[key] = int(value)
-        elif isinstance(value, numbers.Real):
-            row[key] = float(value)
-        elif isinstance(value, str):
-            row[key] = str(value)
-        elif isinstance(value, (datetime.datetime, datetime.date)):
-            row[key] = value.isoformat()
-        elif isinstance(value, (list, tuple)) and all(type(scalar(v)) in _SCALARS for v in value):
-            row[key] = [scalar(v) for v in value]
-        elif media is not None and isinstance(value, (list, tuple)) and value and all(
-                isinstance(v, Media) for v in value):
-            try:
-                row[key] = [media(key, v) for v in value]
-            except OSError as exc:
-                bad.append(f"{key!r} (could not store the {value[0].kind}: {exc})")
-        else:
-            bad.append(f"{key!r} ({type(value).__module__}.{type(value).__qualname__})")
-
-    for key in data:
-        if not isinstance(key, str):
-            raise TypeError(f"log: keys must be strings, got {key!r} ({type(key).__name__})")
-    for key, value in data.items():
-        put(str(key), value)
-    return row, bad
-
-
-class Summary:
-    """The last value of each logged key, plus anything set by hand (``run.summary``)."""
-
-    def __init__(self, data: dict[str, Any], run: "Run") -> None:
-        self._data = data
-        self._run = run
-
-    def __getitem__(self, key: str) -> Any:
-        return self._data[key]
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        self.update({key: value})
-
-    def __delitem__(self, key: str) -> None:
-        self._run._check_writable("summary")
-        del self._data[key]
-        self._run._summary_changed()
-
-    def __getattr__(self, key: str) -> Any:
-        if key.startswith("_"):
-            raise AttributeError(key)
-        try:
-            return self._data[key]
-        except KeyError:
-            raise AttributeError(f"summary has no key {key!r}") from None
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._data
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._data)
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def keys(self):
-        return self._data.keys()
-
-    def items(self):
-        return self._data.items()
-
-    def values(self):
-        return self._data.values()
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self._data.get(key, default)
-
-    def update(self, values: Mapping[str, Any]) -> None:
-        self._run._check_writable("summary")
-        row, bad = _normalise(values, self._run._store_media)
-        if bad:
-            raise TypeError(f"summary: cannot store {', '.join(bad)}")
-        self._data.update(row)
-        self._run._summary_changed()
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self._data)
-
-    def __repr__(self) -> str:
-        return f"Summary({self._data!r})"
 
 
 class Run:
@@ -172,64 +60,55 @@ class Run:
 
     cell: int | None = None  # execution count of the cell now running (set by the IPython layer)
 
-    def __init__(
-        self,
-        *,
-        run_id: str,
-        name: str,
-        project: str,
-        entity: str | None,
-        notes: str | None,
-        tags: tuple[str, ...],
-        group: str | None,
-        job_type: str | None,
-        mode: str,
-        config: dict[str, Any],
-        allow_val_change: bool,
-        summary: dict[str, Any],
-        step: int,
-        resumed: bool,
-        start_time: float,
-        folder: Path | None,
-        sink: "RunSink",
-        finish_timeout: float,
-        on_finish: Callable[["Run", int | None], None],
-        parent: dict[str, Any] | None = None,
-    ) -> None:
-        self._id = run_id
-        self._name = name
+    def __init__(self, started: "Started", *, store: "LocalStore", project: str, mode: str, dir: Path,
+                 settings: "ResolvedSettings", allow_val_change: bool, save_code: bool, start_time: float,
+                 owner: dict[str, Any], on_closed: Callable[["Run"], None], anonymous: str = "never") -> None:
+        self._id = started.run_id
+        self._name = started.name
         self._project = project
-        self._entity = entity
-        self._notes = notes
-        self._tags = tags
-        self._group = group
-        self._job_type = job_type
+        self._entity = started.entity
+        self._notes = started.notes
+        self._tags = started.tags
+        self._group = started.group
+        self._job_type = started.job_type
         self._mode = mode
-        self._resumed = resumed
+        self._resumed = started.resumed
+        self._parent = started.parent
         self._start_time = start_time
-        self._folder = folder
-        self._sink = sink
-        self._rows = sink.rows
-        self._finish_timeout = finish_timeout
-        self._on_finish = on_finish
-        self._parent = parent
-        self._summary_data = summary
-        self._summary = Summary(summary, self)
-        self._config = Config(config, allow_val_change=allow_val_change, on_change=self._config_changed)
-        self._step = step
+        self._settings = settings
+        self._save_code = save_code
+        self._anonymous = anonymous
+        self._dir = dir
+        self._folder = store.run_folder(started.folder)
+        self._lock = threading.Lock()  # makes log() atomic: threads may share a run
+        self._refusal: str | None = None  # why writes are refused: finished, or a forked child's copy
+        self._owner_pid = os.getpid()
+        self._summary_data = dict(started.summary)
+        self._summary = Summary(self._summary_data, self)
+        self._config = Config(started.config, allow_val_change=allow_val_change, on_change=self._config_changed)
+        self._step = started.step
         self._pending: dict[str, Any] | None = None
-        self._rows_logged = 0
-        self._finished = False
         self._state = "running"
         self._exit_code: int | None = None
-        self._finish_lock = threading.Lock()
-        self._closed_reason: str | None = None
         self._taps: list[Callable[[tuple], None]] = []
         self._system_taps: list[Callable[[tuple], None]] = []
-        self._sampler = None  # the SystemSampler, when system metrics are on
-        self._sync = None  # the RunSync of an online run
-        self._media = MediaStore(folder)
+        self._media = MediaStore(self._folder)
+        self._writer = BatchWriter.get()
+        self._sink = RunSink(
+            store, started.pk, t0=start_time, runtime_offset=started.runtime_offset,
+            summary=lambda: self._summary_data, heartbeat_interval=settings.heartbeat_interval,
+            label=f"{project}/{started.run_id}", project=project, run_id=started.run_id, owner=owner,
+        )
+        self._rows = self._sink.rows
+        self._writer.add(self._sink, settings.flush_interval)
+        self._sampler: Any = None  # SystemSampler, started by start_sampler()
+        self._sync: Any = None  # the RunSync of an online run
         self._detach: list[Callable[[], None]] = []  # integrations to undo at finish
+        self._on_closed = on_closed
+        self._close_lock = threading.RLock()
+        self._closing: set[str] = set()  # the steps of close() already done
+        self._in_close = False
+        self._detached = False
 
     # ---------------------------------------------------------------- logging
     def log(self, data: Mapping[str, Any], step: int | None = None, commit: bool | None = None) -> None:
@@ -244,84 +123,96 @@ class Run:
             and ``Table`` values (or lists of them): their files go into the
             run's folder and the row holds references.
         step
-            The step to log at.  Without it, the row goes to the current step and
-            the step advances.  A step higher than the current one opens a new row;
-            a lower one is dropped with a warning.
+            The step to log at (an integer from 0 to 2**63 - 1).  Without it, the row
+            goes to the current step and the step advances.  A step higher than the
+            current one opens a new row; a lower one is dropped with a warning.
         commit
             ``False`` accumulates into the current row without advancing.  The
             default is ``True`` without ``step`` and ``False`` with it.
+
+        Once ``log()`` returns, the row reaches the store (see the README's
+        Guarantees); safe to call from several threads at once.
         """
-        if self._finished:
-            self._check_writable("log")
         if type(data) is not dict:
             if not isinstance(data, Mapping):
-                raise TypeError(
-                    f"log: data must be a dict of metric names to values, got {type(data).__name__}"
-                )
+                raise TypeError(f"log: data must be a dict of metric names to values, got {type(data).__name__}")
             data = dict(data)
         bad = None
-        if _SCALARS.issuperset(map(type, data.values())) and _STR.issuperset(map(type, data)):
+        # a key set seen before is known to be plain strings, none reserved
+        if (tuple(data) in checked_keys or check_keys(data)) and SCALARS.issuperset(map(type, data.values())):
             row = data.copy()
         else:
-            row, bad = _normalise(data, self._store_media)
-        if not RESERVED_KEYS.isdisjoint(row):
-            raise UsageError(
-                f"log: {sorted(RESERVED_KEYS.intersection(row))} are reserved names; "
-                "pass the step with log(..., step=N)"
-            )
-        cur = self._step
-        if step is not None:
-            if type(step) is not int:
-                if isinstance(step, bool) or not isinstance(step, numbers.Integral):
-                    raise TypeError(f"log: step must be an integer, got {step!r}")
-                step = int(step)
-            if step < cur:
-                warnings.warn(
-                    f"nbtrack: log(step={step}) is lower than the run's current step {cur}; "
-                    "steps must not go back, so this row is dropped",
-                    StepWarning,
-                    stacklevel=2,
-                )
-                return
-            if step > cur:
-                if self._pending is not None:
-                    self._commit()
-                self._step = cur = step
-            if commit is None:
-                commit = False
-        elif commit is None:
-            commit = True
-        if self._pending is None:
-            self._pending = row
-        else:
-            self._pending.update(row)
-        self._summary_data.update(row)
-        if commit:
-            self._commit()
+            row, bad = normalise(data, self._store_media)
+        if step is not None and (type(step) is not int or not 0 <= step <= MAX_STEP):
+            step = _check_step(step)
+        with self._lock:
+            if self._refusal is not None:
+                raise UsageError(f"log: {self._refusal}")
+            if step is not None:
+                cur = self._step
+                if step < cur:
+                    warnings.warn(
+                        f"nbtrack: log(step={step}) is lower than the run's current step {cur}; "
+                        "steps must not go back, so this row is dropped", StepWarning, stacklevel=2)
+                    return
+                if step > cur:
+                    if self._pending is not None:
+                        self._commit()
+                    self._step = step
+                if commit is None:
+                    commit = False
+            pending = self._pending
+            if pending is not None:
+                pending.update(row)
+                row = pending
+            self._summary_data.update(row)
+            if commit is False:
+                self._pending = row
+            else:
+                # the commit, inline: the row is queued by the last statement, after the
+                # run's state moved on (see _commit)
+                current = self._step
+                cell = self.cell
+                item = (current, _now(), cell, row)
+                if pending is not None:
+                    self._pending = None
+                self._step = current + 1
+                rows = self._rows
+                rows.append(item)
+                if self._taps:
+                    for tap in self._taps:
+                        tap(item)
+                if len(rows) >= BATCH_ROWS:
+                    self._backlog(len(rows))
         if bad:
             raise TypeError(
                 f"log: cannot log {', '.join(bad)}; log numbers, strings, booleans, None, "
                 "nbtrack.Image, Video, Histogram or Table (the other values of this call were logged)"
             )
 
-    def _store_media(self, key: str, value: Media) -> dict[str, Any]:
-        """Write a media value's file into the run folder; the reference the row holds."""
-        return value._reference(self._media)
-
     def _commit(self) -> None:
-        row = self._pending
+        """Queue the open row (call holding ``_lock``).  The row is queued by the last
+        statement, after the run's state moved on: an interrupt between statements can
+        leave the row unqueued only if this call has not returned, never half-queued."""
         step = self._step
+        cell = self.cell
+        item = (step, _now(), cell, self._pending)
         self._pending = None
         self._step = step + 1
-        self._rows_logged += 1
-        rows = self._rows
-        item = (step, time.time(), self.cell, row)
-        rows.append(item)
-        if len(rows) > MAX_BACKLOG:
-            self._sink.flush()
+        self._rows.append(item)
         if self._taps:
             for tap in self._taps:
                 tap(item)
+
+    def _backlog(self, queued: int) -> None:
+        if queued >= MAX_QUEUED:
+            self._sink.wait_for_room(self._writer)
+        elif queued % BATCH_ROWS == 0:
+            self._writer.wake()  # a full batch is ready: no need to wait for the next interval
+
+    def _store_media(self, key: str, value: Media) -> dict[str, Any]:
+        """Write a media value's file into the run folder; the reference the row holds."""
+        return value._reference(self._media)
 
     def tap_rows(self, tap: Callable[[tuple], None]) -> Callable[[], None]:
         """Call ``tap((step, timestamp, cell, row))`` for every committed row, on the
@@ -354,26 +245,154 @@ class Run:
             for tap in self._system_taps:
                 tap(item)
 
+    # --------------------------------------------------- what the run owns
+    def start_sampler(self) -> None:
+        """Start the system metrics sampler (``Settings.system_interval``; 0 = none)."""
+        from . import system
+
+        self._sampler = system.start_sampler(self._settings.system_interval, self._system_sample,
+                                             str(self._folder), self._sink.label)
+
+    def start_sync(self, server: Any, sync_command: str, say: Callable[[str], None]) -> None:
+        """Sync this run to ``server`` in the background (online mode)."""
+        from . import sync
+
+        self._sync = sync.SyncService.get().attach(
+            self._sink.store, self._sink.pk, server, label=self._sink.label, sync_command=sync_command,
+            connect_timeout=self._settings.init_timeout, say=say)
+
+    def attach(self, undo: Callable[[], None]) -> None:
+        """Keep ``undo`` to call at finish (an integration's patch of this run)."""
+        self._detach.append(undo)
+
+    def record_code(self, saved: dict[str, Any]) -> None:
+        """Record in the run's metadata what was saved of its code (session history,
+        notebook, program), so ``Api`` and the sync can find it."""
+        self._sink.store.update_metadata(self._sink.pk, {"code": saved})
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Write everything logged so far into the store now, on this thread, and return
+        whether it is there (False while the store does not take writes, after
+        ``timeout`` seconds, default ``finish_timeout``).  A row still open
+        (``commit=False``) stays open.  Never needed for safety: the writer thread does
+        this every ``flush_interval``."""
+        if self._detached:
+            return False
+        wait = self._settings.finish_timeout if timeout is None else timeout
+        return self._writer.drain(self._sink, wait)
+
     # ------------------------------------------------------------- lifecycle
     def finish(self, exit_code: int | None = None, quiet: bool | None = None) -> None:
         """End the run: write what is queued and record its final state.
 
         Exit code ``0`` (or ``None``) means ``finished``; anything else ``failed``.
-        Calling it again does nothing.
+        Calling it again does nothing.  It never raises because of the store: what
+        the store cannot take within ``finish_timeout`` is kept in a rescue file (see
+        the README's Guarantees).  Interrupted (Ctrl-C), it can be called again and
+        goes on where it stopped.
         """
-        with self._finish_lock:
-            if self._finished:
-                return
-            if exit_code is not None and (isinstance(exit_code, bool) or not isinstance(exit_code, int)):
-                raise UsageError(f"finish: exit_code must be an integer or None, got {exit_code!r}")
+        if exit_code is not None and (isinstance(exit_code, bool) or not isinstance(exit_code, int)):
+            raise UsageError(f"finish: exit_code must be an integer or None, got {exit_code!r}")
+        if self._detached:
+            diagnostics.warn_once(f"detached-finish:{self._id}",
+                                  f"nbtrack: finish() of run {self._id} in a forked child does nothing: the run "
+                                  f"belongs to process {self._owner_pid}")
+            return
+        with self._close_lock:
+            if "finished" in self._closing or self._in_close:
+                return  # done, or called again from inside finish() (by a listener)
+            self._in_close = True
+            try:
+                self._close(exit_code, bool(quiet) if quiet is not None else bool(self._settings.quiet))
+            finally:
+                self._in_close = False
+
+    def _close(self, exit_code: int | None, quiet: bool) -> None:
+        # Each step runs once; an interrupted finish() goes on with the first step not done.
+        self._step_once("refuse", lambda: self._refuse_writes(exit_code))
+        self._step_once("integrations", self._undo_integrations)
+        self._step_once("sampler", lambda: self._sampler is not None and self._sampler.stop())
+        self._step_once("ending", lambda: events.bus.emit(events.RUN_ENDING, run=self))
+        self._step_once("store", lambda: self._write_end(quiet))
+        self._step_once("manager", lambda: self._on_closed(self))
+        if self._sync is not None:
+            self._step_once("sync", lambda: self._sync.finish(self._settings.sync_timeout))
+        self._closing.add("finished")
+        events.bus.emit(events.RUN_FINISHED, run=self)
+
+    def _step_once(self, name: str, work: Callable[[], Any]) -> None:
+        if name in self._closing:
+            return
+        try:
+            work()
+        except Exception as exc:  # finish() reports and goes on: the next steps still matter
+            diagnostics.warn(f"nbtrack: finishing run {self._sink.label}: {name} failed ({exc!r})")
+        self._closing.add(name)
+
+    def _refuse_writes(self, exit_code: int | None) -> None:
+        with self._lock:
             if self._pending is not None:
                 self._commit()
-            self._finished = True
             self._exit_code = exit_code
             self._state = "finished" if not exit_code else "failed"
-            self._closed_reason = f"run {self._name} ({self._id}) is {self._state}"
-            self._config._lock(self._closed_reason)
-            self._on_finish(self, exit_code)
+            self._refusal = (f"run {self._name} ({self._id}) is {self._state}; start a new run with "
+                             "nbtrack.init() (or resume this one with resume='allow')")
+        self._config._lock(f"run {self._name} ({self._id}) is {self._state}")
+
+    def _undo_integrations(self) -> None:
+        while self._detach:
+            undo = self._detach.pop()
+            try:
+                undo()  # copies TensorBoard event files into the run folder, for one
+            except Exception as exc:
+                diagnostics.warn(f"nbtrack: finishing an integration of run {self._sink.label} failed ({exc!r})")
+
+    def _write_end(self, quiet: bool) -> None:
+        """Everything queued into the store, then the run's end; what the store does not
+        take within ``finish_timeout`` goes to a rescue file, replayed later."""
+        sink, writer = self._sink, self._writer
+        store = sink.store
+        drained = writer.drain(sink, self._settings.finish_timeout)
+        final = {"state": self._state, "exit_code": self._exit_code, "runtime": sink.runtime(),
+                 "finished_at": time.time()}
+        problem = sink.held
+        if drained:
+            try:
+                store.finish_run(sink.pk, self._state, self._exit_code, final["runtime"],
+                                 busy_timeout=max(1.0, self._settings.finish_timeout))
+            except Exception as exc:
+                drained, problem = False, f"{type(exc).__name__}: {exc}"
+        writer.remove(sink)
+        if not drained:
+            self._rescue(final, problem)
+        elif self._state == "finished":
+            store.clear_auto_marker(self._project, self._id)
+        store.checkpoint()
+        diagnostics.forget(f"{sink.label}:")
+
+    def _rescue(self, final: dict[str, Any], problem: str | None) -> None:
+        sink = self._sink
+        with sink.lock:
+            rows = len(sink.rows)
+            moved = self._writer.rescue_rows(sink, rows)
+            final.update(summary=dict(self._summary_data), config=self._config.as_dict(),
+                         tags=list(self._tags), fields={"name": self._name, "notes": self._notes})
+            try:
+                rescue = sink.rescue_file()
+                rescue.add_final(final)
+                rescue.close()
+            except OSError as exc:
+                sink.dropped += rows - moved
+                for _ in range(len(sink.rows)):
+                    sink.rows.popleft()
+                diagnostics.warn(f"nbtrack: run {sink.label} could not be finished in {sink.store.root} "
+                                 f"({problem}) and no rescue file could be written ({exc}); "
+                                 f"{rows - moved:,} rows and its end state are lost")
+                return
+        diagnostics.warn(
+            f"nbtrack: the store {sink.store.root} did not take the end of run {sink.label} within "
+            f"finish_timeout ({problem}); {moved:,} rows and its end state were saved to {rescue.path}, which "
+            "nbtrack adds to the store the next time it opens it (any init() or Api() there)")
 
     def __enter__(self) -> "Run":
         return self
@@ -383,11 +402,16 @@ class Run:
         return False
 
     def _check_writable(self, what: str) -> None:
-        if self._finished:
-            raise UsageError(
-                f"{what}: {self._closed_reason}; start a new run with nbtrack.init() "
-                "(or resume this one with resume='allow')"
-            )
+        if self._refusal is not None:
+            raise UsageError(f"{what}: {self._refusal}")
+
+    def _detach_after_fork(self) -> None:
+        """In a forked child: this run belongs to the parent; refuse writes, touch nothing."""
+        self._detached = True
+        self._refusal = (f"run {self._id} belongs to process {self._owner_pid}, and this is a forked child "
+                         f"(process {os.getpid()}); call nbtrack.init() in the child to log from it")
+        self._lock = threading.Lock()
+        self._close_lock = threading.RLock()
 
     def _config_changed(self, data: dict) -> None:
         self._sink.set_config(data)
@@ -415,11 +439,48 @@ class Run:
     step = property(lambda self: self._step, doc="The step the next committed row gets.")
     state = property(lambda self: self._state)
     exit_code = property(lambda self: self._exit_code)
-    finished = property(lambda self: self._finished)
-    rows_logged = property(lambda self: self._rows_logged, doc="Rows committed by this process.")
+    finished = property(lambda self: self._refusal is not None and not self._detached,
+                        doc="Whether finish() has ended the run.")
+    detached = property(lambda self: self._detached,
+                        doc="True in a forked child: the run belongs to the parent process.")
+    @property
+    def rows_logged(self) -> int:
+        """Rows committed by this process (written, queued, rescued, set aside or dropped)."""
+        sink = self._sink
+        return sink.rows_written + len(sink.rows) + sink.rescued + sink.set_aside + sink.dropped
+
     parent = property(lambda self: self._parent, doc="For a fork: {'id', 'step'} of its source.")
+    settings = property(lambda self: self._settings, doc="The resolved nbtrack.Settings this run started with.")
+    saves_code = property(lambda self: self._save_code, doc="Whether init() was asked to save_code.")
+    anonymous = property(lambda self: self._anonymous,
+                         doc="'never', 'allow' or 'must': with 'must' nothing saved says who ran it.")
+    store_dir = property(lambda self: str(self._dir), doc="The dir its store is under (<dir>/nbtrack).")
     url = property(lambda self: self._sync.url if self._sync is not None else None,
                    doc="The run's page in the MLflow UI (online mode, once the server has the run).")
+
+    @property
+    def last_cell(self) -> int | None:
+        """Execution count of the notebook cell that committed the latest row."""
+        rows = self._rows
+        if rows:
+            cell = rows[-1][2]
+            if cell is not None:
+                return cell
+        return self._sink.last_cell
+
+    @property
+    def row_in_progress(self) -> dict[str, Any]:
+        """The values logged with ``commit=False`` that the next commit will store."""
+        with self._lock:
+            return dict(self._pending or {})
+
+    @property
+    def storage(self) -> dict[str, int]:
+        """Where its rows are: ``written`` (in the store), ``queued``, ``rescued`` (in a
+        rescue file), ``set_aside`` (refused by SQLite, kept as text), ``dropped``."""
+        sink = self._sink
+        return {"written": sink.rows_written, "queued": len(sink.rows), "rescued": sink.rescued,
+                "set_aside": sink.set_aside, "dropped": sink.dropped}
 
     @property
     def sync_status(self) -> dict[str, Any] | None:
@@ -429,7 +490,7 @@ class Run:
     @property
     def dir(self) -> str | None:
         """The folder holding the run's files (saved code, media)."""
-        return None if self._folder is None else str(self._folder)
+        return str(self._folder)
 
     @property
     def path(self) -> str:
@@ -444,7 +505,7 @@ class Run:
     def name(self, value: str) -> None:
         if not isinstance(value, str) or not value.strip():
             raise UsageError(f"name: expected a non-empty string, got {value!r}")
-        self._set_field("name", "_name", value)
+        self._set_field("name", "_name", check_text(value, "name"))
 
     @property
     def notes(self) -> str | None:
@@ -452,7 +513,7 @@ class Run:
 
     @notes.setter
     def notes(self, value: str | None) -> None:
-        self._set_field("notes", "_notes", check_text(value, "notes"))
+        self._set_field("notes", "_notes", check_text(value, "notes", multiline=True))
 
     @property
     def group(self) -> str | None:
@@ -477,11 +538,22 @@ class Run:
         return f"<nbtrack.Run {self.path} name={self._name!r} state={self._state} step={self._step}>"
 
 
+def _check_step(step: Any) -> int:
+    if isinstance(step, bool) or not isinstance(step, numbers.Integral):
+        raise TypeError(f"log: step must be an integer, got {step!r}")
+    step = int(step)
+    if not 0 <= step <= MAX_STEP:
+        raise UsageError(f"log: step={step} is out of range; steps are integers from 0 to 2**63 - 1 "
+                         "(nothing of this call was logged)")
+    return step
+
+
 class DisabledRun:
     """What ``init(mode="disabled")`` returns: the ``Run`` interface, doing nothing.
 
-    Config and summary still work in memory so that code reading them runs; no file
-    is written anywhere.
+    It becomes ``nbtrack.run`` like any run, so module-level ``nbtrack.log``,
+    ``config``, ``summary`` and ``finish`` work on it.  Config and summary keep values
+    in memory so that code reading them runs; no file is written anywhere.
     """
 
     mode = "disabled"
@@ -493,8 +565,14 @@ class DisabledRun:
     group = None
     job_type = None
     notes = None
+    sync_status = None
+    exit_code = None
+    detached = False
+    saves_code = False
+    last_cell = None
 
-    def __init__(self, run_id: str, name: str, project: str, config: dict[str, Any]) -> None:
+    def __init__(self, run_id: str, name: str, project: str, config: dict[str, Any],
+                 on_closed: Callable[["DisabledRun"], None] | None = None) -> None:
         self.id = run_id
         self.name = name
         self.project = project
@@ -503,20 +581,32 @@ class DisabledRun:
         self.summary: dict[str, Any] = {}
         self.step = 0
         self.state = "disabled"
+        self.finished = False
         self.start_time = time.time()
         self.path = f"{project}/{run_id}"
         self.rows_logged = 0
+        self._on_closed = on_closed
 
     def log(self, data: Any, step: int | None = None, commit: bool | None = None) -> None:
         return None
 
     def finish(self, exit_code: int | None = None, quiet: bool | None = None) -> None:
-        return None
+        if not self.finished:
+            self.finished = True
+            if self._on_closed is not None:
+                self._on_closed(self)
+
+    def tap_rows(self, tap: Callable[[tuple], None]) -> Callable[[], None]:
+        return lambda: None
+
+    def tap_system(self, tap: Callable[[tuple], None]) -> Callable[[], None]:
+        return lambda: None
 
     def __enter__(self) -> "DisabledRun":
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
+        self.finish()
         return False
 
     def __repr__(self) -> str:

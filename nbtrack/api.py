@@ -12,9 +12,8 @@ from .manager import manager
 from .records import RunList, RunRecord
 from .active_run import DisabledRun, Run
 from .settings import Settings
-from .store import reader, store_root
-from .store.local import DB_NAME
-from .store.schema import connect
+from .store import LocalStore, reader, store_root
+from .store.local import open_readonly
 
 
 def init(
@@ -85,15 +84,18 @@ def finish(exit_code: int | None = None, quiet: bool | None = None) -> None:
 
 
 class _BeforeInit:
-    """Stands in for ``nbtrack.config`` / ``nbtrack.summary`` before ``init()``."""
+    """Stands in for ``nbtrack.config`` / ``nbtrack.summary`` before ``init()``: every
+    read and write raises, so that a value set too early is not silently lost."""
 
     def __init__(self, what: str) -> None:
-        self._what = what
+        object.__setattr__(self, "_what", what)
 
     def _fail(self, *args: Any, **kwargs: Any) -> Any:
-        raise Error(f"nbtrack.{self._what} is not available before nbtrack.init(): call nbtrack.init() first")
+        raise Error(f"nbtrack.{self._what} is not available before nbtrack.init(): call nbtrack.init() first "
+                    f"(init(config=...) takes the config), then use nbtrack.{self._what}")
 
-    __getitem__ = __setitem__ = __getattr__ = __contains__ = __iter__ = _fail
+    __getitem__ = __setitem__ = __delitem__ = __getattr__ = __setattr__ = __delattr__ = _fail
+    __contains__ = __iter__ = __len__ = _fail
 
     def __repr__(self) -> str:
         return f"<nbtrack.{self._what} before init()>"
@@ -116,12 +118,21 @@ class Api:
         self._con: sqlite3.Connection | None = None
 
     def _connection(self) -> sqlite3.Connection | None:
+        """A read-only connection (``StoreUnavailable`` for a damaged or newer store)."""
         if self._con is None:
-            path = self.root / DB_NAME
-            if not path.exists():
-                return None
-            self._con = connect(str(path))
+            self._con = open_readonly(self.root)
+            if self._con is not None:
+                self._recover()
         return self._con
+
+    def _recover(self) -> None:
+        """Rows a process could not write before it ended (rescue files) go into the
+        store first, when it can be written, so that what is read is complete."""
+        if (self.root / "rescue").is_dir():
+            try:
+                LocalStore.open(self.root.parent)
+            except UsageError:
+                pass  # a read-only store: its rescue files wait for a writable opening
 
     def _history(self, pk: int, keys=None, object_hook=None):
         con = self._connection()

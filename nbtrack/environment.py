@@ -11,10 +11,17 @@ import configparser
 import getpass
 import os
 import platform
+import re
 import socket
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+MASK = "***"
+# words that make a flag or parameter name a secret's: --password, --hf-token, AWS_SECRET_ACCESS_KEY, api_key=
+_SECRET_WORDS = frozenset(("password", "passwd", "passphrase", "pwd", "token", "secret", "credential", "credentials",
+                           "apikey", "auth"))
 
 
 def ipython_shell() -> Any | None:
@@ -123,12 +130,79 @@ def git_info(start: Path, *, with_author: bool) -> dict[str, Any]:
         return info
     url = parser.get('remote "origin"', "url", fallback=None)
     if url:
-        info["remote"] = url
+        info["remote"] = redact_url(url)  # a remote may carry a token: https://user:TOKEN@host/org/repo
     if with_author:
         email = os.environ.get("GIT_AUTHOR_EMAIL") or parser.get("user", "email", fallback=None)
         if email:
             info["author_email"] = email
     return info
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether a flag or parameter name (``--api-key``, ``password``, ``AWS_SECRET_ACCESS_KEY``)
+    says its value is a secret."""
+    words = [w for w in re.split(r"[-_.]", name.strip().lstrip("-").lower()) if w]
+    return bool(words) and (words[-1] == "key" or not _SECRET_WORDS.isdisjoint(words))
+
+
+def redact_url(url: str) -> str:
+    """``url`` without credentials: no ``user:password@`` (or ``token@``) part, and the
+    values of secret-looking query parameters masked.  Text that is not a URL with a
+    scheme (``git@host:org/repo.git``, whose ``git`` is no secret) is returned as it is."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if not parts.scheme or not parts.netloc:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(is_secret_name(k) for k, _ in pairs):
+            query = urlencode([(k, MASK if is_secret_name(k) else v) for k, v in pairs])
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def redact_argv(argv: list[str]) -> list[str]:
+    """The command line with secrets masked: the value after a flag named like a secret
+    (``--password X``, ``--api-key=X``), ``name=value`` pairs with such names, and
+    credentials inside URLs."""
+    out: list[str] = []
+    mask_next = False
+    for item in argv:
+        if mask_next and not item.startswith("-"):
+            out.append(MASK)
+            mask_next = False
+            continue
+        mask_next = False
+        if item.startswith("-") and "=" not in item:
+            mask_next = is_secret_name(item)
+            out.append(item)
+            continue
+        name, sep, value = item.partition("=")
+        if sep and name and is_secret_name(name):
+            out.append(f"{name}={MASK}")
+        elif "://" in item:
+            out.append(f"{name}={redact_url(value)}" if sep and "://" not in name else redact_url(item))
+        else:
+            out.append(item)
+    return out
+
+
+def anonymise_text(text: str) -> str:
+    """``text`` with the home folder's path replaced by ``~`` and the user name by
+    ``<user>`` (for ``anonymous="must"``: what nbtrack saves must not say who ran it)."""
+    home = str(Path.home()).rstrip("/")
+    if len(home) > 1:
+        text = re.sub(rf"(?<![\w.-]){re.escape(home)}(?![\w.-])", "~", text)
+    try:
+        user = getpass.getuser()
+    except Exception:
+        return text
+    if len(user) >= 3:
+        text = re.sub(rf"(?<![\w.-]){re.escape(user)}(?![\w-])", "<user>", text)
+    return text
 
 
 def identity() -> dict[str, str]:
@@ -176,7 +250,7 @@ def runtime_metadata(cwd: Path, *, anonymous: bool) -> dict[str, Any]:
         meta["cwd"] = str(cwd)
         if program is not None:
             meta["program"] = str(program)
-        meta["argv"] = list(sys.argv)
+        meta["argv"] = redact_argv(list(sys.argv))
     if git:
         meta["git"] = git
     return meta

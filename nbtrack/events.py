@@ -2,18 +2,29 @@
 
 The core never calls into a front end directly.  A listener that raises is reported
 once as a warning and never breaks the run or the user's code.
+
+Events and their payload (always ``run=``):
+
+* ``RUN_STARTED``: ``init()`` made the run.
+* ``CHANGED``: its name, notes, tags, config or summary changed (``what=`` says which).
+* ``RUN_ENDING``: ``finish()`` began: the run's state is final and nothing more can be
+  logged, but its files may still be added to (saved code) before they are stored and
+  synced.
+* ``RUN_FINISHED``: the last thing ``finish()`` does, once everything is stored (and,
+  online, sent or given up on).
 """
 
 from __future__ import annotations
 
 import threading
-import warnings
 from typing import Any, Callable
 
+from . import diagnostics, workers
+
 RUN_STARTED = "run_started"
+RUN_ENDING = "run_ending"
 RUN_FINISHED = "run_finished"
-SYNC_DONE = "sync_done"  # an online run's finish() stopped waiting for its sync: payload run
-CHANGED = "changed"  # config, summary, tags or a field changed: payload run, what
+CHANGED = "changed"
 
 Listener = Callable[..., None]
 
@@ -22,18 +33,15 @@ class EventBus:
     def __init__(self) -> None:
         self._listeners: dict[str, list[Listener]] = {}
         self._lock = threading.Lock()
-        self._failed: set[int] = set()
 
     def subscribe(self, event: str, listener: Listener) -> Callable[[], None]:
         """Call ``listener(**payload)`` on ``event``; return a function that unsubscribes."""
         with self._lock:
-            self._listeners.setdefault(event, []).append(listener)
+            self._listeners[event] = [*self._listeners.get(event, []), listener]
 
         def unsubscribe() -> None:
             with self._lock:
-                items = self._listeners.get(event, [])
-                if listener in items:
-                    items.remove(listener)
+                self._listeners[event] = [item for item in self._listeners.get(event, []) if item is not listener]
 
         return unsubscribe
 
@@ -41,19 +49,21 @@ class EventBus:
         return bool(self._listeners.get(event))
 
     def listeners(self, event: str) -> list[Listener]:
-        """The live list of ``event``'s listeners: cheap to test for emptiness on a hot path."""
-        with self._lock:
-            return self._listeners.setdefault(event, [])
+        """The listeners of ``event`` now (a copy)."""
+        return list(self._listeners.get(event, ()))
 
     def emit(self, event: str, **payload: Any) -> None:
-        for listener in tuple(self._listeners.get(event, ())):
+        for listener in self._listeners.get(event, ()):
             try:
                 listener(**payload)
             except Exception as exc:
-                if id(listener) not in self._failed:
-                    self._failed.add(id(listener))
-                    warnings.warn(f"nbtrack: a {event!r} listener failed: {exc!r}", RuntimeWarning,
-                                  stacklevel=2)
+                name = getattr(listener, "__qualname__", repr(listener))
+                diagnostics.warn_once(f"listener:{event}:{name}",
+                                      f"nbtrack: a {event!r} listener ({name}) failed: {exc!r}", stacklevel=3)
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()
 
 
 bus = EventBus()
+workers.on_fork_child(bus._after_fork)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 from .errors import ConfigError, UsageError
-from .values import MAX_CONFIG_VALUE_BYTES, encoded_size, json_friendly
+from .values import MAX_CONFIG_VALUE_BYTES, MAX_DEPTH, MAX_VALUES, TooComplex, check_expansion, encoded_size, json_friendly
 
 DEFAULTS_FILE = "config-defaults.yaml"
 _WANDB_KEYS = ("wandb_version", "_wandb")
@@ -54,7 +54,13 @@ def _check_nested_keys(value: Any, argument: str) -> None:
 
 def clean_value(key: str, value: Any, argument: str = "config") -> Any:
     """Convert one config value to a JSON-friendly one and enforce the size limit."""
-    value = json_friendly(value)
+    try:
+        value = json_friendly(value)
+    except TooComplex as exc:
+        raise UsageError(
+            f"{argument}: the value of {key!r} {exc}; config values may nest at most {MAX_DEPTH} "
+            f"levels and expand to at most {MAX_VALUES:,} values, without cycles"
+        ) from None
     _check_nested_keys(value, argument)
     size = encoded_size(value)
     if size > MAX_CONFIG_VALUE_BYTES:
@@ -197,8 +203,6 @@ class Config:
 
 
 def _read_yaml(path: Path, argument: str) -> dict[str, Any]:
-    import yaml  # only when a YAML file is used: keeps `import nbtrack` light
-
     try:
         text = path.read_text()
     except FileNotFoundError:
@@ -208,10 +212,7 @@ def _read_yaml(path: Path, argument: str) -> dict[str, Any]:
         ) from None
     except OSError as exc:
         raise UsageError(f"{argument}: cannot read {str(path)!r}: {exc}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise UsageError(f"{argument}: {str(path)!r} is not valid YAML: {exc}") from None
+    data = load_yaml(text, f"{argument}: {str(path)!r}")
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -220,6 +221,39 @@ def _read_yaml(path: Path, argument: str) -> dict[str, Any]:
             f"got a {type(data).__name__}"
         )
     return unwrap_value_desc(data)
+
+
+class InvalidYaml(UsageError):
+    """Text that does not parse as YAML."""
+
+
+def load_yaml(text: str, where: str) -> Any:
+    """Parse YAML safely: plain data only (``safe_load``), and a document whose aliases
+    expand it beyond ``MAX_VALUES`` values, or nest it deeper than ``MAX_DEPTH``, or make
+    it contain itself, is refused at once (a few hundred bytes of aliases can otherwise
+    stand for billions of values).
+
+    Raises
+    ------
+    UsageError
+        Naming ``where``, for invalid YAML and for such documents.
+    """
+    import yaml  # only when YAML is used: keeps `import nbtrack` light
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InvalidYaml(f"{where} is not valid YAML: {exc}") from None
+    except RecursionError:
+        raise UsageError(f"{where} nests too deeply to read (at most {MAX_DEPTH} levels)") from None
+    try:
+        check_expansion(data)
+    except TooComplex as exc:
+        raise UsageError(
+            f"{where} is refused: its YAML {exc} (YAML aliases may repeat a part; at most "
+            f"{MAX_VALUES:,} values and {MAX_DEPTH} levels are accepted)"
+        ) from None
+    return data
 
 
 def unwrap_value_desc(data: dict[str, Any]) -> dict[str, Any]:

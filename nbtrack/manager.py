@@ -14,23 +14,27 @@ import os
 import re
 import shlex
 import shutil
+import sqlite3
 import sys
 import threading
 import time
 import warnings
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from . import environment, events, system
-from .hyperparams import build_config, load_config
-from .errors import UsageError, choices
-from .naming import check_project, check_run_id, check_tags, check_text, new_run_id, new_run_name
-from .proc import boot_id, process_start
+from . import environment, events, workers
 from .active_run import DisabledRun, Run
+from .diagnostics import NbtrackWarning
+from .errors import UsageError, choices
+from .hyperparams import build_config, load_config
+from .naming import check_project, check_run_id, check_tags, check_text, new_run_id
+from .proc import boot_id, process_start
 from .settings import MODES, Settings
-from .store import BatchWriter, LocalStore, RunSink, StoreUnavailable
-from .store.writer import NbtrackWarning
+from .starts import StartContext, plan_for
+from .store import LocalStore
+from .store.local import unavailable
 
 REINIT_CHOICES = (None, "default", "return_previous", "finish_previous", "create_new", True, False)
 RESUME_CHOICES = (None, "allow", "never", "must", "auto", True, False)
@@ -103,11 +107,12 @@ class RunManager:
     """Tracks the runs active in this process and creates new ones."""
 
     def __init__(self) -> None:
-        self.active: list[Run] = []
-        self.current: Run | None = None
+        self.active: list[Run | DisabledRun] = []
+        self.current: Run | DisabledRun | None = None
         self._lock = threading.RLock()
-        self._exit_hooked = False
-        self._uncaught = False
+        self._runs: "weakref.WeakSet[Run]" = weakref.WeakSet()  # every run made here, for the fork reset
+        self._exits = ExitHooks()
+        self._pid = os.getpid()
 
     # ------------------------------------------------------------- arguments
     def resolve(self, kw: dict[str, Any]) -> InitArgs:
@@ -226,7 +231,7 @@ class RunManager:
             run_id=run_id,
             id_given=id_given,
             name=check_text(pick("name", "run_name"), "name"),
-            notes=check_text(pick("notes", "run_notes"), "notes"),
+            notes=check_text(pick("notes", "run_notes"), "notes", multiline=True),
             tags=tags,
             config=config,
             config_given=config_given,
@@ -251,7 +256,7 @@ class RunManager:
         a = self.resolve(kw)
         s = a.settings
         if a.mode == "disabled":
-            return DisabledRun(a.run_id or new_run_id(), a.name or "disabled", a.project, a.config)
+            return self._disabled(a, kw)
         integrations = self._integrations(a)
         server = None
         if a.mode == "online":
@@ -272,14 +277,28 @@ class RunManager:
                 return previous
             run = self._start(a)
             if server is not None:
-                self._attach_sync(run, server, a)
+                run.start_sync(server, _sync_command(run), _notice)
+                if run.url:
+                    _say(f"syncing to {run.url}", s.quiet)
             self.active.append(run)
             if a.reinit != "create_new":
                 self.current = run
-            self._hook_exit()
+            self._exits.install(self._at_exit)
         for patcher in integrations:
-            run._detach.append(patcher.attach(run))
+            run.attach(patcher.attach(run))
         events.bus.emit(events.RUN_STARTED, run=run)
+        return run
+
+    def _disabled(self, a: InitArgs, kw: dict[str, Any]) -> Run | DisabledRun:
+        with self._lock:
+            previous = self._apply_reinit(a, kw)
+            if previous is not None:
+                return previous
+            run = DisabledRun(a.run_id or new_run_id(), a.name or "disabled", a.project, a.config,
+                              on_closed=self._closed)
+            self.active.append(run)
+            if a.reinit != "create_new":
+                self.current = run
         return run
 
     @staticmethod
@@ -317,22 +336,7 @@ class RunManager:
                 client.close()
         return server
 
-    def _attach_sync(self, run: Run, server: Any, a: InitArgs) -> None:
-        from . import sync
-
-        s = a.settings
-        store, pk = run._store, run._sink.pk
-        if store is None or pk is None:
-            _say(f"run {run.id} has no local store to sync from; it is kept in memory only", s.quiet)
-            return
-        command = f"nbtrack sync --dir {shlex.quote(str(store.root.parent))} --project {shlex.quote(run.project)} --run {shlex.quote(run.id)}"
-        run._sync = sync.SyncService.get().attach(
-            store, pk, server, label=f"{run.project}/{run.id}", sync_command=command,
-            connect_timeout=s.init_timeout, say=_notice)
-        if run._sync.url:
-            _say(f"syncing to {run._sync.url}", s.quiet)
-
-    def _apply_reinit(self, a: InitArgs, kw: dict[str, Any]) -> Run | None:
+    def _apply_reinit(self, a: InitArgs, kw: dict[str, Any]) -> Run | DisabledRun | None:
         if not self.active:
             return None
         if a.resume == "must" and a.reinit != "create_new":
@@ -379,18 +383,10 @@ class RunManager:
 
     # ------------------------------------------------------------ the store
     def _start(self, a: InitArgs) -> Run:
+        """Claim the run in the store (one transaction, see ``starts``) and build it."""
         s = a.settings
         now = time.time()
-        try:
-            store: LocalStore | None = LocalStore.open(a.dir)
-        except StoreUnavailable as exc:
-            store = None
-            warnings.warn(f"nbtrack: {exc}; this run is kept in memory only", NbtrackWarning, stacklevel=4)
-
-        existing = None
-        kind = "new"
-        if store is not None:
-            existing, kind = self._find_existing(store, a)
+        store = LocalStore.open(a.dir)
         meta = environment.runtime_metadata(Path.cwd(), anonymous=a.anonymous == "must")
         meta["anonymous"] = a.anonymous
         meta["save_code"] = a.save_code
@@ -398,246 +394,128 @@ class RunManager:
             meta["sync_tensorboard"] = True
         if a.monitor_gym:
             meta["monitor_gym"] = True
-        state = {"started_at": now, "pid": os.getpid(), "pid_start": process_start(os.getpid()), "boot_id": boot_id()}
-
-        parent = None
-        summary: dict[str, Any] = {}
-        runtime_offset = 0.0
-        step = 0
-        if kind == "new" or kind == "fork":
-            run_id = a.run_id or new_run_id()
-            if store is not None and kind == "new":
-                while a.run_id is None and store.find_run(a.project, run_id) is not None:
-                    run_id = new_run_id()
-            config = dict(a.config)
-            if kind == "fork":
-                source_cfg = dict(existing["config"])
-                source_cfg.update(a.config)
-                config = source_cfg
-                parent = {"id": existing["run_id"], "step": a.fork_from[1]}
-            name = a.name or new_run_name((store.count_runs(a.project) if store else 0) + 1)
-            tags = a.tags or ()
-            row = {
-                "project": a.project, "run_id": run_id, "entity": a.entity, "name": name, "notes": a.notes,
-                "run_group": a.group, "job_type": a.job_type, "mode": a.mode, "created_at": now,
-                "folder": f"runs/{a.project}/{run_id}", "parent_id": parent and parent["id"],
-                "branch_step": parent and parent["step"], "metadata": meta, "config": config, "tags": tags,
-            }
-            pk = None
-            if store is not None:
-                pk = self._guarded(store, store.create_run, row, state)
-                if pk is not None and kind == "fork":
-                    store.copy_history(existing["pk"], pk, a.fork_from[1])
-                    summary = _summary_from(store.history(pk))
-                    rows = store.history(pk)
-                    step = rows[-1]["_step"] + 1 if rows else a.fork_from[1] + 1
-                    step = max(step, a.fork_from[1] + 1)
-                    if rows:
-                        runtime_offset = rows[-1]["_runtime"]
-            resumed = False
-        else:  # resume or rewind an existing run
-            run_id = existing["run_id"]
-            pk = existing["pk"]
-            config = dict(existing["config"])
-            config.update(a.config if kind == "rewind" else {k: v for k, v in a.config.items()
-                                                            if k in a.config_given or k not in config})
-            name = a.name or existing["name"]
-            tags = a.tags if a.tags is not None else existing["tags"]
-            row = {
-                "name": name, "notes": a.notes if a.notes is not None else existing["notes"],
-                "run_group": a.group if a.group is not None else existing["group"],
-                "job_type": a.job_type if a.job_type is not None else existing["job_type"],
-                "entity": a.entity if a.entity is not None else existing["entity"],
-                "mode": a.mode, "metadata": {**existing["metadata"], **meta}, "config": config, "tags": tags,
-            }
-            a.notes, a.group, a.job_type, a.entity = row["notes"], row["run_group"], row["job_type"], row["entity"]
-            if kind == "rewind":
-                store.rewind(pk, a.resume_from[1])
-                summary = _summary_from(store.history(pk))
-            else:
-                summary = dict(existing["summary"])
-            store.restart_run(pk, row, state)
-            refreshed = store.find_run(a.project, run_id)
-            step = max(refreshed["last_step"], store.max_step(pk)) + 1
-            runtime_offset = refreshed["runtime"]
-            if existing.get("parent_id"):
-                parent = {"id": existing["parent_id"], "step": existing["branch_step"]}
-            resumed = True
-
-        folder = store.run_folder(f"runs/{a.project}/{run_id}") if store is not None else None
-        if folder is not None:
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                warnings.warn(f"nbtrack: cannot create {folder}: {exc}", NbtrackWarning, stacklevel=4)
-        sink = RunSink(
-            store if pk is not None else None, pk, t0=now, runtime_offset=runtime_offset,
-            summary=lambda: summary, heartbeat_interval=s.heartbeat_interval, label=f"{a.project}/{run_id}",
+        owner = {"pid": os.getpid(), "pid_start": process_start(os.getpid()), "boot_id": boot_id()}
+        plan = plan_for(run_id=a.run_id, id_given=a.id_given, resume=a.resume, resume_from=a.resume_from,
+                        fork_from=a.fork_from, auto_candidate=lambda: _auto_candidate(store, a.project))
+        ctx = StartContext(
+            project=a.project, now=now, state={"started_at": now, **owner}, metadata=meta,
+            fields={"name": a.name, "notes": a.notes, "group": a.group, "job_type": a.job_type, "entity": a.entity,
+                    "mode": a.mode, "tags": a.tags, "config": a.config},
+            config_given=a.config_given, is_active=self._is_active, store_root=store.root,
         )
-        run = Run(
-            run_id=run_id, name=name, project=a.project, entity=a.entity, notes=a.notes, tags=tuple(tags),
-            group=a.group, job_type=a.job_type, mode=a.mode, config=config,
-            allow_val_change=a.allow_val_change, summary=summary, step=step, resumed=resumed,
-            start_time=now, folder=folder, sink=sink, finish_timeout=s.finish_timeout,
-            on_finish=self._finished, parent=parent,
-        )
-        run._store = store
-        run._settings = s
-        run._save_code = a.save_code
-        BatchWriter.get().add(sink, s.flush_interval)
-        run._sampler = system.start_sampler(s.system_interval, run._system_sample,
-                                            str(folder) if folder is not None else None, f"{a.project}/{run_id}")
-        if store is not None and pk is not None:
-            try:
-                store.write_auto_marker(a.project, run_id)
-            except OSError:
-                pass
-        if a.save_code and folder is not None:
-            saved = _save_program(folder)
-            if saved and pk is not None:
-                self._guarded(store, store.update_metadata, pk, {"code": {"program": saved}})
-        verb = {"new": "started", "fork": "forked", "resume": "resumed", "rewind": "rewound"}[kind]
-        where = folder if folder is not None else "memory only"
-        _say(f"{verb} run {name} ({run_id}) in project {a.project}; data in {where}", s.quiet)
+        try:
+            with store.transaction(busy_timeout=max(s.init_timeout, 1.0)) as tx:
+                started = plan.claim(tx, ctx)
+        except UsageError:
+            raise
+        except (sqlite3.Error, OSError) as exc:
+            raise unavailable(store.root, exc) from None
+        run = Run(started, store=store, project=a.project, mode=a.mode, dir=a.dir, settings=s,
+                  allow_val_change=a.allow_val_change, save_code=a.save_code, start_time=now, owner=owner,
+                  on_closed=self._closed, anonymous=a.anonymous)
+        self._runs.add(run)
+        run.start_sampler()
+        try:
+            store.write_auto_marker(a.project, run.id)
+        except OSError:
+            pass
+        if a.save_code:
+            saved = _save_program(Path(run.dir))
+            if saved:
+                run.record_code({"program": saved})
+        verb = {"new": "started", "fork": "forked", "resume": "resumed", "rewind": "rewound"}[started.kind]
+        _say(f"{verb} run {run.name} ({run.id}) in project {a.project}; data in {run.dir}", s.quiet)
         return run
 
-    def _guarded(self, store: LocalStore, work, *args):
-        try:
-            return work(*args)
-        except Exception as exc:  # a full disk or read-only folder must not stop the user
-            if isinstance(exc, UsageError):
-                raise
-            warnings.warn(f"nbtrack: cannot write to {store.root}: {exc}; this run is kept in memory only",
-                          NbtrackWarning, stacklevel=5)
-            return None
-
-    def _find_existing(self, store: LocalStore, a: InitArgs) -> tuple[dict[str, Any] | None, str]:
-        if a.resume_from or a.fork_from:
-            source_id, step = a.resume_from or a.fork_from
-            argument = "resume_from" if a.resume_from else "fork_from"
-            source = store.find_run(a.project, source_id)
-            if source is None:
-                raise UsageError(f"{argument}: no run {source_id!r} in project {a.project!r}; "
-                                 "the source run must be in the same project")
-            self._refuse_if_live(source, argument)
-            if a.resume_from:
-                if a.id_given and a.run_id != source_id:
-                    raise UsageError(f"resume_from rewinds run {source_id!r} and keeps its id; "
-                                     f"id={a.run_id!r} differs. Drop id=, or use fork_from for a new run")
-                return source, "rewind"
-            if a.id_given and a.run_id == source_id:
-                raise UsageError(f"fork_from creates a new run, so id may not be the source's id {source_id!r}; "
-                                 f"to continue that run from step {step}, use resume_from='{source_id}?_step={step}'")
-            if a.id_given and store.find_run(a.project, a.run_id) is not None:
-                raise UsageError(f"id={a.run_id!r} already exists in project {a.project!r}; "
-                                 "pick another id for the fork or leave it out")
-            return source, "fork"
-
-        resume = a.resume
-        if resume == "auto" and not a.id_given:
-            # The marker names the last run started from this dir; a clean finish clears it.
-            marker = store.read_auto_marker()
-            if marker and marker.get("project") == a.project:
-                previous = store.find_run(a.project, str(marker.get("run_id", "")))
-                if previous is not None and previous["state"] in ("crashed", "failed"):
-                    return previous, "resume"
-            return None, "new"
-        if a.run_id is None:
-            if resume == "must":
-                raise UsageError("resume='must' needs the id of the run to resume: pass id=... "
-                                 "or set NBTRACK_RUN_ID")
-            return None, "new"
-        existing = store.find_run(a.project, a.run_id)
-        if existing is None:
-            if resume == "must":
-                raise UsageError(f"resume='must': no run {a.run_id!r} in project {a.project!r} to resume; "
-                                 "check the id and project, or use resume='allow' to create it")
-            return None, "new"
-        if resume in ("allow", "must", "auto"):
-            self._refuse_if_live(existing, "resume")
-            return existing, "resume"
-        if resume == "never":
-            raise UsageError(f"resume='never': run {a.run_id!r} already exists in project {a.project!r}; "
-                             "leave out id= to start a new run with a fresh id, or pass another id")
-        raise UsageError(f"id={a.run_id!r} already exists in project {a.project!r} and nbtrack never "
-                         "overwrites a run: pass resume='allow' to continue it, or another id (or none) "
-                         "for a new run")
-
-    def _is_active(self, row: dict[str, Any]) -> bool:
-        return any(r.id == row["run_id"] and r.project == row["project"] for r in self.active)
-
-    def _refuse_if_live(self, row: dict[str, Any], argument: str) -> None:
-        if row["state"] != "running":
-            return
-        if self._is_active(row):
-            raise UsageError(f"{argument}: run {row['run_id']!r} is active in this process; "
-                             "finish it first (run.finish())")
-        raise UsageError(f"{argument}: run {row['run_id']!r} is still running in process {row['pid']}; "
-                         "wait for it to finish or stop that process")
+    def _is_active(self, project: str, run_id: str) -> bool:
+        return any(r.id == run_id and r.project == project for r in self.active)
 
     # ---------------------------------------------------------------- finish
-    def _finished(self, run: Run, exit_code: int | None) -> None:
-        sink = run._sink
-        writer = BatchWriter.get()
-        for detach in run._detach:  # copies TensorBoard event files into the run folder
-            detach()
-        run._detach = []
-        if run._sampler is not None:
-            run._sampler.stop()  # its last sample goes out with the final flush
-        if not sink.flush(timeout=run._finish_timeout) or sink.pending:
-            sink.flush(timeout=run._finish_timeout)
-        writer.remove(sink)
-        store = run._store
-        if store is not None and sink.pk is not None:
-            try:
-                store.finish_run(sink.pk, run.state, exit_code, sink.runtime())
-                if run.state == "finished":
-                    store.clear_auto_marker(run.project, run.id)
-            except Exception as exc:
-                warnings.warn(f"nbtrack: could not record the end of run {run.id}: {exc}", NbtrackWarning,
-                              stacklevel=4)
-        if sink.pending:
-            warnings.warn(f"nbtrack: {sink.pending} rows of run {run.id} could not be written", NbtrackWarning,
-                          stacklevel=4)
+    def _closed(self, run: Run | DisabledRun) -> None:
         with self._lock:
             if run in self.active:
                 self.active.remove(run)
             if self.current is run:
                 self.current = None
-        events.bus.emit(events.RUN_FINISHED, run=run)
-        if run._sync is not None:  # after the listeners, which may save code to upload
-            run._sync.finish(run._settings.sync_timeout)
-            events.bus.emit(events.SYNC_DONE, run=run)
 
     def finish_all(self, exit_code: int | None = None) -> None:
         for run in list(self.active):
             run.finish(exit_code=exit_code)
 
-    def _hook_exit(self) -> None:
-        if self._exit_hooked:
-            return
-        self._exit_hooked = True
-        atexit.register(self._at_exit)
-        if not environment.in_notebook():
-            previous = sys.excepthook
-
-            def excepthook(kind, value, tb):
-                self._uncaught = True
-                previous(kind, value, tb)
-
-            sys.excepthook = excepthook
-
     def _at_exit(self) -> None:
-        self.finish_all(exit_code=1 if self._uncaught else 0)
+        if os.getpid() != self._pid:
+            return  # a forked child leaving: its parent's runs are not its own
+        self.finish_all(exit_code=self._exits.exit_code())
+
+    def _after_fork(self) -> None:
+        """In a forked child: the parent's runs stay the parent's.  They refuse writes with
+        a message saying to call init() in the child; the child's exit never ends them."""
+        self._lock = threading.RLock()
+        for run in list(self._runs):
+            run._detach_after_fork()
+        self.active = []
+        self._pid = os.getpid()
+        self._exits.forked()
 
 
-def _summary_from(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    summary: dict[str, Any] = {}
-    for row in rows:
-        for key, value in row.items():
-            if not key.startswith("_"):
-                summary[key] = value
-    return summary
+class ExitHooks:
+    """How a script ends, for the runs it leaves open: ``sys.exit(n)`` records exit code
+    ``n`` (state ``failed`` unless 0) and an uncaught exception exit code 1 (130 for
+    KeyboardInterrupt).  Not installed in IPython, where a cell's exception or
+    ``sys.exit`` does not end the kernel."""
+
+    def __init__(self) -> None:
+        self._installed = False
+        self._code: Any = 0
+        self._error: type[BaseException] | None = None
+
+    def install(self, at_exit: Callable[[], None]) -> None:
+        if self._installed:
+            return
+        self._installed = True
+        atexit.register(at_exit)
+        if environment.in_notebook():
+            return
+        original_exit, previous_hook = sys.exit, sys.excepthook
+
+        def exit(status: Any = None) -> None:
+            self._code = status
+            original_exit(status)
+
+        def excepthook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+            self._error = kind
+            previous_hook(kind, value, tb)
+
+        exit.__doc__ = original_exit.__doc__
+        sys.exit = exit
+        sys.excepthook = excepthook
+
+    def forked(self) -> None:
+        self._code, self._error = 0, None
+
+    def exit_code(self) -> int:
+        if self._error is not None:
+            return 130 if issubclass(self._error, KeyboardInterrupt) else 1
+        code = self._code
+        if code is None or code is False:
+            return 0
+        if isinstance(code, int):
+            return code
+        return 1  # sys.exit("message") exits with 1, as Python does
+
+
+def _auto_candidate(store: LocalStore, project: str) -> str | None:
+    """The run ``resume="auto"`` would continue: the last one started from this dir,
+    named by the marker that a clean finish clears."""
+    marker = store.read_auto_marker()
+    if marker and marker.get("project") == project:
+        return str(marker.get("run_id", "")) or None
+    return None
+
+
+def _sync_command(run: Run) -> str:
+    return (f"nbtrack sync --dir {shlex.quote(run.store_dir)} --project {shlex.quote(run.project)} "
+            f"--run {shlex.quote(run.id)}")
 
 
 def _save_program(folder: Path) -> str | None:
@@ -656,3 +534,4 @@ def _save_program(folder: Path) -> str | None:
 
 
 manager = RunManager()
+workers.on_fork_child(manager._after_fork)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import random
+import re
 import string
 from typing import Any
 
 from .errors import UsageError
+
+_BAD = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
+_BAD_MULTILINE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 
 ID_ALPHABET = string.ascii_lowercase + string.digits
 ID_LENGTH = 8
@@ -46,11 +50,24 @@ def new_run_name(number: int) -> str:
     return f"{_rng.choice(_ADJECTIVES)}-{_rng.choice(_NOUNS)}-{number}"
 
 
+def bad_character(value: str, *, multiline: bool = False) -> str | None:
+    """Why ``value`` cannot be stored as text, or ``None``: NUL and other control
+    characters (newlines and tabs are allowed where ``multiline``), and lone
+    surrogates (which have no UTF-8 form, so SQLite and every file format refuse them)."""
+    hit = (_BAD_MULTILINE if multiline else _BAD).search(value)
+    if hit is None:
+        return None
+    ch = hit.group()
+    if ch >= "\ud800":
+        return f"contains the lone surrogate {ch!r}, which has no UTF-8 form"
+    return f"contains the control character {ch!r}"
+
+
 def check_run_id(value: Any, argument: str = "id") -> str:
     """Return ``value`` if it is an acceptable run id, else raise ``UsageError``."""
     rule = (
         f"a run id is 1-{MAX_ID} characters without leading or trailing whitespace, "
-        f"not '.' or '..', and without any of {' '.join(ID_FORBIDDEN)}"
+        f"not '.' or '..', without control characters and without any of {' '.join(ID_FORBIDDEN)}"
     )
     if not isinstance(value, str):
         raise UsageError(f"{argument}: expected a string, got {type(value).__name__}; {rule}")
@@ -65,8 +82,7 @@ def check_run_id(value: Any, argument: str = "id") -> str:
         bad = f"is {len(value)} characters long"
     else:
         hit = next((c for c in value if c in ID_FORBIDDEN), None)
-        if hit is not None:
-            bad = f"contains {hit!r}"
+        bad = f"contains {hit!r}" if hit is not None else bad_character(value)
     if bad:
         raise UsageError(f"{argument}={value!r} {bad}; {rule}")
     return value
@@ -75,20 +91,21 @@ def check_run_id(value: Any, argument: str = "id") -> str:
 def check_project(value: Any, argument: str = "project") -> str:
     """Return ``value`` if it is an acceptable project name, else raise ``UsageError``."""
     rule = (
-        f"a project name is 1-{MAX_PROJECT} characters without any of "
-        f"{' '.join(PROJECT_FORBIDDEN)}"
+        f"a project name is 1-{MAX_PROJECT} characters, not '.' or '..', without control "
+        f"characters and without any of {' '.join(PROJECT_FORBIDDEN)}"
     )
     if not isinstance(value, str):
         raise UsageError(f"{argument}: expected a string, got {type(value).__name__}; {rule}")
     bad = None
     if not value.strip():
         bad = "is empty"
+    elif value.strip() in (".", ".."):
+        bad = f"is {value!r}, a path step that would place runs outside their project's folder"
     elif len(value) > MAX_PROJECT:
         bad = f"is {len(value)} characters long"
     else:
         hit = next((c for c in value if c in PROJECT_FORBIDDEN), None)
-        if hit is not None:
-            bad = f"contains {hit!r}"
+        bad = f"contains {hit!r}" if hit is not None else bad_character(value)
     if bad:
         raise UsageError(f"{argument}={value!r} {bad}; {rule}")
     return value
@@ -113,6 +130,9 @@ def check_tags(value: Any, argument: str = "tags") -> tuple[str, ...]:
     for tag in items:
         if not isinstance(tag, str):
             raise UsageError(f"{argument}: each tag must be a string, got {tag!r}")
+        bad = bad_character(tag)
+        if bad:
+            raise UsageError(f"{argument}: the tag {tag!r} {bad}; tags are text without control characters")
         if not 1 <= len(tag) <= MAX_TAG:
             raise UsageError(
                 f"{argument}: each tag must be 1-{MAX_TAG} characters, got {tag!r} "
@@ -123,8 +143,17 @@ def check_tags(value: Any, argument: str = "tags") -> tuple[str, ...]:
     return tuple(out)
 
 
-def check_text(value: Any, argument: str) -> str | None:
-    """A free-text field (name, notes, group, job_type): a string or ``None``."""
-    if value is None or isinstance(value, str):
+def check_text(value: Any, argument: str, *, multiline: bool = False) -> str | None:
+    """A free-text field (name, notes, group, job_type, entity): a string or ``None``,
+    without NUL, other control characters (newlines and tabs allowed where
+    ``multiline``, as in notes) or lone surrogates."""
+    if value is None:
         return value
-    raise UsageError(f"{argument}: expected a string, got {type(value).__name__}")
+    if not isinstance(value, str):
+        raise UsageError(f"{argument}: expected a string, got {type(value).__name__}")
+    bad = bad_character(value, multiline=multiline)
+    if bad:
+        raise UsageError(f"{argument}={value!r} {bad}; {argument} is text without "
+                         + ("control characters other than newlines and tabs" if multiline
+                            else "control characters"))
+    return value

@@ -9,6 +9,7 @@ environment variables (read at every ``init``), then the defaults below.
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any, Callable, Iterator, Mapping
 
@@ -34,6 +35,9 @@ def _tags(value: str) -> tuple[str, ...]:
 
 def _seconds(value: str) -> float:
     return float(value)
+
+
+MAX_SECONDS = 7 * 24 * 3600.0  # a week: any longer interval or timeout is a typo
 
 
 def _resume(value: str) -> Any:
@@ -157,6 +161,10 @@ class Settings:
         return ResolvedSettings(out)
 
 
+SECONDS_FIELDS = ("flush_interval", "finish_timeout", "heartbeat_interval", "stale_after", "system_interval",
+                  "sync_timeout", "init_timeout")
+
+
 class ResolvedSettings:
     """Every settings field with a value (or ``None``), after precedence."""
 
@@ -164,11 +172,15 @@ class ResolvedSettings:
 
     def __init__(self, values: dict[str, Any]) -> None:
         self.__dict__.update(values)
-        for name in ("flush_interval", "finish_timeout", "heartbeat_interval", "stale_after", "system_interval",
-                     "sync_timeout", "init_timeout"):
+        for name in SECONDS_FIELDS:
             value = values[name]
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-                raise UsageError(f"settings: {name} must be a number of seconds >= 0, got {value!r}")
+            if (not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value)
+                    or not 0 <= value <= MAX_SECONDS):
+                var = _FIELDS[name][0]
+                raise UsageError(
+                    f"settings: {name} (or {var}) must be a finite number of seconds from 0 to "
+                    f"{MAX_SECONDS:,.0f} (a week), got {value!r}"
+                )
         if values["mode"] is not None and not isinstance(values["mode"], str):
             raise UsageError(f"settings: mode must be one of {choices(MODES)}")
 

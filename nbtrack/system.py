@@ -17,21 +17,16 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
-import threading
 import time
-import warnings
 from typing import Any, Callable
 
-from .store.writer import NbtrackWarning
+from . import diagnostics, workers
 
 MB = 1e6
-_warned: set[str] = set()
 
 
 def _warn_once(key: str, message: str) -> None:
-    if key not in _warned:
-        _warned.add(key)
-        warnings.warn(message, NbtrackWarning, stacklevel=3)
+    diagnostics.warn_once(f"system:{key}", message, stacklevel=3)
 
 
 class _Gpus:
@@ -92,8 +87,8 @@ def _open_gpus() -> _Gpus | None:
     return gpus
 
 
-class SystemSampler:
-    """Samples the machine every ``interval`` seconds for one run.
+class SystemSampler(workers.Worker):
+    """Samples the machine every ``interval`` seconds for one run, on a worker thread.
 
     ``emit(timestamp, values)`` receives each sample on the sampler's thread; it must be
     cheap (the run's writer queue and panel taps are ``deque.append``).
@@ -101,16 +96,15 @@ class SystemSampler:
 
     def __init__(self, interval: float, emit: Callable[[float, dict[str, float]], None],
                  disk_path: str | None = None, label: str = "") -> None:
-        self.interval = interval
+        super().__init__(f"nbtrack-system {label}", interval)
         self.emit = emit
         self.disk_path = disk_path or os.getcwd()
         self.label = label
         self.samples = 0
         self.cpu_seconds = 0.0  # time the sampler thread itself spent sampling
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._gpus: _Gpus | None = None
         self._last = 0.0
+        self._failed = False
         self.psutil: Any = None  # set on the sampler's thread
 
     def _setup(self) -> None:
@@ -189,39 +183,42 @@ class SystemSampler:
         self.emit(now, values)
         self.cpu_seconds += time.thread_time() - start
 
-    def start(self) -> "SystemSampler":
-        self._thread = threading.Thread(target=self._loop, name=f"nbtrack-system {self.label}", daemon=True)
-        self._thread.start()
-        return self
+    # ------------------------------------------------------------ the worker
+    def wait_time(self) -> float:
+        return 0.0 if self.psutil is None and not self._failed else self.interval
 
-    def _loop(self) -> None:
-        start = time.thread_time()
-        try:
-            self._setup()
-        except Exception as exc:
-            _warn_once(f"setup:{type(exc).__name__}",
-                       f"nbtrack: cannot read system metrics ({exc}); the run goes on without them")
+    def step(self) -> None:
+        if self._failed:
             return
-        finally:
-            self.cpu_seconds += time.thread_time() - start
-        while not self._stop.wait(self.interval):
-            self.sample()
+        if self.psutil is None:
+            start = time.thread_time()
+            try:
+                self._setup()
+            except Exception as exc:
+                self._failed = True
+                _warn_once(f"setup:{type(exc).__name__}",
+                           f"nbtrack: cannot read system metrics ({exc}); the run goes on without them")
+                self._stopping.set()
+            finally:
+                self.cpu_seconds += time.thread_time() - start
+            return
+        self.sample()
 
-    def stop(self, final_sample: bool = True) -> None:
+    def stop(self, timeout: float | None = 5.0, final_sample: bool = True) -> bool:
         """Stop sampling; take a last sample first when the previous one is over a second old."""
-        if self._stop.is_set():
-            return
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        if self._stopping.is_set() and not self.alive:
+            return True
+        ended = super().stop(timeout)
         if final_sample and self.psutil is not None and time.time() - self._last > 1.0:
             self.sample()
         if self._gpus is not None:
             self._gpus.close()
+            self._gpus = None
+        return ended
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self.alive
 
 
 def start_sampler(interval: float, emit: Callable[[float, dict[str, float]], None],
@@ -233,4 +230,6 @@ def start_sampler(interval: float, emit: Callable[[float, dict[str, float]], Non
         _warn_once("psutil", "nbtrack: system metrics need psutil (pip install psutil); "
                              "this run records none")
         return None
-    return SystemSampler(interval, emit, disk_path=disk_path, label=label).start()
+    sampler = SystemSampler(interval, emit, disk_path=disk_path, label=label)
+    sampler.start()
+    return sampler

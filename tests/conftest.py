@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import nbtrack
+from nbtrack import diagnostics
 from nbtrack.manager import manager
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,6 +29,7 @@ def isolated(tmp_path, monkeypatch):
     work.mkdir()
     monkeypatch.chdir(work)
     monkeypatch.setenv("NBTRACK_QUIET", "1")
+    diagnostics.forget("")  # each test sees nbtrack's warn-once warnings afresh
     yield work
     manager.finish_all()
 
@@ -39,15 +41,20 @@ def store_dir(tmp_path) -> Path:
     return d
 
 
-def run_python(code: str, *, cwd: Path | None = None, env: dict | None = None, timeout: float = 120,
-               check: bool = True) -> subprocess.CompletedProcess:
-    """Run ``code`` in a fresh interpreter (this venv, this checkout on the path)."""
+def _child_env(env: dict | None) -> dict:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("NBTRACK_")}
     full_env["PYTHONPATH"] = str(ROOT)
     full_env["NBTRACK_QUIET"] = "1"
     full_env.update(env or {})
+    return full_env
+
+
+def run_python(code: str, *, cwd: Path | None = None, env: dict | None = None, timeout: float = 120,
+               check: bool = True, argv: list[str] | None = None) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter (this venv, this checkout on the path); a child
+    that outlives ``timeout`` is killed and fails the test."""
     proc = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], cwd=cwd, env=full_env,
+        [sys.executable, "-c", textwrap.dedent(code), *(argv or [])], cwd=cwd, env=_child_env(env),
         capture_output=True, text=True, timeout=timeout,
     )
     if check and proc.returncode != 0:
@@ -55,14 +62,12 @@ def run_python(code: str, *, cwd: Path | None = None, env: dict | None = None, t
     return proc
 
 
-def spawn_python(code: str, *, cwd: Path | None = None, env: dict | None = None) -> subprocess.Popen:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("NBTRACK_")}
-    full_env["PYTHONPATH"] = str(ROOT)
-    full_env["NBTRACK_QUIET"] = "1"
-    full_env.update(env or {})
+def spawn_python(code: str, *, cwd: Path | None = None, env: dict | None = None, argv: list[str] | None = None,
+                 stdin: bool = False) -> subprocess.Popen:
+    """Start ``code`` in a fresh interpreter; the caller waits for it and kills it by PID."""
     return subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(code)], cwd=cwd, env=full_env,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-c", textwrap.dedent(code), *(argv or [])], cwd=cwd, env=_child_env(env),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.PIPE if stdin else None, text=True,
     )
 
 

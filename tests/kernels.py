@@ -34,8 +34,13 @@ class Kernel:
         self.kc = BlockingKernelClient(connection_file=str(connection_file))
         self.kc.load_connection_file()
         self.kc.start_channels()
-        self.kc.wait_for_ready(timeout=60)
-        return self
+        # A kernel a server started may not be up yet (its heartbeat silent, which makes
+        # wait_for_ready() give up at once).  A kernel_info request waits in the client's
+        # queue until the kernel binds its socket, so its reply is the condition to wait for.
+        msg_id = self.kc.kernel_info()
+        while self.kc.get_shell_msg(timeout=180)["parent_header"].get("msg_id") != msg_id:
+            pass
+        return self  # execute() reads only the iopub messages of its own requests
 
     def execute(self, code: str, timeout: float = 60) -> tuple[str, dict | None]:
         """Run ``code``; return (stdout + stderr text, error content or None)."""

@@ -208,5 +208,5 @@ def test_allow_val_change_none_is_true_in_an_ipython_shell(store_dir):
 def test_config_changes_are_written_while_running(store_dir):
     run = start(store_dir, config={"lr": 0.1}, settings={"flush_interval": 0.05})
     run.config.update({"extra": {"depth": 3}})
-    run._sink.flush()
+    run.flush()
     assert read_run(store_dir, "p", run.id).config == {"lr": 0.1, "extra": {"depth": 3}}

@@ -203,17 +203,14 @@ def test_project_from_program_file_then_uncategorized(tmp_path, store_dir):
     assert out.stdout.strip() == "uncategorized"
 
 
-def test_unwritable_dir_keeps_the_run_in_memory(tmp_path):
+def test_a_dir_that_cannot_hold_a_store_is_refused_before_anything_runs(tmp_path):
+    """A run is never kept "in memory only" behind the user's back: init() says which
+    path cannot be used and what to do, and no run is made."""
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    with pytest.warns(NbtrackWarning, match="kept in memory only"):
-        run = nbtrack.init(project="p", dir=blocker / "sub")
-    for i in range(10):
-        run.log({"x": i})
-    run.config.lr = 1
-    with pytest.warns(NbtrackWarning, match="10 rows of run .* could not be written"):
-        run.finish()
-    assert run.state == "finished" and run.summary["x"] == 9
+    with pytest.raises(nbtrack.UsageError, match=r"a-file/sub/nbtrack.*is not a folder.*pass dir="):
+        nbtrack.init(project="p", dir=blocker / "sub")
+    assert nbtrack.run is None
 
 
 def test_no_warnings_on_a_plain_init(store_dir):

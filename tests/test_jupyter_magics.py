@@ -295,3 +295,13 @@ def test_notebook_file_from_jpy_session_name(shell, store_dir, tmp_path, monkeyp
     monkeypatch.setenv("JPY_SESSION_NAME", str(notebook))
     saved = _saved_notebook(shell, store_dir, "jpy")
     assert saved["source"] == "JPY_SESSION_NAME" and saved["path"] == str(notebook)
+
+
+def test_a_yaml_bomb_in_track_init_config_is_one_usage_error_line(shell):
+    """A --config value whose YAML aliases stand for 9 ** 9 values is refused at once
+    (it ran for minutes before)."""
+    levels = ["&b0 [1, 1, 1, 1, 1, 1, 1, 1, 1]"] + [
+        f"&b{n} [{', '.join([f'*b{n - 1}'] * 9)}]" for n in range(1, 9)]
+    line = usage_error(shell, f"%track_init -p p --config 'deep=[{', '.join(levels)}]'")
+    assert "--config deep" in line and "expands to more than 1,000,000 values" in line
+    assert nbtrack.run is None

@@ -1,7 +1,6 @@
 """The notebook file is found through a real Jupyter server's sessions API."""
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -10,7 +9,9 @@ import requests
 import nbtrack
 
 from browser import TOKEN, JupyterServer
+from conftest import wait_for
 from kernels import Kernel
+
 
 @pytest.fixture
 def server(tmp_path):
@@ -32,10 +33,8 @@ def test_notebook_found_through_the_sessions_api(server, store_dir):
     reply.raise_for_status()
     kernel_id = reply.json()["kernel"]["id"]
     connection = runtime / f"kernel-{kernel_id}.json"
-    deadline = time.time() + 30
-    while not connection.exists() and time.time() < deadline:
-        time.sleep(0.1)
-    k = Kernel.attach(connection)
+    assert wait_for(connection.exists, timeout=180), "the server never wrote the kernel's connection file"
+    k = Kernel.attach(connection)  # waits until the kernel answers, however long it takes to start
     try:
         # leave only the server's API as a way to find the notebook
         k.run("import os; os.environ.pop('JPY_SESSION_NAME', None); os.environ.pop('NBTRACK_NOTEBOOK_NAME', None)")

@@ -38,9 +38,15 @@ nbtrack.Api({str(tmp_path)!r}).runs()
 LAYERS = {
     # module: nbtrack modules it must not pull in
     "nbtrack.errors": ["nbtrack.settings", "nbtrack.store", "nbtrack.manager", "nbtrack.api"],
+    "nbtrack.diagnostics": ["nbtrack.settings", "nbtrack.store", "nbtrack.active_run", "nbtrack.manager",
+                            "nbtrack.api", "nbtrack.workers"],
+    "nbtrack.workers": ["nbtrack.settings", "nbtrack.store", "nbtrack.active_run", "nbtrack.manager",
+                        "nbtrack.api"],
+    "nbtrack.rows": ["nbtrack.store", "nbtrack.active_run", "nbtrack.manager", "nbtrack.api", "nbtrack.jupyter"],
+    "nbtrack.starts": ["nbtrack.active_run", "nbtrack.manager", "nbtrack.api", "nbtrack.jupyter", "nbtrack.sync"],
     "nbtrack.settings": ["nbtrack.store", "nbtrack.manager", "nbtrack.active_run", "nbtrack.api"],
     "nbtrack.store": ["nbtrack.active_run", "nbtrack.manager", "nbtrack.hyperparams", "nbtrack.api",
-                      "nbtrack.environment", "nbtrack.jupyter"],
+                      "nbtrack.environment", "nbtrack.jupyter", "nbtrack.starts", "nbtrack.rows", "nbtrack.sync"],
     "nbtrack.active_run": ["nbtrack.manager", "nbtrack.api", "nbtrack.jupyter"],
     "nbtrack.manager": ["nbtrack.api", "nbtrack.jupyter", "nbtrack.cli"],
     "nbtrack.sync": ["nbtrack.active_run", "nbtrack.manager", "nbtrack.hyperparams", "nbtrack.api",

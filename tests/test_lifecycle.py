@@ -7,7 +7,8 @@ import time
 import pytest
 
 import nbtrack
-from nbtrack.store.writer import NbtrackWarning
+from nbtrack import events
+from nbtrack.diagnostics import NbtrackWarning
 
 from conftest import read_run, run_python, spawn_python
 
@@ -22,10 +23,11 @@ def test_finish_previous_finishes_all_active_runs_in_order(store_dir, capsys, mo
     a = nbtrack.init(project="p", dir=store_dir, name="first")
     b = nbtrack.init(project="p", dir=store_dir, name="second", reinit="create_new")
     finish_order = []
-    for run in (a, b):
-        original = run._on_finish
-        run._on_finish = lambda r, code, original=original: (finish_order.append(r.name), original(r, code))
-    c = nbtrack.init(project="p", dir=store_dir, name="third", reinit="finish_previous")
+    unsubscribe = events.bus.subscribe(events.RUN_ENDING, lambda run: finish_order.append(run.name))
+    try:
+        c = nbtrack.init(project="p", dir=store_dir, name="third", reinit="finish_previous")
+    finally:
+        unsubscribe()
     assert finish_order == ["first", "second"]
     assert (a.state, b.state, c.state) == ("finished", "finished", "running")
     assert nbtrack.run is c

@@ -337,7 +337,7 @@ def test_a_failing_server_does_not_slow_log(server, store_dir, fault):
             assert proxy.held >= 1  # the same request is still hanging: log() never waited on it
         else:
             assert proxy.errors_500 >= seen_before
-        run._sink.flush()
+        run.flush()
         assert len(nbtrack.Api(store_dir).run(f"fault-{fault}/{run.id}").history(["x"])) == 20_001
         proxy.set("pass")
         run.finish()

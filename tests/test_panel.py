@@ -174,7 +174,7 @@ def test_a_failing_panel_never_reaches_the_users_loop(make_panel):
     time.sleep(0.6)  # the pump ticks and fails quietly
     run.finish()
     assert run.state == "finished"
-    assert len(nbtrack.Api(run._store.root.parent).run(f"panel/{run.id}").history()) == 2000
+    assert len(nbtrack.Api(run.store_dir).run(f"panel/{run.id}").history()) == 2000
 
 
 def test_non_finite_values_stay_out_of_charts(make_panel):

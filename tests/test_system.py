@@ -101,7 +101,7 @@ def test_interval_zero_turns_sampling_off(store_dir, monkeypatch, how):
 
 
 def test_a_bad_interval_is_a_usage_error(store_dir, monkeypatch):
-    with pytest.raises(nbtrack.UsageError, match="system_interval must be a number of seconds >= 0"):
+    with pytest.raises(nbtrack.UsageError, match="system_interval .*must be a finite number of seconds from 0"):
         nbtrack.init(project="sys", dir=store_dir, settings={"system_interval": -1})
     monkeypatch.setenv("NBTRACK_SYSTEM_INTERVAL", "often")
     with pytest.raises(nbtrack.UsageError, match="NBTRACK_SYSTEM_INTERVAL='often' is not valid"):
@@ -110,7 +110,6 @@ def test_a_bad_interval_is_a_usage_error(store_dir, monkeypatch):
 
 def test_without_psutil_the_run_goes_on_with_one_warning(store_dir, monkeypatch):
     monkeypatch.setitem(sys.modules, "psutil", None)
-    monkeypatch.setattr(system, "_warned", set())
     with pytest.warns(NbtrackWarning, match=r"system metrics need psutil \(pip install psutil\)"):
         run = nbtrack.init(project="sys", dir=store_dir, settings={"system_interval": 0.05})
     with warnings.catch_warnings():

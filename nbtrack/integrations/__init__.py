@@ -20,7 +20,8 @@ import threading
 import warnings
 from typing import Any, Callable
 
-from ..store.writer import NbtrackWarning
+from .. import workers
+from ..diagnostics import NbtrackWarning
 
 
 def installed(name: str) -> bool:
@@ -80,6 +81,12 @@ class Patcher:
         self._watch: _ImportWatch | None = None
         self._local = threading.local()
         self._warned: set[str] = set()
+        workers.on_fork_child(self._after_fork)
+
+    def _after_fork(self) -> None:
+        # the parent's runs are not the child's: nothing is routed to them from here on
+        self._lock = threading.RLock()
+        self._runs = []
 
     # ------------------------------------------------------------ runs
     def attach(self, run: Any) -> Callable[[], None]:

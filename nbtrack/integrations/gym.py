@@ -53,8 +53,7 @@ class GymPatcher(Patcher):
             return
         key = getattr(recorder, "name_prefix", None) or "video"
         fps = getattr(recorder, "frames_per_sec", 30) or 30
-        pending = run._pending or {}
-        if key in pending:  # two recordings in one row: the first must not be overwritten
+        if key in run.row_in_progress:  # two recordings in one row: the first must not be overwritten
             run.log({}, commit=True)
         run.log({key: Video(path, caption=video_name, fps=min(fps, 120))}, commit=False)
 

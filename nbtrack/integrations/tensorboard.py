@@ -26,7 +26,7 @@ from typing import Any
 
 from ..errors import UsageError
 from ..media import MAX_BINS, Histogram, Image, _as_array
-from ..store.writer import NbtrackWarning
+from ..diagnostics import NbtrackWarning
 from . import Patcher, installed
 
 INSTALL_HINT = ("pip install tensorboardX (or pip install tensorboard, for torch.utils.tensorboard); "

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
+from ..hyperparams import InvalidYaml, load_yaml
 
 # flag dest -> init() parameter
 INIT_FLAGS = (
@@ -16,13 +17,14 @@ INIT_FLAGS = (
 )
 
 
-def parse_value(text: str) -> Any:
-    """A ``key=value`` value as a YAML scalar: ``0.01`` is a float, ``[64,32]`` a list."""
-    import yaml
-
+def parse_value(text: str, key: str = "value") -> Any:
+    """A ``key=value`` value as a YAML scalar: ``0.01`` is a float, ``[64,32]`` a list;
+    text that is not valid YAML stays text."""
+    if text == "":
+        return ""
     try:
-        return yaml.safe_load(text) if text != "" else ""
-    except yaml.YAMLError:
+        return load_yaml(text, f"--config {key}")
+    except InvalidYaml:
         return text
 
 
@@ -42,7 +44,7 @@ def parse_pairs(items: list[str] | None, flag: str) -> dict[str, Any]:
             target = nested
         if isinstance(target.get(leaf), dict):
             raise UsageError(f"{flag}: {key!r} is given a value and nested keys; use one or the other")
-        target[leaf] = parse_value(raw)
+        target[leaf] = parse_value(raw, key.strip())
     return out
 
 

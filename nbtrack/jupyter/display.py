@@ -20,7 +20,7 @@ def _e(value: Any) -> str:
 
 def status_text(run: Any) -> str:
     where = run.dir or "memory only"
-    cell = f" · last cell [{run._last_cell}]" if getattr(run, "_last_cell", None) else ""
+    cell = f" · last cell [{run.last_cell}]" if getattr(run, "last_cell", None) else ""
     return (f"nbtrack run {run.name} ({run.id}) · project {run.project} · {run.state} · "
             f"step {run.step} · {run.rows_logged} rows{cell} · {where}")
 

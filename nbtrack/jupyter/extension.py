@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import ast
 import sys
-import warnings
 from typing import Any
 
-from .. import events
+from .. import diagnostics, events
 from ..active_run import Run
 from ..records import RunList
 from . import display as views
@@ -65,8 +64,8 @@ class NotebookLayer:
         self._undo.append(lambda: _restore_formatter(bundles, old_bundle))
         self._undo.append(lambda: _restore_formatter(bundles, old_list, RunList))
         self._undo.append(events.bus.subscribe(events.RUN_STARTED, self.on_started))
+        self._undo.append(events.bus.subscribe(events.RUN_ENDING, self.on_ending))
         self._undo.append(events.bus.subscribe(events.RUN_FINISHED, self.on_finished))
-        self._undo.append(events.bus.subscribe(events.SYNC_DONE, self.on_sync_done))
         publisher = shell.display_pub
         original_publish = publisher.publish
 
@@ -112,7 +111,7 @@ class NotebookLayer:
     # -------------------------------------------------------------- events
     def on_started(self, run: Any) -> None:
         self.first_cell[id(run)] = Run.cell
-        settings = getattr(run, "_settings", None)
+        settings = getattr(run, "settings", None)
         if not self.in_magic and settings is not None and settings.quiet:
             return
         if not self.in_magic and self.will_show_as_cell_value():
@@ -165,48 +164,51 @@ class NotebookLayer:
             print(f"nbtrack: the live panel is unavailable ({exc!r}); showing a static status instead",
                   file=sys.stderr)
 
-    def on_finished(self, run: Any) -> None:
+    def on_ending(self, run: Any) -> None:
+        """The run's state is final: freeze its panel, save the session's code into its
+        folder (before its files are synced)."""
         try:
-            self._finish_display(run)
+            self._finalize_panel(run)
         except Exception:
             pass
         first = self.first_cell.pop(id(run), None)
-        if not getattr(run, "_save_code", False) or run.dir is None:
+        if not getattr(run, "saves_code", False) or run.dir is None:
             return
         try:
             saved = save_session(run, self.shell, first, Run.cell, self.displays)
         except Exception as exc:
-            warnings.warn(f"nbtrack: could not save the session history of run {run.id}: {exc}",
-                          RuntimeWarning, stacklevel=2)
+            diagnostics.warn(f"nbtrack: could not save the session history of run {run.id}: {exc}")
             return
-        store, sink = getattr(run, "_store", None), getattr(run, "_sink", None)
-        if store is not None and sink is not None and sink.pk is not None:
-            try:
-                store.update_metadata(sink.pk, {"code": saved})
-            except Exception:
-                pass
+        try:
+            run.record_code(saved)
+        except Exception as exc:
+            diagnostics.warn(f"nbtrack: could not record the saved code of run {run.id}: {exc}")
         if saved.get("notebook") is None and not self.hinted:
             self.hinted = True
             print(NOTEBOOK_HINT, file=sys.stderr)
 
-
-    def on_sync_done(self, run: Any) -> None:
+    def on_finished(self, run: Any) -> None:
+        """Everything is stored (and synced, online): refresh the run's displays."""
         panels = sys.modules.get("nbtrack.jupyter.panel")
         panel = panels._panels.get(run) if panels is not None else None
         if panel is not None:
             try:
-                panel._sync_header(run)  # the final sync state, after finish() waited for it
+                panel.refresh_header(run)  # the final sync state, after finish() waited for it
+            except Exception:
+                pass
+        for handle in self.handles.pop(id(run), []):
+            try:
+                handle.update(run)
             except Exception:
                 pass
 
-    def _finish_display(self, run: Any) -> None:
+    @staticmethod
+    def _finalize_panel(run: Any) -> None:
         panels = sys.modules.get("nbtrack.jupyter.panel")  # only if a panel was ever made
         if panels is not None:
             panel = panels._panels.get(run)
             if panel is not None:
                 panel.finalize()  # on this thread, so the final state is sent before the cell ends
-        for handle in self.handles.pop(id(run), []):
-            handle.update(run)
 
 
 def _widgets_available() -> bool:

@@ -189,6 +189,6 @@ class TrackMagics(Magics):
         project = args.project or (current.project if current else None)
         dir = args.dir or self.default_dir
         if dir is None and current is not None and current.dir is not None:
-            dir = str(current._store.root.parent)
+            dir = current.store_dir
         records = api.Api(dir).runs(project, limit=args.limit)
         return self.layer.runs_view(records, project)

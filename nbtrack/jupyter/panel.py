@@ -23,6 +23,7 @@ from typing import Any
 import anywidget
 import traitlets
 
+from .. import diagnostics, workers
 from ..active_run import Run
 from ..media import IMAGE_FORMATS, MEDIA_TYPES, VIDEO_FORMATS
 from .series import Series
@@ -175,7 +176,7 @@ class RunPanel(anywidget.AnyWidget):
             cell = getattr(self, "_last_cell", None)
             if cell is not None:
                 self.last_cell = cell
-            self._sync_header(run)
+            self.refresh_header(run)
         if message:
             message["type"] = "delta"
             self.send(message, buffers=buffers or None)
@@ -190,7 +191,7 @@ class RunPanel(anywidget.AnyWidget):
             if self._done:
                 if run is not None:  # finalized by the pump already: the sync state may be newer
                     try:
-                        self._sync_header(run)
+                        self.refresh_header(run)
                     except Exception:
                         pass
                 return
@@ -257,12 +258,13 @@ class RunPanel(anywidget.AnyWidget):
             self.config = run.config.as_dict()
             self.step, self.rows, self.state = run.step, run.rows_logged, run.state
             self.finished_at = time.time()
-            self._sync_header(run)
+            self.refresh_header(run)
             cell = getattr(self, "_last_cell", None)
             if cell is not None:
                 self.last_cell = cell
 
-    def _sync_header(self, run: Run) -> None:
+    def refresh_header(self, run: Run) -> None:
+        """Show the run's current sync state and URL."""
         status = run.sync_status
         if status != self.sync:
             self.sync = status
@@ -338,16 +340,21 @@ def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-class PanelPump:
+class PanelPump(workers.Worker):
     """One thread per process that ticks every live panel."""
 
     _instance: "PanelPump | None" = None
     _instance_lock = threading.Lock()
 
     def __init__(self) -> None:
+        super().__init__("nbtrack-panel", INTERVAL)
         self._panels: "weakref.WeakSet[RunPanel]" = weakref.WeakSet()
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+
+    def after_fork(self) -> None:
+        self._panels = weakref.WeakSet()  # a forked child has no front end
+        self._lock = threading.Lock()
+        PanelPump._instance_lock = threading.Lock()
 
     @classmethod
     def get(cls) -> "PanelPump":
@@ -359,24 +366,21 @@ class PanelPump:
     def add(self, panel: RunPanel) -> None:
         with self._lock:
             self._panels.add(panel)
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._loop, name="nbtrack-panel", daemon=True)
-                self._thread.start()
+        self.start()
 
     def remove(self, panel: RunPanel) -> None:
         with self._lock:
             self._panels.discard(panel)
 
-    def _loop(self) -> None:
-        while True:
-            time.sleep(INTERVAL)
-            with self._lock:
-                panels = list(self._panels)
-            for panel in panels:
-                try:
-                    panel.tick()
-                except Exception:
-                    pass  # a panel must never break the run; the next tick tries again
+    def step(self) -> None:
+        with self._lock:
+            panels = list(self._panels)
+        for panel in panels:
+            try:
+                panel.tick()
+            except Exception as exc:  # a panel must never break the run; the next tick tries again
+                diagnostics.warn_once(f"panel-tick:{type(exc).__name__}",
+                                      f"nbtrack: updating a run panel failed ({exc!r}); it tries again")
 
 
 _panels: "weakref.WeakKeyDictionary[Run, RunPanel]" = weakref.WeakKeyDictionary()

@@ -10,6 +10,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from ..environment import anonymise_text
+
 NOTEBOOK_HINT = (
     "nbtrack: could not find this notebook's file to save with the run; "
     "set NBTRACK_NOTEBOOK_NAME=path/to/notebook.ipynb (the session history is saved anyway)"
@@ -182,17 +184,24 @@ def save_session(run: Any, shell: Any, first_cell: int | None, last_cell: int | 
     run's ``code/`` folder; return what was saved, for the run's metadata."""
     code = Path(run.dir) / "code"
     code.mkdir(parents=True, exist_ok=True)
+    # anonymous="must": nothing saved may say who ran it (home folder, user name)
+    anonymous = getattr(run, "anonymous", None) == "must"
+    clean = anonymise_text if anonymous else (lambda text: text)
     saved: dict[str, Any] = {}
     nb = session_notebook(shell, first_cell, last_cell, displays)
-    (code / "_session_history.ipynb").write_text(json.dumps(nb, indent=1))
+    (code / "_session_history.ipynb").write_text(clean(json.dumps(nb, indent=1)))
     saved["session_history"] = "code/_session_history.ipynb"
-    (code / "_session_history.py").write_text(session_script(shell))
+    (code / "_session_history.py").write_text(clean(session_script(shell)))
     saved["session_script"] = "code/_session_history.py"
-    settings = getattr(run, "_settings", None)
+    settings = getattr(run, "settings", None)
     path, source = find_notebook(shell, getattr(settings, "notebook_name", None))
     if path is not None and path.is_file():
-        shutil.copy2(path, code / path.name)
-        saved["notebook"] = {"file": f"code/{path.name}", "source": source, "path": str(path)}
+        if anonymous:
+            (code / path.name).write_text(clean(path.read_text(errors="replace")))
+        else:
+            shutil.copy2(path, code / path.name)
+        saved["notebook"] = {"file": f"code/{path.name}", "source": source,
+                             "path": path.name if anonymous else str(path)}
     else:
         saved["notebook"] = None
     return saved

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import itertools
 import json
 import os
@@ -9,20 +11,26 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
-from . import reader
-from .packing import RowPacker
-from .schema import connect, migrate
+from .. import workers
+from ..errors import UsageError
+from . import reader, rescue
+from .packing import KeySet, RowPacker
+from .schema import NewerSchema, check_readable, connect, migrate
 
 DB_NAME = "nbtrack.db"
 AUTO_RESUME_MARKER = "auto-resume.json"
+# The writer thread's connection waits this long for another process's write lock before
+# it gives up for this round (rows stay queued, log() stops waiting for the writer).
+WRITER_BUSY_MS = 1000
 
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
+_FIELD_COLUMNS = ("name", "notes")  # run columns a run may change while it runs
 
 
-class StoreUnavailable(Exception):
-    """The store could not be opened or written (a full disk, a read-only folder)."""
+class StoreUnavailable(UsageError):
+    """The store cannot be opened, read or written; the message says where and what to do."""
 
 
 def store_root(dir: str | os.PathLike[str]) -> Path:
@@ -30,12 +38,57 @@ def store_root(dir: str | os.PathLike[str]) -> Path:
     return Path(dir).expanduser().absolute() / "nbtrack"
 
 
+def unavailable(root: Path, exc: BaseException, *, reading: bool = False) -> StoreUnavailable:
+    """A ``StoreUnavailable`` that says what went wrong with the store at ``root`` and what
+    the user can do, for an error raised while opening or writing it."""
+    db = root / DB_NAME
+    text = str(exc)
+    low = text.lower()
+    code = getattr(exc, "errno", None) or getattr(getattr(exc, "__cause__", None), "errno", None)
+    if isinstance(exc, NewerSchema):
+        return StoreUnavailable(
+            f"the store at {db} was written by a newer nbtrack (schema {exc.version}); upgrade nbtrack "
+            "(pip install -U nbtrack), or pass dir= another folder for new runs")
+    if "not a database" in low or "malformed" in low or "corrupt" in low:
+        return StoreUnavailable(
+            f"the store at {db} is damaged ({text}); move it aside (mv {db} {db}.broken) to start a fresh "
+            "store there, or pass dir= another folder")
+    if "locked" in low or "busy" in low:
+        return StoreUnavailable(
+            f"the store at {db} is locked by another process ({text}); try again once that process is done "
+            "with it, or pass dir= another folder")
+    if code == errno.ENOSPC or "full" in low:
+        return StoreUnavailable(f"the disk holding {root} is full ({text}); free some space or pass dir= "
+                                "a folder on another disk")
+    if code in (errno.ENOTDIR, errno.EEXIST) and not reading:
+        return StoreUnavailable(f"cannot create the store at {root}: a part of that path is not a folder ({text}); "
+                                "pass dir= a folder")
+    if reading:
+        return StoreUnavailable(f"cannot read the store at {db} ({text}); check that the file exists and is "
+                                "readable")
+    if (code in (errno.EROFS, errno.EACCES, errno.EPERM) or "readonly" in low or "read-only" in low
+            or "unable to open" in low or "permission" in low):
+        return StoreUnavailable(
+            f"cannot write to the store at {root} ({text}): the folder or file is read-only; pass dir= a "
+            "writable folder (or set NBTRACK_DIR)")
+    return StoreUnavailable(f"cannot use the store at {root} ({text}); pass dir= another folder")
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 class LocalStore:
     """One process's handle on one store root; shared by every run writing there.
 
-    All access goes through one connection guarded by ``lock``: the background
-    writer and the caller's thread (init, finish) take turns.  Other processes use
-    their own connections; SQLite's WAL mode and a busy timeout serialise them.
+    Two connections: ``con`` for the caller's threads (starting and finishing runs,
+    reads), guarded by ``lock``, and the writer thread's own (``writer_connection``),
+    which waits at most ``WRITER_BUSY_MS`` for another process's lock.  Other
+    processes use their own connections; SQLite's WAL mode serialises writers.
     """
 
     _instances: dict[Path, "LocalStore"] = {}
@@ -43,93 +96,105 @@ class LocalStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.path = root / DB_NAME
         self.lock = threading.RLock()
-        self.packer = RowPacker(self)
+        self.packer = RowPacker()
+        self.replaced = False  # the database file was removed or replaced under this handle
+        self._writer_con: sqlite3.Connection | None = None
+        self.write_lock = threading.Lock()  # guards the writer's connection (the writer thread, or finish())
         try:
             root.mkdir(parents=True, exist_ok=True)
-            self.con = connect(str(root / DB_NAME))
-            migrate(self.con)
+            self.con = connect(str(self.path))
+            if migrate(self.con):
+                self.checkpoint()  # a new store's tables go into the database file itself
         except (OSError, sqlite3.Error) as exc:
-            raise StoreUnavailable(f"cannot open the store at {root}: {exc}") from exc
+            raise unavailable(root, exc) from None
+        self.identity = _identity(self.path)
+        try:
+            rescue.recover(self)
+        except Exception:
+            pass  # what could not be replayed stays in its file for the next opening
 
     @classmethod
     def open(cls, dir: str | os.PathLike[str]) -> "LocalStore":
+        """The store under ``dir``, opened (and created or upgraded) once per process.
+
+        A handle whose database file was removed or replaced since (``rm -rf nbtrack``
+        in a running kernel) is not reused: a new store is opened at the same place.
+
+        Raises
+        ------
+        StoreUnavailable
+            For a store that is damaged, newer, locked, read-only or on a full disk.
+        """
         root = store_root(dir)
         with cls._instances_lock:
             store = cls._instances.get(root)
+            if store is not None and not store.still_there():
+                store.replaced = True
+                store = None
             if store is None:
                 store = cls._instances[root] = cls(root)
             return store
 
     @classmethod
     def forget_all(cls) -> None:
-        """Drop every open handle (after ``fork()``, a child must not share them)."""
-        with cls._instances_lock:
-            cls._instances.clear()
+        """Drop every open handle (in a forked child, which must not use its parent's
+        connections; they are abandoned, not closed, as closing could touch the
+        parent's locks)."""
+        cls._instances = {}
+        cls._instances_lock = threading.Lock()
 
-    # ----------------------------------------------------------------- helpers
+    def still_there(self) -> bool:
+        """Whether the database file this handle opened is still the one at its path."""
+        return _identity(self.path) == self.identity
+
     def run_folder(self, folder: str) -> Path:
         return self.root / folder
 
-    def _tx(self, work, *args):
+    # ------------------------------------------------------------ transactions
+    @contextlib.contextmanager
+    def transaction(self, busy_timeout: float | None = None) -> Iterator["Transaction"]:
+        """``BEGIN IMMEDIATE`` on the caller's connection: the block runs holding the
+        store's write lock, so what it reads cannot change before it commits."""
         with self.lock:
             con = self.con
-            con.execute("BEGIN IMMEDIATE")
+            if busy_timeout is not None:
+                con.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
             try:
-                result = work(con, *args)
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            con.execute("COMMIT")
-            return result
+                con.execute("BEGIN IMMEDIATE")
+                try:
+                    yield Transaction(con)
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+                con.execute("COMMIT")
+            finally:
+                if busy_timeout is not None:
+                    con.execute("PRAGMA busy_timeout = 30000")
 
-    # ------------------------------------------------------------------ writes
-    def create_run(self, run: dict[str, Any], state: dict[str, Any]) -> int:
-        """Insert a new run with its state, config, summary and tags; return its key."""
+    def _tx(self, work, *args):
+        with self.transaction() as tx:
+            return work(tx.con, *args)
 
-        def work(con: sqlite3.Connection) -> int:
-            cur = con.execute(
-                "INSERT INTO runs (project, run_id, entity, name, notes, run_group, job_type,"
-                " mode, created_at, folder, parent_id, branch_step, metadata)"
-                " VALUES (:project, :run_id, :entity, :name, :notes, :run_group, :job_type,"
-                " :mode, :created_at, :folder, :parent_id, :branch_step, :metadata)",
-                {**run, "metadata": _dumps(run.get("metadata") or {})},
-            )
-            pk = cur.lastrowid
-            con.execute(
-                "INSERT INTO run_state (run_pk, state, started_at, heartbeat, pid, pid_start,"
-                " boot_id) VALUES (?, 'running', ?, ?, ?, ?, ?)",
-                (pk, state["started_at"], state["started_at"], state["pid"],
-                 state["pid_start"], state["boot_id"]),
-            )
-            con.execute("INSERT INTO configs VALUES (?, ?)", (pk, _dumps(run["config"])))
-            con.execute("INSERT INTO summaries VALUES (?, '{}')", (pk,))
-            _write_tags(con, pk, run["tags"])
-            return pk
+    def checkpoint(self) -> bool:
+        """Copy the write-ahead log into the database file (``nbtrack.db`` alone then holds
+        everything); False when a reader or writer elsewhere prevented it."""
+        with self.lock:
+            try:
+                self.con.execute("PRAGMA busy_timeout = 2000")
+                busy, _, _ = self.con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                return not busy
+            except sqlite3.Error:
+                return False
+            finally:
+                self.con.execute("PRAGMA busy_timeout = 30000")
 
-        return self._tx(work)
-
-    def restart_run(self, pk: int, run: dict[str, Any], state: dict[str, Any]) -> None:
-        """Mark an existing run as running again in this process (resume, rewind)."""
-
-        def work(con: sqlite3.Connection) -> None:
-            con.execute(
-                "UPDATE runs SET name = :name, notes = :notes, run_group = :run_group,"
-                " job_type = :job_type, entity = :entity, mode = :mode,"
-                " resume_count = resume_count + 1, metadata = :metadata WHERE pk = :pk",
-                {**run, "pk": pk, "metadata": _dumps(run.get("metadata") or {})},
-            )
-            con.execute(
-                "UPDATE run_state SET state = 'running', exit_code = NULL, finished_at = NULL,"
-                " started_at = ?, heartbeat = ?, pid = ?, pid_start = ?, boot_id = ?"
-                " WHERE run_pk = ?",
-                (state["started_at"], state["started_at"], state["pid"], state["pid_start"],
-                 state["boot_id"], pk),
-            )
-            con.execute("UPDATE configs SET data = ? WHERE run_pk = ?", (_dumps(run["config"]), pk))
-            _write_tags(con, pk, run["tags"])
-
-        self._tx(work)
+    # ------------------------------------------------- the writer thread's side
+    def writer_connection(self) -> sqlite3.Connection:
+        if self._writer_con is None:
+            self._writer_con = connect(str(self.path), busy_timeout_ms=WRITER_BUSY_MS)
+        return self._writer_con
 
     def write_batch(
         self,
@@ -144,19 +209,34 @@ class LocalStore:
         last_step: int | None = None,
         runtime: float | None = None,
         system: Sequence[tuple] = (),
+        set_aside: Sequence[tuple] = (),
     ) -> None:
-        """Write one batch for a run in one transaction.
+        """Write one batch for a run in one transaction, on the writer's connection.
 
-        ``rows`` are ``(run_pk, step, ts, runtime, cell, keyset, data)`` tuples made
-        by ``RowPacker``.
+        ``rows`` are ``history`` rows, ``(run_pk, step, ts, runtime, cell, keyset, data)``,
+        whose ``keyset`` may still be a ``KeySet`` without an id (see ``encode_rows``);
+        ``system`` are ``(ts, runtime, json)``; ``set_aside`` are ``(step, ts, what,
+        reason, text)``.  Raises ``sqlite3.Error`` and friends unchanged: the writer
+        decides what they mean.
         """
+        with self.write_lock:
+            self._write_batch(pk, rows, summary, config, tags, fields, heartbeat, last_step, runtime, system,
+                              set_aside)
 
-        def work(con: sqlite3.Connection) -> None:
+    def _write_batch(self, pk, rows, summary, config, tags, fields, heartbeat, last_step, runtime, system,
+                     set_aside) -> None:
+        con = self.writer_connection()
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            fresh = _resolve_keysets(con, rows) if rows else {}
             if rows:
-                _insert_rows(con, rows)
+                _insert_rows(con, rows, fresh)
             if system:
-                con.executemany(
-                    "INSERT OR IGNORE INTO system_metrics (run_pk, ts, runtime, data) VALUES (?, ?, ?, ?)", system)
+                con.executemany("INSERT OR IGNORE INTO system_metrics (run_pk, ts, runtime, data)"
+                                " VALUES (?, ?, ?, ?)", [(pk, *s) for s in system])
+            if set_aside:
+                con.executemany("INSERT INTO set_aside (run_pk, step, ts, what, reason, data)"
+                                " VALUES (?, ?, ?, ?, ?, ?)", [(pk, *s) for s in set_aside])
             if summary is not None:
                 con.execute("UPDATE summaries SET data = ? WHERE run_pk = ?", (_dumps(summary), pk))
             if config is not None:
@@ -173,18 +253,23 @@ class LocalStore:
                     " runtime = COALESCE(?, runtime) WHERE run_pk = ?",
                     (heartbeat, last_step, runtime, pk),
                 )
+        except BaseException:
+            _rollback(con)
+            raise
+        con.execute("COMMIT")
+        for keyset, kid in fresh.items():
+            keyset.id = kid
 
-        self._tx(work)
-
-    def finish_run(self, pk: int, state: str, exit_code: int | None, runtime: float) -> None:
+    # ------------------------------------------------------------------ writes
+    def finish_run(self, pk: int, state: str, exit_code: int | None, runtime: float,
+                   busy_timeout: float | None = None) -> None:
         now = time.time()
-        self._tx(
-            lambda con: con.execute(
+        with self.transaction(busy_timeout) as tx:
+            tx.con.execute(
                 "UPDATE run_state SET state = ?, exit_code = ?, finished_at = ?, heartbeat = ?,"
                 " runtime = ? WHERE run_pk = ?",
                 (state, exit_code, now, now, runtime, pk),
             )
-        )
 
     def update_metadata(self, pk: int, patch: dict[str, Any]) -> None:
         """Merge ``patch`` into a run's metadata (what it saved, where it came from)."""
@@ -197,64 +282,53 @@ class LocalStore:
 
         self._tx(work)
 
-    def rewind(self, pk: int, step: int) -> int:
-        """Move history after ``step`` out of the run; return the rewind's number."""
+    def encode_rows(self, pk: int, rows: Iterable[tuple[int, float, float, int | None, dict]]) -> list[tuple]:
+        """``(step, ts, runtime, cell, data)`` rows as ``history`` rows: packed with
+        ``RowPacker`` (the key set's id, or the ``KeySet`` itself until it is stored)."""
+        encode = self.packer.encode
+        out = []
+        for step, ts, runtime, cell, data in rows:
+            keyset, blob = encode(data)
+            out.append((pk, step, ts, runtime, cell,
+                        None if keyset is None else (keyset.id if keyset.id is not None else keyset), blob))
+        return out
 
-        def work(con: sqlite3.Connection) -> int:
-            (rewinds,) = con.execute("SELECT rewinds FROM runs WHERE pk = ?", (pk,)).fetchone()
-            done = json.loads(rewinds)
-            number = len(done) + 1
+    def replay_rows(self, pk: int, rows: Iterable[tuple[int, float, float, int | None, dict]]) -> int:
+        """Insert rows kept outside the store (a rescue file) on the caller's connection;
+        rows already there are left alone.  Returns how many were offered."""
+        encoded = self.encode_rows(pk, rows)
+        if not encoded:
+            return 0
+        with self.transaction() as tx:
+            fresh = _resolve_keysets(tx.con, encoded)
+            _insert_rows(tx.con, encoded, fresh)
+            last = max(r[1] for r in encoded)
+            tx.con.execute("UPDATE run_state SET last_step = MAX(last_step, ?) WHERE run_pk = ?", (last, pk))
+        for keyset, kid in fresh.items():
+            keyset.id = kid
+        return len(encoded)
+
+    def apply_final(self, pk: int, final: dict[str, Any]) -> None:
+        """Record a run's end as a rescue file kept it: state, and the summary, config,
+        tags and fields its process could not write."""
+        with self.transaction() as tx:
+            con = tx.con
+            if final.get("summary") is not None:
+                con.execute("UPDATE summaries SET data = ? WHERE run_pk = ?", (_dumps(final["summary"]), pk))
+            if final.get("config") is not None:
+                con.execute("UPDATE configs SET data = ? WHERE run_pk = ?", (_dumps(final["config"]), pk))
+            if final.get("tags") is not None:
+                _write_tags(con, pk, final["tags"])
+            fields = {k: v for k, v in (final.get("fields") or {}).items() if k in _FIELD_COLUMNS}
+            if fields:
+                sets = ", ".join(f"{k} = :{k}" for k in fields)
+                con.execute(f"UPDATE runs SET {sets} WHERE pk = :pk", {**fields, "pk": pk})
             con.execute(
-                "INSERT INTO rewound_history (run_pk, rewind, step, ts, runtime, cell, keyset, data)"
-                " SELECT run_pk, ?, step, ts, runtime, cell, keyset, data FROM history"
-                " WHERE run_pk = ? AND step > ?",
-                (number, pk, step),
+                "UPDATE run_state SET state = ?, exit_code = ?, finished_at = ?, heartbeat = ?, runtime = ?"
+                " WHERE run_pk = ?",
+                (final["state"], final.get("exit_code"), final["finished_at"], final["finished_at"],
+                 final.get("runtime", 0.0), pk),
             )
-            moved = con.execute(
-                "DELETE FROM history WHERE run_pk = ? AND step > ?", (pk, step)
-            ).rowcount
-            done.append({"step": step, "at": time.time(), "rows_set_aside": moved})
-            con.execute("UPDATE runs SET rewinds = ? WHERE pk = ?", (_dumps(done), pk))
-            con.execute("UPDATE run_state SET last_step = ? WHERE run_pk = ?", (step, pk))
-            return number
-
-        return self._tx(work)
-
-    def copy_history(self, src_pk: int, dst_pk: int, up_to_step: int) -> int:
-        """Copy a run's history rows with step <= ``up_to_step`` into another run."""
-
-        def work(con: sqlite3.Connection) -> int:
-            n = con.execute(
-                "INSERT OR IGNORE INTO history (run_pk, step, ts, runtime, cell, keyset, data)"
-                " SELECT ?, step, ts, runtime, cell, keyset, data FROM history"
-                " WHERE run_pk = ? AND step <= ?",
-                (dst_pk, src_pk, up_to_step),
-            ).rowcount
-            con.execute(
-                "UPDATE run_state SET last_step = (SELECT COALESCE(MAX(step), -1) FROM history"
-                " WHERE run_pk = ?) WHERE run_pk = ?",
-                (dst_pk, dst_pk),
-            )
-            return n
-
-        return self._tx(work)
-
-    def keyset_id(self, spec: str) -> int:
-        """The id of a key set (inserting it if new); called by the packer under ``lock``."""
-        with self.lock:
-            in_tx = self.con.in_transaction
-            if not in_tx:
-                self.con.execute("BEGIN IMMEDIATE")
-            try:
-                self.con.execute("INSERT OR IGNORE INTO keysets (spec) VALUES (?)", (spec,))
-                (kid,) = self.con.execute("SELECT id FROM keysets WHERE spec = ?", (spec,)).fetchone()
-            except BaseException:
-                if not in_tx:
-                    self.con.execute("ROLLBACK")
-                raise
-            if not in_tx:
-                self.con.execute("COMMIT")
-            return kid
 
     # ------------------------------------------------------------------- reads
     def find_run(self, project: str, run_id: str) -> dict[str, Any] | None:
@@ -264,8 +338,7 @@ class LocalStore:
     def max_step(self, pk: int) -> int:
         """The highest step in a run's history, or -1."""
         with self.lock:
-            return self.con.execute(
-                "SELECT COALESCE(MAX(step), -1) FROM history WHERE run_pk = ?", (pk,)).fetchone()[0]
+            return reader.max_step(self.con, pk)
 
     def count_runs(self, project: str) -> int:
         with self.lock:
@@ -303,6 +376,10 @@ class LocalStore:
         with self.lock:
             return reader.history(self.con, pk, keys, max_step=max_step, after_step=after_step, limit=limit)
 
+    def set_aside_rows(self, pk: int) -> list[dict[str, Any]]:
+        with self.lock:
+            return reader.set_aside(self.con, pk)
+
     # ----------------------------------------------------- resume="auto" marker
     def auto_marker_path(self) -> Path:
         return self.root / AUTO_RESUME_MARKER
@@ -328,25 +405,140 @@ class LocalStore:
                 pass
 
 
+class Transaction:
+    """What a start plan may do inside ``LocalStore.transaction()``: every read and
+    write of runs it needs, on a connection that holds the store's write lock."""
+
+    def __init__(self, con: sqlite3.Connection) -> None:
+        self.con = con
+
+    def find_run(self, project: str, run_id: str) -> dict[str, Any] | None:
+        return reader.get_run(self.con, project, run_id)
+
+    def count_runs(self, project: str) -> int:
+        return reader.count_runs(self.con, project)
+
+    def max_step(self, pk: int) -> int:
+        return reader.max_step(self.con, pk)
+
+    def history(self, pk: int) -> list[dict[str, Any]]:
+        return reader.history(self.con, pk)
+
+    def last_row(self, pk: int) -> dict[str, Any] | None:
+        rows = reader.history(self.con, pk, after_step=self.max_step(pk) - 1)
+        return rows[-1] if rows else None
+
+    def create_run(self, run: dict[str, Any], state: dict[str, Any]) -> int:
+        """Insert a new run with its state, config, summary and tags; return its key."""
+        con = self.con
+        cur = con.execute(
+            "INSERT INTO runs (project, run_id, entity, name, notes, run_group, job_type,"
+            " mode, created_at, folder, parent_id, branch_step, metadata)"
+            " VALUES (:project, :run_id, :entity, :name, :notes, :run_group, :job_type,"
+            " :mode, :created_at, :folder, :parent_id, :branch_step, :metadata)",
+            {**run, "metadata": _dumps(run.get("metadata") or {})},
+        )
+        pk = cur.lastrowid
+        con.execute(
+            "INSERT INTO run_state (run_pk, state, started_at, heartbeat, pid, pid_start,"
+            " boot_id) VALUES (?, 'running', ?, ?, ?, ?, ?)",
+            (pk, state["started_at"], state["started_at"], state["pid"], state["pid_start"], state["boot_id"]),
+        )
+        con.execute("INSERT INTO configs VALUES (?, ?)", (pk, _dumps(run["config"])))
+        con.execute("INSERT INTO summaries VALUES (?, ?)", (pk, _dumps(run.get("summary") or {})))
+        _write_tags(con, pk, run["tags"])
+        return pk
+
+    def restart_run(self, pk: int, run: dict[str, Any], state: dict[str, Any]) -> None:
+        """Mark an existing run as running again in this process (resume, rewind)."""
+        con = self.con
+        con.execute(
+            "UPDATE runs SET name = :name, notes = :notes, run_group = :run_group,"
+            " job_type = :job_type, entity = :entity, mode = :mode,"
+            " resume_count = resume_count + 1, metadata = :metadata WHERE pk = :pk",
+            {**run, "pk": pk, "metadata": _dumps(run.get("metadata") or {})},
+        )
+        con.execute(
+            "UPDATE run_state SET state = 'running', exit_code = NULL, finished_at = NULL,"
+            " started_at = ?, heartbeat = ?, pid = ?, pid_start = ?, boot_id = ?"
+            " WHERE run_pk = ?",
+            (state["started_at"], state["started_at"], state["pid"], state["pid_start"], state["boot_id"], pk),
+        )
+        con.execute("UPDATE configs SET data = ? WHERE run_pk = ?", (_dumps(run["config"]), pk))
+        if "summary" in run:
+            con.execute("UPDATE summaries SET data = ? WHERE run_pk = ?", (_dumps(run["summary"]), pk))
+        _write_tags(con, pk, run["tags"])
+
+    def rewind(self, pk: int, step: int) -> int:
+        """Move history after ``step`` out of the run; return the rewind's number."""
+        con = self.con
+        (rewinds,) = con.execute("SELECT rewinds FROM runs WHERE pk = ?", (pk,)).fetchone()
+        done = json.loads(rewinds)
+        number = len(done) + 1
+        con.execute(
+            "INSERT INTO rewound_history (run_pk, rewind, step, ts, runtime, cell, keyset, data)"
+            " SELECT run_pk, ?, step, ts, runtime, cell, keyset, data FROM history"
+            " WHERE run_pk = ? AND step > ?",
+            (number, pk, step),
+        )
+        moved = con.execute("DELETE FROM history WHERE run_pk = ? AND step > ?", (pk, step)).rowcount
+        done.append({"step": step, "at": time.time(), "rows_set_aside": moved})
+        con.execute("UPDATE runs SET rewinds = ? WHERE pk = ?", (_dumps(done), pk))
+        con.execute("UPDATE run_state SET last_step = ? WHERE run_pk = ?", (step, pk))
+        return number
+
+    def copy_history(self, src_pk: int, dst_pk: int, up_to_step: int) -> int:
+        """Copy a run's history rows with step <= ``up_to_step`` into another run."""
+        con = self.con
+        n = con.execute(
+            "INSERT OR IGNORE INTO history (run_pk, step, ts, runtime, cell, keyset, data)"
+            " SELECT ?, step, ts, runtime, cell, keyset, data FROM history"
+            " WHERE run_pk = ? AND step <= ?",
+            (dst_pk, src_pk, up_to_step),
+        ).rowcount
+        con.execute(
+            "UPDATE run_state SET last_step = (SELECT COALESCE(MAX(step), -1) FROM history"
+            " WHERE run_pk = ?) WHERE run_pk = ?",
+            (dst_pk, dst_pk),
+        )
+        return n
+
+
 ROWS_PER_STATEMENT = 256
 _INSERT = "INSERT OR IGNORE INTO history (run_pk, step, ts, runtime, cell, keyset, data) VALUES "
 _INSERT_FULL = _INSERT + ",".join(["(?,?,?,?,?,?,?)"] * ROWS_PER_STATEMENT)
 
 
-def _insert_rows(con: sqlite3.Connection, rows: Sequence[tuple]) -> None:
+def _resolve_keysets(con: sqlite3.Connection, rows: Sequence[tuple]) -> dict[KeySet, int]:
+    """Ids for the key sets of ``rows`` not stored yet, inserted in the open transaction.
+    They become the key sets' ids only once it commits."""
+    fresh: dict[KeySet, int] = {}
+    for row in rows:
+        keyset = row[5]
+        if type(keyset) is KeySet and keyset not in fresh:
+            if keyset.id is not None:
+                fresh[keyset] = keyset.id  # stored since this row was encoded
+                continue
+            con.execute("INSERT OR IGNORE INTO keysets (spec) VALUES (?)", (keyset.spec,))
+            (fresh[keyset],) = con.execute("SELECT id FROM keysets WHERE spec = ?", (keyset.spec,)).fetchone()
+    return fresh
+
+
+def _insert_rows(con: sqlite3.Connection, rows: Sequence[tuple], fresh: dict[KeySet, int]) -> None:
     """Insert history rows, many per statement.
 
     ``executemany`` would step once per row, and the sqlite3 module releases and
     retakes the GIL around every step; with the training loop holding the GIL, each
     retake can wait a whole switch interval.  One statement per 256 rows steps once.
     """
-    n = len(rows)
+    params = rows if not fresh else [r if type(r[5]) is not KeySet else (*r[:5], fresh[r[5]], r[6]) for r in rows]
+    n = len(params)
     full = n - n % ROWS_PER_STATEMENT
     flat = itertools.chain.from_iterable
     for start in range(0, full, ROWS_PER_STATEMENT):
-        con.execute(_INSERT_FULL, tuple(flat(rows[start : start + ROWS_PER_STATEMENT])))
+        con.execute(_INSERT_FULL, tuple(flat(params[start : start + ROWS_PER_STATEMENT])))
     if full < n:
-        tail = rows[full:]
+        tail = params[full:]
         con.execute(_INSERT + ",".join(["(?,?,?,?,?,?,?)"] * len(tail)), tuple(flat(tail)))
 
 
@@ -356,3 +548,66 @@ def _write_tags(con: sqlite3.Connection, pk: int, tags: Sequence[str]) -> None:
         "INSERT INTO run_tags (run_pk, position, tag) VALUES (?, ?, ?)",
         [(pk, i, t) for i, t in enumerate(tags)],
     )
+
+
+def _rollback(con: sqlite3.Connection) -> None:
+    try:
+        con.execute("ROLLBACK")
+    except sqlite3.Error:
+        pass  # SQLite already rolled back (a full disk does that itself)
+
+
+def open_readonly(root: Path) -> sqlite3.Connection | None:
+    """A read-only connection to the store at ``root`` for ``nbtrack.Api``; ``None`` when
+    there is no store yet.
+
+    Raises
+    ------
+    StoreUnavailable
+        For a file that is not a readable nbtrack store, or one a newer nbtrack wrote.
+    """
+    path = root / DB_NAME
+    if not path.exists():
+        return None
+    con = None
+    try:
+        try:
+            con = connect(str(path), readonly=True)
+            check_readable(con)
+        except sqlite3.OperationalError as exc:
+            if "unable to open" not in str(exc) and "readonly" not in str(exc):
+                raise
+            # a store on read-only media cannot get its shared-memory file: read it as immutable
+            if con is not None:
+                con.close()
+            con = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, check_same_thread=False,
+                                  isolation_level=None)
+            check_readable(con)
+    except (sqlite3.Error, OSError) as exc:
+        if con is not None:
+            con.close()
+        raise unavailable(root, exc, reading=True) from None
+    return con
+
+
+def _hold_stores_for_fork() -> None:
+    """Before ``fork()``: wait (briefly) until no transaction of this process is open, and
+    keep it so until the fork is done, so the child never copies a half-done write's
+    state (SQLite's advice: never fork with a connection in use)."""
+    held = []
+    for store in list(LocalStore._instances.values()):
+        for lock in (store.write_lock, store.lock):
+            if lock.acquire(timeout=2.0):
+                held.append(lock)
+    _fork_held[:] = held
+
+
+def _release_stores_after_fork() -> None:
+    held, _fork_held[:] = list(_fork_held), []
+    for lock in reversed(held):
+        lock.release()
+
+
+_fork_held: list = []
+workers.around_fork(_hold_stores_for_fork, _release_stores_after_fork)
+workers.on_fork_child(LocalStore.forget_all)

@@ -11,51 +11,63 @@ from __future__ import annotations
 
 import json
 import struct
-from typing import TYPE_CHECKING, Any, Callable
-
-if TYPE_CHECKING:
-    from .local import LocalStore
+from typing import Any, Callable
 
 _CODES = {float: "d", int: "q", bool: "?"}
 
 encode_json: Callable[[Any], str] = json.JSONEncoder(separators=(",", ":"), default=str).encode
 
 
+class KeySet:
+    """The keys of packed rows and their value types: stored once in ``keysets``.
+
+    ``id`` is the stored row's id, known once a write that needed it committed; rows
+    are encoded before that, so the writer resolves the ids inside its transaction.
+    """
+
+    __slots__ = ("types", "spec", "struct", "id")
+
+    def __init__(self, keys: tuple[str, ...], types: tuple[type, ...]) -> None:
+        codes = "".join(_CODES[t] for t in types)
+        self.types = types
+        self.spec = json.dumps([list(keys), codes], separators=(",", ":"))
+        self.struct = struct.Struct("<" + codes)
+        self.id: int | None = None
+
+
 class RowPacker:
-    """Encodes rows for one store; caches key-set ids and ``Struct`` objects."""
+    """Encodes rows for one store; caches key sets.  Pure computation: no I/O."""
 
-    def __init__(self, store: "LocalStore") -> None:
-        self._store = store
-        # keys -> (value types, key-set id, Struct), or None when not packable.  Keyed
-        # by the keys alone: their hashes are cached, while a tuple of types is not.
-        self._specs: dict[tuple[str, ...], tuple[tuple[type, ...], int, struct.Struct] | None] = {}
-        self._other: dict[tuple, tuple[tuple[type, ...], int, struct.Struct] | None] = {}
+    def __init__(self) -> None:
+        # keys -> KeySet, or None when not packable.  Keyed by the keys alone: their
+        # hashes are cached, while a tuple of types is not.
+        self._specs: dict[tuple[str, ...], KeySet | None] = {}
+        self._other: dict[tuple, KeySet | None] = {}
 
-    def encode(self, data: dict[str, Any]) -> tuple[int | None, Any]:
-        """``(keyset_id, blob)`` for a packable row, else ``(None, json_text)``."""
+    def encode(self, data: dict[str, Any]) -> tuple[KeySet | None, Any]:
+        """``(keyset, blob)`` for a packable row, else ``(None, json_text)``."""
         values = data.values()
         keys = tuple(data)
         types = tuple(map(type, values))
         spec = self._specs.get(keys, False)
         if spec is False:
             spec = self._specs[keys] = self._new_spec(keys, types)
-        if spec is not None and spec[0] != types:
+        if spec is not None and spec.types != types:
             spec = self._other.get((keys, types), False)
             if spec is False:
                 spec = self._other[(keys, types)] = self._new_spec(keys, types)
         if spec is not None:
             try:
-                return spec[1], spec[2].pack(*values)
+                return spec, spec.struct.pack(*values)
             except struct.error:  # an int beyond 64 bits
                 pass
         return None, encode_json(data)
 
-    def _new_spec(self, keys: tuple[str, ...], types: tuple[type, ...]):
+    @staticmethod
+    def _new_spec(keys: tuple[str, ...], types: tuple[type, ...]) -> KeySet | None:
         if not keys or any(t not in _CODES for t in types):
             return None
-        codes = "".join(_CODES[t] for t in types)
-        kid = self._store.keyset_id(json.dumps([list(keys), codes], separators=(",", ":")))
-        return types, kid, struct.Struct("<" + codes)
+        return KeySet(keys, types)
 
 
 class RowDecoder:

@@ -195,6 +195,20 @@ def system_metrics(con: sqlite3.Connection, pk: int, keys: Iterable[str] | None 
     return out
 
 
+def max_step(con: sqlite3.Connection, pk: int) -> int:
+    """The highest step in a run's history, or -1."""
+    return con.execute("SELECT COALESCE(MAX(step), -1) FROM history WHERE run_pk = ?", (pk,)).fetchone()[0]
+
+
+def set_aside(con: sqlite3.Connection, pk: int) -> list[dict[str, Any]]:
+    """What the writer could not store for a run: step, time, what, reason and the data as text."""
+    return [
+        {"step": step, "ts": ts, "what": what, "reason": reason, "data": data}
+        for step, ts, what, reason, data in con.execute(
+            "SELECT step, ts, what, reason, data FROM set_aside WHERE run_pk = ? ORDER BY id", (pk,))
+    ]
+
+
 def count_history(con: sqlite3.Connection, pk: int, after_step: int = -1) -> int:
     return con.execute("SELECT COUNT(*) FROM history WHERE run_pk = ? AND step > ?", (pk, after_step)).fetchone()[0]
 

@@ -1,35 +1,61 @@
-"""The background writer: one thread per process batches every run's rows to disk.
+"""The background writer: one thread per process writes every run's rows to its store.
 
-``Run.log`` only appends ``(step, ts, cell, data)`` to its sink's deque.  Every
-``flush_interval`` the writer drains each sink, encodes the rows and writes them with
-the run's summary (and any config, tag or field change) in one transaction.  A write
-that fails keeps the encoded rows for the next attempt and warns once; nothing is
-raised into the training loop.
+``Run.log`` appends ``(step, ts, cell, data)`` to its sink's queue and returns.  The
+writer (a ``Worker``) wakes every ``flush_interval``, and at once when a run has a
+batch of rows queued, and writes each run's queue in transactions of at most
+``BATCH_ROWS`` rows, with the run's summary, config, tag and field changes and a
+heartbeat.  A row leaves the queue only after the transaction that holds it has
+committed, so an interrupt, a failed write or an exception never takes rows with it.
+
+When writing fails:
+
+* The store does not take writes (another process holds its write lock, the disk is
+  full or read-only): rows stay queued and are retried every interval; one warning
+  says so.  The run is *held*: ``log()`` no longer waits for the writer.  Past
+  ``MAX_HELD_ROWS`` queued rows the oldest half goes to a rescue file (``rescue``),
+  replayed into the store once it takes writes.  If even that file cannot be written,
+  rows are kept in memory up to ``MAX_MEMORY_ROWS``; only beyond that are the oldest
+  dropped, counted and reported.
+* SQLite refuses one row on its own (a value over its size limit, say): the batch is
+  split until that row is found, the row is set aside as text in the ``set_aside``
+  table with one warning, and every other row lands.
 """
 
 from __future__ import annotations
 
 import collections
-import os
+import itertools
 import sqlite3
 import threading
 import time
-import warnings
 from typing import Any, Callable
 
+from .. import diagnostics, workers
+from ..diagnostics import NbtrackWarning
 from .local import LocalStore
 from .packing import encode_json
+from .rescue import RescueFile, replay
 
-MAX_RETAINED_ROWS = 1_000_000
+__all__ = ["BatchWriter", "NbtrackWarning", "RunSink"]
+
+BATCH_ROWS = 8192  # rows per transaction: short enough that a kill -9 loses little, long enough to be cheap
+MAX_QUEUED = 2 * BATCH_ROWS  # log() waits for the writer (while it makes progress) when a run has this many queued
+RESUME_AT = MAX_QUEUED // 2
+PROGRESS_WAIT = 1.0  # seconds log() or finish() waits for the writer to make any progress
+MAX_HELD_ROWS = 100_000  # rows a held run keeps in memory before the oldest go to a rescue file
+MAX_MEMORY_ROWS = 500_000  # rows kept in memory when not even a rescue file can be written
+SET_ASIDE_INLINE = 1000  # characters of a set-aside row kept in the table; longer ones also go to a file
 
 
-
-def _json_row(data: dict) -> tuple[None, str]:
-    return None, encode_json(data)
-
-
-class NbtrackWarning(UserWarning):
-    """A problem nbtrack worked around (a failed write, an ignored argument)."""
+def classify(exc: BaseException) -> str:
+    """``"data"`` when the content itself was refused (the same write would fail again),
+    else ``"store"`` (busy, locked, full, read-only, gone: the store may take it later)."""
+    if isinstance(exc, (sqlite3.DataError, sqlite3.IntegrityError, sqlite3.InterfaceError, OverflowError,
+                        ValueError, TypeError, RecursionError)):
+        return "data"
+    if isinstance(exc, sqlite3.OperationalError) and "too big" in str(exc):
+        return "data"
+    return "store"
 
 
 class RunSink:
@@ -37,18 +63,21 @@ class RunSink:
 
     def __init__(
         self,
-        store: LocalStore | None,
-        pk: int | None,
+        store: LocalStore,
+        pk: int,
         *,
         t0: float,
         runtime_offset: float,
         summary: Callable[[], dict],
         heartbeat_interval: float,
         label: str,
+        project: str,
+        run_id: str,
+        owner: dict[str, Any],
     ) -> None:
         self.store = store
         self.pk = pk
-        self.rows: collections.deque = collections.deque()
+        self.rows: collections.deque = collections.deque()  # (step, ts, cell, data), oldest first
         self.system: collections.deque = collections.deque()  # (ts, {system/...: value})
         self.t0 = t0
         self.runtime_offset = runtime_offset
@@ -59,14 +88,21 @@ class RunSink:
         self.fields: dict[str, Any] = {}
         self.heartbeat_interval = heartbeat_interval
         self.label = label
-        self.lock = threading.Lock()
+        self.project = project
+        self.run_id = run_id
+        self.owner = owner
+        self.lock = threading.Lock()  # held by whoever is writing this sink
+        self.room = threading.Condition(threading.Lock())  # notified after every write attempt
         self.rows_written = 0
         self.last_step: int | None = None
-        self._retry: list[tuple] = []
-        self._retry_system: list[tuple] = []
+        self.last_cell: int | None = None  # of the newest row written that came from a notebook cell
+        self.held: str | None = None  # why the store does not take this run's writes, while it does not
+        self.set_aside = 0  # rows and changes SQLite refused on their own
+        self.rescued = 0  # rows moved to a rescue file
+        self.dropped = 0  # rows lost: memory full and no rescue file possible
+        self._rescue: RescueFile | None = None
         self._last_beat = time.time()
-        self._warned = False
-        self._dropped = 0
+        self._warned_held = False
 
     # called on the caller's thread, never on the hot path of log()
     def set_config(self, config: dict) -> None:
@@ -80,113 +116,52 @@ class RunSink:
 
     @property
     def pending(self) -> int:
-        return len(self.rows) + len(self._retry)
+        """Rows logged and not yet in the store (nor in a rescue file)."""
+        return len(self.rows)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing left to write: no rows, samples or changes."""
+        return not (self.rows or self.system or self.summary_dirty or self.config is not None
+                    or self.tags is not None or self.fields)
 
     def runtime(self, now: float | None = None) -> float:
         return (now if now is not None else time.time()) - self.t0 + self.runtime_offset
 
-    def flush(self, timeout: float | None = None) -> bool:
-        """Write what is queued; return False if the lock was not had in ``timeout``."""
-        if not self.lock.acquire(timeout=-1 if timeout is None else timeout):
-            return False
-        try:
-            self._flush_locked()
-        finally:
-            self.lock.release()
-        return True
+    def wait_for_room(self, writer: "BatchWriter") -> None:
+        """Called by ``log()`` when ``MAX_QUEUED`` rows are queued: wait while the writer
+        makes progress, until half of them are written.  Returns at once while the store
+        does not take writes, and after ``PROGRESS_WAIT`` seconds without any progress."""
+        writer.ensure_running()
+        writer.wake()
+        with self.room:
+            while len(self.rows) > RESUME_AT and self.held is None:
+                before = self.rows_written
+                self.room.wait(PROGRESS_WAIT)
+                if self.rows_written == before:
+                    return
 
-    def _flush_locked(self) -> None:
-        rows = self._retry
-        n = len(self.rows)
-        if n:
-            popleft = self.rows.popleft
-            pk, t0, offset = self.pk, self.t0, self.runtime_offset
-            encode = self.store.packer.encode if self.store is not None else _json_row
-            fresh = []
-            append = fresh.append
-            for _ in range(n):
-                step, ts, cell, data = popleft()
-                append((pk, step, ts, ts - t0 + offset, cell, *encode(data)))
-            rows = rows + fresh if rows else fresh
-            self.last_step = fresh[-1][1]
-            self.summary_dirty = True
-        system = []
-        for _ in range(len(self.system)):
-            ts, values = self.system.popleft()
-            system.append((self.pk, ts, ts - self.t0 + self.runtime_offset, encode_json(values)))
-        system = self._retry_system + system
-        now = time.time()
-        beat = now - self._last_beat >= self.heartbeat_interval
-        config, tags, fields = self.config, self.tags, dict(self.fields)
-        if not (rows or system or self.summary_dirty or config is not None or tags is not None or fields or beat):
-            return
-        if self.store is None or self.pk is None:
-            self._retain(rows)
-            self._retry_system = system[-1000:]
-            return
-        summary = dict(self._summary()) if self.summary_dirty else None
-        try:
-            self.store.write_batch(
-                self.pk,
-                rows,
-                summary=summary,
-                config=config,
-                tags=tags,
-                fields=fields or None,
-                heartbeat=now,
-                last_step=self.last_step,
-                runtime=self.runtime(now),
-                system=system,
-            )
-        except (sqlite3.Error, OSError, ValueError) as exc:
-            self._retain(rows)
-            self._retry_system = system[-1000:]
-            self._warn(f"nbtrack: could not write run {self.label} to {self.store.root}: {exc}. "
-                       "Logging goes on in memory and the write is retried.")
-            return
-        self.rows_written += len(rows)
-        self._retry = []
-        self._retry_system = []
-        self._last_beat = now
-        self.summary_dirty = False
-        if config is self.config:
-            self.config = None
-        if tags is self.tags:
-            self.tags = None
-        for key in list(fields):
-            if self.fields.get(key) is fields.get(key):
-                self.fields.pop(key, None)
+    def rescue_file(self) -> RescueFile:
+        if self._rescue is None:
+            self._rescue = RescueFile(self.store.root, self.project, self.run_id, self.owner)
+        return self._rescue
 
-    def _retain(self, rows: list[tuple]) -> None:
-        over = len(rows) - MAX_RETAINED_ROWS
-        if over > 0:
-            self._dropped += over
-            rows = rows[over:]
-            self._warn(
-                f"nbtrack: run {self.label} holds more than {MAX_RETAINED_ROWS} unwritten rows; "
-                "the oldest are dropped", force=True)
-        self._retry = rows
-
-    def _warn(self, message: str, force: bool = False) -> None:
-        if self._warned and not force:
-            return
-        self._warned = True
-        warnings.warn(message, NbtrackWarning, stacklevel=2)
+    def _notify(self) -> None:
+        with self.room:
+            self.room.notify_all()
 
 
-class BatchWriter:
+class BatchWriter(workers.Worker):
     """The process's one writer thread; ``BatchWriter.get()`` returns it."""
 
     _instance: "BatchWriter | None" = None
     _instance_lock = threading.Lock()
 
     def __init__(self) -> None:
+        super().__init__("nbtrack-writer", 0.25)
         self._sinks: dict[int, RunSink] = {}
         self._intervals: dict[int, float] = {}
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.interval = 0.25
+        self._sinks_lock = threading.Lock()
 
     @classmethod
     def get(cls) -> "BatchWriter":
@@ -195,42 +170,318 @@ class BatchWriter:
                 cls._instance = cls()
             return cls._instance
 
-    @classmethod
-    def _after_fork(cls) -> None:
-        # A forked child has no writer thread; it starts its own if it logs.
-        cls._instance = None
-        cls._instance_lock = threading.Lock()
-        LocalStore.forget_all()
+    def after_fork(self) -> None:
+        # the parent's runs are not this process's to write: the child starts empty
+        self._sinks = {}
+        self._intervals = {}
+        self._sinks_lock = threading.Lock()
+        BatchWriter._instance_lock = threading.Lock()
 
+    # ------------------------------------------------------------- membership
     def add(self, sink: RunSink, interval: float) -> None:
-        with self._lock:
+        with self._sinks_lock:
             self._sinks[id(sink)] = sink
             self._intervals[id(sink)] = interval
             self.interval = max(0.01, min(self._intervals.values()))
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._loop, name="nbtrack-writer", daemon=True)
-                self._thread.start()
-        self._wake.set()
+        self.start()
+        self.wake()
 
     def remove(self, sink: RunSink) -> None:
-        with self._lock:
+        with self._sinks_lock:
             self._sinks.pop(id(sink), None)
             self._intervals.pop(id(sink), None)
             if self._intervals:
                 self.interval = max(0.01, min(self._intervals.values()))
 
-    def _loop(self) -> None:
-        while True:
-            self._wake.wait(self.interval)
-            self._wake.clear()
-            with self._lock:
-                sinks = list(self._sinks.values())
+    def ensure_running(self) -> None:
+        if not self.alive:
+            self.start()
+
+    # ---------------------------------------------------------- the thread
+    def step(self) -> None:
+        with self._sinks_lock:
+            sinks = list(self._sinks.values())
+        more = True
+        while more and not self._stopping.is_set():
+            more = False
             for sink in sinks:
+                if not sink.lock.acquire(blocking=False):
+                    continue  # finish() is writing it on its own thread
                 try:
-                    sink.flush()
-                except Exception as exc:  # the writer must outlive any one run's problem
-                    sink._warn(f"nbtrack: writer error for run {sink.label}: {exc!r}")
+                    more = self.write_round(sink) or more
+                finally:
+                    sink.lock.release()
+
+    def on_stop(self) -> None:
+        with self._sinks_lock:
+            sinks = list(self._sinks.values())
+        for sink in sinks:
+            with sink.lock:
+                self.write_round(sink)
+
+    # ------------------------------------------------------------- writing
+    def drain(self, sink: RunSink, timeout: float) -> bool:
+        """Write everything ``sink`` holds, on the caller's thread (``finish()``); keep
+        trying while the store does not take writes, up to ``timeout`` seconds.
+        Returns whether everything was written."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with sink.lock:
+                self.write_round(sink, heartbeat=False)
+            if sink.idle:
+                return True
+            if sink.held is not None:
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+
+    def write_round(self, sink: RunSink, heartbeat: bool = True) -> bool:
+        """Write one batch of ``sink`` (call holding ``sink.lock``); return whether a full
+        batch remains queued."""
+        rows, system = sink.rows, sink.system
+        n = min(len(rows), BATCH_ROWS)
+        items = list(itertools.islice(rows, n)) if n else []
+        samples = list(itertools.islice(system, len(system))) if system else []
+        now = time.time()
+        beat = heartbeat and now - sink._last_beat >= sink.heartbeat_interval
+        summary_dirty, sink.summary_dirty = sink.summary_dirty, False
+        summary_dirty = summary_dirty or bool(items)  # log() keeps the summary as it queues rows
+        config, tags, fields = sink.config, sink.tags, dict(sink.fields)
+        if not (items or samples or summary_dirty or config is not None or tags is not None or fields or beat):
+            return False
+        if beat and not sink.store.still_there():
+            diagnostics.warn_once(f"removed:{sink.label}:{id(sink)}",
+                                  f"nbtrack: the store {sink.store.path} was removed while run {sink.label} was "
+                                  "running; what it logs now goes to the removed file. Start a new run "
+                                  "(nbtrack.init()) to write to a new store at that place")
+        encoded, raw, refused = self._encode(sink, items)
+        change = _Change(
+            summary=dict(sink._summary()) if summary_dirty else None, config=config, tags=tags,
+            fields=fields or None, system=[(ts, sink.runtime(ts), encode_json(v)) for ts, v in samples],
+            heartbeat=now if (beat or items) else None, runtime=sink.runtime(now),
+            last_step=items[-1][0] if items else None,
+        )
+        try:
+            sink.store.write_batch(sink.pk, encoded, summary=change.summary, config=change.config, tags=change.tags,
+                                   fields=change.fields, heartbeat=change.heartbeat, last_step=change.last_step,
+                                   runtime=change.runtime, system=change.system, set_aside=refused)
+        except Exception as exc:
+            if classify(exc) == "store":
+                self._restore(sink, summary_dirty)
+                self._held(sink, exc)
+                return False
+            try:
+                self._isolate(sink, encoded, raw if raw is not None else [item[3] for item in items], change,
+                              refused)
+            except _StoreError as held:
+                self._restore(sink, summary_dirty)
+                self._held(sink, held.error)
+                return False
+        self._committed(sink, n, len(samples), config, tags, fields, now if beat else None)
+        if items:
+            sink.last_step = items[-1][0]
+            if items[-1][2] is not None:
+                sink.last_cell = items[-1][2]
+        return len(rows) >= BATCH_ROWS
+
+    def _encode(self, sink: RunSink, items: list) -> tuple[list[tuple], list[dict] | None, list[tuple]]:
+        """The rows as the store takes them, their data as logged when some rows could not
+        even be encoded (else None: it is ``items``' data), and those rows' set-aside entries."""
+        t0, offset, pk = sink.t0, sink.runtime_offset, sink.pk
+        encode = sink.store.packer.encode
+        try:
+            encoded = []
+            append = encoded.append
+            for step, ts, cell, data in items:
+                keyset, blob = encode(data)
+                append((pk, step, ts, ts - t0 + offset, cell,
+                        None if keyset is None else (keyset.id if keyset.id is not None else keyset), blob))
+            return encoded, None, []
+        except Exception:  # nothing a row can hold should fail here; if it does, it fails alone
+            pass
+        encoded, raw, refused = [], [], []
+        for step, ts, cell, data in items:
+            try:
+                encoded.extend(sink.store.encode_rows(sink.pk, [(step, ts, ts - t0 + offset, cell, data)]))
+                raw.append(data)
+            except Exception as exc:
+                refused.append(_set_aside_entry(step, ts, "row", exc, data))
+        self._report_set_aside(sink, refused)
+        return encoded, raw, refused
+
+    def _isolate(self, sink: RunSink, encoded: list, raw: list, change: "_Change", refused: list) -> None:
+        """SQLite refused a batch for its content: write the rows in halves until each
+        refused row is alone, set those aside, then write the other changes one by one."""
+        store, pk = sink.store, sink.pk
+        aside: list[tuple] = []
+
+        def attempt(start: int, end: int) -> None:
+            try:
+                store.write_batch(pk, encoded[start:end])
+            except Exception as exc:
+                if classify(exc) == "store":
+                    raise _StoreError(exc) from None
+                if end - start == 1:
+                    step, ts = encoded[start][1:3]
+                    aside.append(_set_aside_entry(step, ts, "row", exc, raw[start]))
+                    return
+                middle = (start + end) // 2
+                attempt(start, middle)
+                attempt(middle, end)
+
+        if encoded:
+            attempt(0, len(encoded))
+        for what, kwargs in change.parts():
+            try:
+                store.write_batch(pk, [], **kwargs)
+            except Exception as exc:
+                if classify(exc) == "store":
+                    raise _StoreError(exc) from None
+                aside.append(_set_aside_entry(None, time.time(), what, exc, next(iter(kwargs.values()))))
+        entries = refused + aside
+        if entries:
+            self._store_set_aside(sink, entries)
+        if aside:
+            self._report_set_aside(sink, aside)
+
+    def _store_set_aside(self, sink: RunSink, entries: list[tuple]) -> None:
+        """Keep refused rows (or changes) in the ``set_aside`` table; a long one's full text
+        goes to a file in the run's folder (SQLite may have refused it for its size) and
+        the table holds its start and the file's name."""
+        for step, ts, what, reason, text in entries:
+            if len(text) > SET_ASIDE_INLINE:
+                name = f"set_aside/{what}-{step if step is not None else 'x'}-{sink.set_aside + 1}.json"
+                try:
+                    path = sink.store.run_folder(f"runs/{sink.project}/{sink.run_id}") / name
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_text(text, encoding="utf-8", errors="backslashreplace")
+                    text = f"{text[:SET_ASIDE_INLINE]}... ({len(text):,} characters; the whole text is in {name})"
+                except OSError as exc:
+                    text = f"{text[:SET_ASIDE_INLINE]}... ({len(text):,} characters; the rest was lost: {exc})"
+            try:
+                sink.store.write_batch(sink.pk, [], set_aside=[(step, ts, what, reason, text)])
+            except Exception as exc:
+                if classify(exc) == "store":
+                    raise _StoreError(exc) from None
+                sink.dropped += 1
+                continue
+            sink.set_aside += 1
+
+    @staticmethod
+    def _report_set_aside(sink: RunSink, entries: list[tuple]) -> None:
+        step, _ts, what, reason, _text = entries[0]
+        at = f"the row at step {step}" if what == "row" else f"its {what}"
+        diagnostics.warn_once(
+            f"set-aside:{sink.label}:{id(sink)}",
+            f"nbtrack: SQLite refused {at} of run {sink.label} ({reason}); it was set aside as text in the "
+            "store's set_aside table and every other row was written (later such rows of this run are set "
+            "aside without another warning)")
+
+    def _restore(self, sink: RunSink, summary_dirty: bool) -> None:
+        if summary_dirty:
+            sink.summary_dirty = True
+
+    def _committed(self, sink: RunSink, rows: int, samples: int, config: Any, tags: Any, fields: dict,
+                   beat: float | None) -> None:
+        for _ in range(rows):
+            sink.rows.popleft()
+        for _ in range(samples):
+            sink.system.popleft()
+        if config is sink.config:
+            sink.config = None
+        if tags is sink.tags:
+            sink.tags = None
+        for key in fields:
+            if sink.fields.get(key) is fields[key]:
+                sink.fields.pop(key, None)
+        if beat is not None:
+            sink._last_beat = beat
+        sink.rows_written += rows
+        if sink.held is not None:
+            self._recovered(sink)
+        sink._notify()
+
+    def _held(self, sink: RunSink, exc: BaseException) -> None:
+        sink.held = f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc)
+        sink._notify()  # a log() waiting for room stops waiting
+        if not sink._warned_held:
+            sink._warned_held = True
+            diagnostics.warn(
+                f"nbtrack: could not write run {sink.label} to {sink.store.root}: {sink.held}. Its rows are kept "
+                f"({len(sink.rows):,} now) and written as soon as the store takes writes again; logging goes on",
+                stacklevel=3)
+        excess = len(sink.rows) - MAX_HELD_ROWS
+        if excess > 0:
+            self.rescue_rows(sink, excess + MAX_HELD_ROWS // 2)
+        over = len(sink.rows) - MAX_MEMORY_ROWS
+        if over > 0:
+            for _ in range(over):
+                sink.rows.popleft()
+            sink.dropped += over
+            diagnostics.warn_once(
+                f"dropped:{sink.label}:{id(sink)}",
+                f"nbtrack: run {sink.label} holds {MAX_MEMORY_ROWS:,} rows its store has not taken and no rescue "
+                f"file could be written; the oldest rows are dropped ({sink.dropped:,} so far)")
+
+    def _recovered(self, sink: RunSink) -> None:
+        sink.held = None
+        if sink._warned_held:
+            sink._warned_held = False
+            diagnostics.warn(f"nbtrack: the store {sink.store.root} takes writes again; run {sink.label} is "
+                             "written", stacklevel=4)
+        if sink._rescue is not None:
+            rescue, sink._rescue = sink._rescue, None
+            rescue.close()
+            try:
+                replay(sink.store, rescue.path)
+            except Exception:
+                pass  # it stays in its file; the next opening of the store replays it
+
+    def rescue_rows(self, sink: RunSink, count: int) -> int:
+        """Move the ``count`` oldest queued rows to the run's rescue file (call holding
+        ``sink.lock``); returns how many moved, 0 when the file cannot be written."""
+        count = min(count, len(sink.rows))
+        if count <= 0:
+            return 0
+        items = list(itertools.islice(sink.rows, count))
+        try:
+            sink.rescue_file().add_rows((step, ts, sink.runtime(ts), cell, data) for step, ts, cell, data in items)
+        except OSError as exc:
+            diagnostics.warn_once(f"rescue:{sink.label}:{id(sink)}",
+                                  f"nbtrack: cannot write a rescue file for run {sink.label} ({exc})")
+            return 0
+        for _ in range(count):
+            sink.rows.popleft()
+        sink.rescued += count
+        return count
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=BatchWriter._after_fork)
+class _Change:
+    """A run's non-row writes of one round."""
+
+    def __init__(self, *, summary, config, tags, fields, system, heartbeat, runtime, last_step) -> None:
+        self.summary, self.config, self.tags, self.fields = summary, config, tags, fields
+        self.system, self.heartbeat, self.runtime, self.last_step = system, heartbeat, runtime, last_step
+
+    def parts(self):
+        """Each change alone, as ``write_batch`` keyword arguments, with its name."""
+        for name in ("summary", "config", "tags", "fields", "system"):
+            value = getattr(self, name)
+            if value:
+                yield name, {name: value}
+        if self.heartbeat is not None or self.last_step is not None:
+            yield "state", {"heartbeat": self.heartbeat, "last_step": self.last_step, "runtime": self.runtime}
+
+
+class _StoreError(Exception):
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _set_aside_entry(step: int | None, ts: float, what: str, exc: BaseException, data: Any) -> tuple:
+    try:
+        text = encode_json(data)
+    except Exception:
+        text = ascii(data)
+    return step, ts, what, f"{type(exc).__name__}: {exc}", text

@@ -12,6 +12,7 @@ import threading
 import time
 from typing import Any, Callable
 
+from .. import workers
 from ..errors import AuthenticationError, CommError
 from ..store.local import LocalStore
 from .client import Client, Server
@@ -131,16 +132,24 @@ class RunSync:
         return finished
 
 
-class SyncService:
+class SyncService(workers.Worker):
+    """The process's one sync thread: a pass over every online run each second."""
+
     _instance: "SyncService | None" = None
     _instance_lock = threading.Lock()
 
     def __init__(self) -> None:
+        super().__init__("nbtrack-sync", PASS_INTERVAL)
         self._runs: list[RunSync] = []
         self._clients: dict[Server, Client] = {}
         self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
+
+    def after_fork(self) -> None:
+        # the parent's runs and its HTTP connections stay the parent's
+        self._runs = []
+        self._clients = {}
+        self._lock = threading.Lock()
+        SyncService._instance_lock = threading.Lock()
 
     @classmethod
     def get(cls) -> "SyncService":
@@ -179,9 +188,7 @@ class SyncService:
                 f"(or later with: {sync_command})")
         with self._lock:
             self._runs.append(entry)
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._loop, name="nbtrack-sync", daemon=True)
-                self._thread.start()
+        self.start()
         return entry
 
     def remove(self, entry: RunSync) -> None:
@@ -189,18 +196,12 @@ class SyncService:
             if entry in self._runs:
                 self._runs.remove(entry)
 
-    def wake(self) -> None:
-        self._wake.set()
-
-    def _loop(self) -> None:
-        while True:
-            self._wake.wait(PASS_INTERVAL)
-            self._wake.clear()
-            with self._lock:
-                runs = list(self._runs)
-            now = time.monotonic()
-            for entry in runs:
-                if entry.gave_up or entry.done.is_set() or entry.next_try > now:
-                    continue
-                entry.run_pass()
+    def step(self) -> None:
+        with self._lock:
+            runs = list(self._runs)
+        now = time.monotonic()
+        for entry in runs:
+            if entry.gave_up or entry.done.is_set() or entry.next_try > now:
+                continue
+            entry.run_pass()
 

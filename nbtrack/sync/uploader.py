@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ..store.local import LocalStore
-from ..store.writer import NbtrackWarning
+from ..diagnostics import NbtrackWarning
 from .client import Client, ItemRejected
 
 MAX_ITEMS = 1000  # metrics + params + tags in one log-batch
