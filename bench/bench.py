@@ -20,7 +20,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import textwrap
 from pathlib import Path
 
@@ -232,8 +231,9 @@ print(t1 - t0, t3 - t2)
 
 def child(code: str, *args: str, root: Path = ROOT) -> str:
     env = {**os.environ, "PYTHONPATH": str(root), "NBTRACK_QUIET": "1"}
-    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args], env=env,
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *args], env=env, capture_output=True, text=True, check=True
+    )
     return out.stdout.strip().splitlines()[-1]
 
 
@@ -280,7 +280,7 @@ def measure(steps: int, repeats: int) -> dict:
         "log_p99_us": med("p99_us"),
         "rows_per_s": statistics.median(r["steps"] / r["end_to_end_s"] for r in logs),
         "finish_ms": med("finish_s") * 1000,
-        "rows_stored_ok": all(r["rows_stored"] == r["steps"] for r in logs + [mem_small, mem_large]),
+        "rows_stored_ok": all(r["rows_stored"] == r["steps"] for r in [*logs, mem_small, mem_large]),
         "rss_small_mb": mem_small["peak_rss_mb"],
         "rss_large_mb": mem_large["peak_rss_mb"],
         "large_steps": mem_large["steps"],
@@ -324,9 +324,11 @@ BUDGET = [
 
 
 def report(r: dict) -> str:
-    lines = [f"nbtrack benchmark: {r['steps']:,} steps of 10 floats, median of {r['repeats']} runs; "
-             f"large run {r['large_steps']:,} steps",
-             f"{'figure':<34} {'value':>12}  {'budget':>12}  status"]
+    lines = [
+        f"nbtrack benchmark: {r['steps']:,} steps of 10 floats, median of {r['repeats']} runs; "
+        f"large run {r['large_steps']:,} steps",
+        f"{'figure':<34} {'value':>12}  {'budget':>12}  status",
+    ]
     for key, label, unit, budget, lower in BUDGET:
         value = r[key]
         shown = f"{value:,.0f}" if value >= 1000 else f"{value:.2f}"
@@ -338,30 +340,44 @@ def report(r: dict) -> str:
             limit = ("<= " if lower else ">= ") + (f"{budget:,}")
         lines.append(f"{label:<34} {shown + ' ' + unit:>12}  {limit:>12}  {status}")
     growth = r["rss_large_mb"] - r["rss_small_mb"]
-    lines.append(f"{'memory growth 10k -> large':<34} {growth:>9.1f} MB  {'flat':>12}  "
-                 + ("ok" if growth < 50 else "OVER BUDGET"))
+    lines.append(
+        f"{'memory growth 10k -> large':<34} {growth:>9.1f} MB  {'flat':>12}  "
+        + ("ok" if growth < 50 else "OVER BUDGET")
+    )
     lines.append(f"{'large run rows/s until durable':<34} {r['large_rows_per_s']:>9,.0f} r/s")
     lines.append(f"{'panel: messages sent / max points':<34} {r['panel_messages']:>9.0f} / {r['panel_points']}")
     lines.append(f"{'read 1 key of the large run':<34} {r['read_one_key_large_s']:>9.2f} s")
-    lines.append(f"{'1,000 keys a step: log() p50':<34} {r['wide_p50_us']:>9.1f} us, "
-                 f"{r['wide_values_per_s']:,.0f} values/s until durable")
-    lines.append(f"{'1,000 runs in a project':<34} created in {r['many_create_s']:.1f} s; "
-                 f"Api.runs {r['many_list_s'] * 1000:.0f} ms; %track_runs table {r['many_table_s'] * 1000:.0f} ms")
-    lines.append(f"{'system metrics: one sample costs':<34} {r['system_sample_ms']:>9.2f} ms CPU "
-                 f"(sampler thread alone {r['system_thread_sample_ms']:.2f} ms)")
+    lines.append(
+        f"{'1,000 keys a step: log() p50':<34} {r['wide_p50_us']:>9.1f} us, "
+        f"{r['wide_values_per_s']:,.0f} values/s until durable"
+    )
+    lines.append(
+        f"{'1,000 runs in a project':<34} created in {r['many_create_s']:.1f} s; "
+        f"Api.runs {r['many_list_s'] * 1000:.0f} ms; %track_runs table {r['many_table_s'] * 1000:.0f} ms"
+    )
+    lines.append(
+        f"{'system metrics: one sample costs':<34} {r['system_sample_ms']:>9.2f} ms CPU "
+        f"(sampler thread alone {r['system_thread_sample_ms']:.2f} ms)"
+    )
     m = r.get("media")
     if m:
-        lines.append(f"{'log() of media':<34} a 64x64 RGB Image {m['image_ms']:.2f} ms (PNG encode + file); "
-                     f"a Histogram of 10k values {m['histogram_ms']:.2f} ms")
+        lines.append(
+            f"{'log() of media':<34} a 64x64 RGB Image {m['image_ms']:.2f} ms (PNG encode + file); "
+            f"a Histogram of 10k values {m['histogram_ms']:.2f} ms"
+        )
         if "tb_synced_us" in m:
-            lines.append(f"{'tensorboardX add_scalar':<34} {m['tb_plain_us']:.1f} us alone, {m['tb_synced_us']:.1f} us "
-                         f"with sync_tensorboard (+{m['tb_synced_us'] - m['tb_plain_us']:.1f} us)")
+            lines.append(
+                f"{'tensorboardX add_scalar':<34} {m['tb_plain_us']:.1f} us alone, {m['tb_synced_us']:.1f} us "
+                f"with sync_tensorboard (+{m['tb_synced_us'] - m['tb_plain_us']:.1f} us)"
+            )
     if r.get("sync"):
         y = r["sync"]
-        lines.append(f"{'sync to a local MLflow server':<34} nbtrack sync: {y['rows'] / y['upload_s']:,.0f} rows/s "
-                     f"({y['rows'] * 10 / y['upload_s']:,.0f} metric points/s, {y['requests']} requests for "
-                     f"{y['rows']:,} rows); online: {y['online_sent']:,} rows logged in {y['online_log_s']:.2f} s, "
-                     f"all on the server {y['online_s']:.1f} s after the first log()")
+        lines.append(
+            f"{'sync to a local MLflow server':<34} nbtrack sync: {y['rows'] / y['upload_s']:,.0f} rows/s "
+            f"({y['rows'] * 10 / y['upload_s']:,.0f} metric points/s, {y['requests']} requests for "
+            f"{y['rows']:,} rows); online: {y['online_sent']:,} rows logged in {y['online_log_s']:.2f} s, "
+            f"all on the server {y['online_s']:.1f} s after the first log()"
+        )
     else:
         lines.append("sync to a local MLflow server: not measured (no Python with mlflow; see tests/mlflow_server.py)")
     lines.append(f"every row counted back from the store: {'yes' if r['rows_stored_ok'] else 'NO'}")
@@ -376,14 +392,17 @@ def compare(baseline: Path, steps: int, repeats: int) -> str:
     for _ in range(repeats):
         runs["baseline"].append(json.loads(child(LOG_CHILD, str(steps), root=baseline)))
         runs["this checkout"].append(json.loads(child(LOG_CHILD, str(steps))))
-    lines = [f"log() of 10 floats, {steps:,} steps, median of {repeats} interleaved runs "
-             f"(baseline: {baseline})",
-             f"{'':<14} {'p50 us':>8} {'p99 us':>8} {'mean us':>8} {'rows/s':>10} {'finish ms':>10}"]
+    lines = [
+        f"log() of 10 floats, {steps:,} steps, median of {repeats} interleaved runs (baseline: {baseline})",
+        f"{'':<14} {'p50 us':>8} {'p99 us':>8} {'mean us':>8} {'rows/s':>10} {'finish ms':>10}",
+    ]
     for name, rows in runs.items():
-        med = lambda key: statistics.median(r[key] for r in rows)  # noqa: E731
+        med = {key: statistics.median(r[key] for r in rows) for key in ("p50_us", "p99_us", "mean_us", "finish_s")}
         rate = statistics.median(r["steps"] / r["end_to_end_s"] for r in rows)
-        lines.append(f"{name:<14} {med('p50_us'):>8.2f} {med('p99_us'):>8.2f} {med('mean_us'):>8.2f} "
-                     f"{rate:>10,.0f} {med('finish_s') * 1000:>10.0f}")
+        lines.append(
+            f"{name:<14} {med['p50_us']:>8.2f} {med['p99_us']:>8.2f} {med['mean_us']:>8.2f} "
+            f"{rate:>10,.0f} {med['finish_s'] * 1000:>10.0f}"
+        )
     return "\n".join(lines)
 
 
@@ -392,8 +411,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
-    parser.add_argument("--baseline", type=Path, default=None, metavar="CHECKOUT",
-                        help="only compare log() with another checkout of nbtrack (git worktree add ...)")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        metavar="CHECKOUT",
+        help="only compare log() with another checkout of nbtrack (git worktree add ...)",
+    )
     args = parser.parse_args(argv)
     if args.baseline is not None:
         print(compare(args.baseline.resolve(), args.steps, args.repeats))

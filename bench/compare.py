@@ -38,8 +38,7 @@ def peers_python() -> str:
 
 
 def versions(python: str) -> dict[str, str]:
-    code = ("import importlib.metadata as m, json; print(json.dumps({p: m.version(p) for p in "
-            f"{PEER_PACKAGES!r}}}))")
+    code = f"import importlib.metadata as m, json; print(json.dumps({{p: m.version(p) for p in {PEER_PACKAGES!r}}}))"
     out = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(out.stdout)
 
@@ -47,8 +46,13 @@ def versions(python: str) -> dict[str, str]:
 def run_one(python: str, tool: str, steps: int, keys: int) -> dict:
     with tempfile.TemporaryDirectory() as d:
         env = {**os.environ, "PYTHONPATH": str(ROOT), "NBTRACK_QUIET": "1", "HOME": d}
-        out = subprocess.run([python, str(HERE / "workload.py"), tool, str(steps), str(keys), d],
-                             capture_output=True, text=True, env=env, timeout=1800)
+        out = subprocess.run(
+            [python, str(HERE / "workload.py"), tool, str(steps), str(keys), d],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=1800,
+        )
     if out.returncode != 0:
         raise RuntimeError(f"{tool} failed:\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -74,9 +78,14 @@ def table(results: dict[str, list[dict]], steps: dict[str, int]) -> str:
     lines = [head, "|" + "---|" * (len(COLUMNS) + 3)]
     for tool, m in med.items():
         cells = [fmt.format(m[k] * scale) for k, _, fmt, scale in COLUMNS]
-        ratio = "1" if tool == "nbtrack" else " / ".join(
-            f"{m[k] / base[k]:.0f}×" if m[k] / base[k] >= 10 else f"{m[k] / base[k]:.1f}×"
-            for k in ("p50_us", "init_s", "import_s"))
+        ratio = (
+            "1"
+            if tool == "nbtrack"
+            else " / ".join(
+                f"{m[k] / base[k]:.0f}×" if m[k] / base[k] >= 10 else f"{m[k] / base[k]:.1f}×"
+                for k in ("p50_us", "init_s", "import_s")
+            )
+        )
         lines.append(f"| {tool} | {steps[tool]:,} | " + " | ".join(cells) + f" | {ratio} |")
     return "\n".join(lines)
 

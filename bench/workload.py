@@ -25,8 +25,9 @@ def setup():
         run = nbtrack.init(project="bench", dir=out_dir, settings={"quiet": True})
         return mark, (lambda row, i: run.log(row)), run.finish
     if tool == "wandb":
-        os.environ.update(WANDB_MODE="offline", WANDB_SILENT="true", WANDB_DIR=out_dir,
-                          WANDB_CONSOLE="off", WANDB_DISABLE_GIT="true")
+        os.environ.update(
+            WANDB_MODE="offline", WANDB_SILENT="true", WANDB_DIR=out_dir, WANDB_CONSOLE="off", WANDB_DISABLE_GIT="true"
+        )
         import wandb
 
         mark = clock()
@@ -68,10 +69,21 @@ finish()
 done = clock()
 disk = sum(os.path.getsize(os.path.join(p, f)) for p, _, fs in os.walk(out_dir) for f in fs)
 times.sort()
-print(json.dumps({
-    "tool": tool, "steps": steps, "keys": keys, "import_s": t_import, "init_s": t_init,
-    "mean_us": sum(times) / steps / 1000, "p50_us": times[steps // 2] / 1000,
-    "p99_us": times[min(steps - 1, int(steps * 0.99))] / 1000,
-    "finish_s": done - loop_end, "rows_per_s": steps / (done - start),
-    "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "disk_mb": disk / 1e6,
-}))
+print(
+    json.dumps(
+        {
+            "tool": tool,
+            "steps": steps,
+            "keys": keys,
+            "import_s": t_import,
+            "init_s": t_init,
+            "mean_us": sum(times) / steps / 1000,
+            "p50_us": times[steps // 2] / 1000,
+            "p99_us": times[min(steps - 1, int(steps * 0.99))] / 1000,
+            "finish_s": done - loop_end,
+            "rows_per_s": steps / (done - start),
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "disk_mb": disk / 1e6,
+        }
+    )
+)

@@ -11,27 +11,47 @@ Importing this package does not import IPython or any widget library.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-import functools
-
 from . import api as _api
+from .active_run import DisabledRun, Run
 from .api import Api, finish, log
-from .hyperparams import Config
 from .diagnostics import NbtrackWarning
 from .errors import AuthenticationError, CommError, ConfigError, Error, UsageError
+from .hyperparams import Config
 from .media import Histogram, Image, MediaRef, Table, Video
 from .records import RunRecord
-from .active_run import DisabledRun, Run
 from .settings import Settings
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Api", "AuthenticationError", "CommError", "Config", "ConfigError", "DisabledRun", "Error",
-    "Histogram", "Image", "MediaRef", "NbtrackWarning", "Table", "Video", "Run", "RunRecord", "Settings", "UsageError",
-    "config", "finish", "init", "log", "run",
-    "summary", "load_ipython_extension", "unload_ipython_extension",
+    "Api",
+    "AuthenticationError",
+    "CommError",
+    "Config",
+    "ConfigError",
+    "DisabledRun",
+    "Error",
+    "Histogram",
+    "Image",
+    "MediaRef",
+    "NbtrackWarning",
+    "Run",
+    "RunRecord",
+    "Settings",
+    "Table",
+    "UsageError",
+    "Video",
+    "config",
+    "finish",
+    "init",
+    "load_ipython_extension",
+    "log",
+    "run",
+    "summary",
+    "unload_ipython_extension",
 ]
 
 

@@ -17,8 +17,9 @@ import os
 import threading
 import time
 import warnings
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from . import diagnostics, events
 from .errors import UsageError
@@ -30,10 +31,10 @@ from .store.writer import BATCH_ROWS, MAX_QUEUED, BatchWriter, RunSink
 
 if TYPE_CHECKING:
     from .settings import ResolvedSettings
-    from .store import LocalStore
     from .starts import Started
+    from .store import LocalStore
 
-__all__ = ["DisabledRun", "Run", "StepWarning", "RESERVED_KEYS"]
+__all__ = ["RESERVED_KEYS", "DisabledRun", "Run", "StepWarning"]
 
 
 _now = time.time
@@ -60,9 +61,22 @@ class Run:
 
     cell: int | None = None  # execution count of the cell now running (set by the IPython layer)
 
-    def __init__(self, started: "Started", *, store: "LocalStore", project: str, mode: str, dir: Path,
-                 settings: "ResolvedSettings", allow_val_change: bool, save_code: bool, start_time: float,
-                 owner: dict[str, Any], on_closed: Callable[["Run"], None], anonymous: str = "never") -> None:
+    def __init__(
+        self,
+        started: Started,
+        *,
+        store: LocalStore,
+        project: str,
+        mode: str,
+        dir: Path,
+        settings: ResolvedSettings,
+        allow_val_change: bool,
+        save_code: bool,
+        start_time: float,
+        owner: dict[str, Any],
+        on_closed: Callable[[Run], None],
+        anonymous: str = "never",
+    ) -> None:
         self._id = started.run_id
         self._name = started.name
         self._project = project
@@ -95,9 +109,16 @@ class Run:
         self._media = MediaStore(self._folder)
         self._writer = BatchWriter.get()
         self._sink = RunSink(
-            store, started.pk, t0=start_time, runtime_offset=started.runtime_offset,
-            summary=lambda: self._summary_data, heartbeat_interval=settings.heartbeat_interval,
-            label=f"{project}/{started.run_id}", project=project, run_id=started.run_id, owner=owner,
+            store,
+            started.pk,
+            t0=start_time,
+            runtime_offset=started.runtime_offset,
+            summary=lambda: self._summary_data,
+            heartbeat_interval=settings.heartbeat_interval,
+            label=f"{project}/{started.run_id}",
+            project=project,
+            run_id=started.run_id,
+            owner=owner,
         )
         self._rows = self._sink.rows
         self._writer.add(self._sink, settings.flush_interval)
@@ -153,7 +174,10 @@ class Run:
                 if step < cur:
                     warnings.warn(
                         f"nbtrack: log(step={step}) is lower than the run's current step {cur}; "
-                        "steps must not go back, so this row is dropped", StepWarning, stacklevel=2)
+                        "steps must not go back, so this row is dropped",
+                        StepWarning,
+                        stacklevel=2,
+                    )
                     return
                 if step > cur:
                     if self._pending is not None:
@@ -196,7 +220,9 @@ class Run:
         leave the row unqueued only if this call has not returned, never half-queued."""
         step = self._step
         cell = self.cell
-        item = (step, _now(), cell, self._pending)
+        row = self._pending
+        assert row is not None  # only called with a row open
+        item = (step, _now(), cell, row)
         self._pending = None
         self._step = step + 1
         self._rows.append(item)
@@ -250,16 +276,23 @@ class Run:
         """Start the system metrics sampler (``Settings.system_interval``; 0 = none)."""
         from . import system
 
-        self._sampler = system.start_sampler(self._settings.system_interval, self._system_sample,
-                                             str(self._folder), self._sink.label)
+        self._sampler = system.start_sampler(
+            self._settings.system_interval, self._system_sample, str(self._folder), self._sink.label
+        )
 
     def start_sync(self, server: Any, sync_command: str, say: Callable[[str], None]) -> None:
         """Sync this run to ``server`` in the background (online mode)."""
         from . import sync
 
         self._sync = sync.SyncService.get().attach(
-            self._sink.store, self._sink.pk, server, label=self._sink.label, sync_command=sync_command,
-            connect_timeout=self._settings.init_timeout, say=say)
+            self._sink.store,
+            self._sink.pk,
+            server,
+            label=self._sink.label,
+            sync_command=sync_command,
+            connect_timeout=self._settings.init_timeout,
+            say=say,
+        )
 
     def attach(self, undo: Callable[[], None]) -> None:
         """Keep ``undo`` to call at finish (an integration's patch of this run)."""
@@ -294,9 +327,11 @@ class Run:
         if exit_code is not None and (isinstance(exit_code, bool) or not isinstance(exit_code, int)):
             raise UsageError(f"finish: exit_code must be an integer or None, got {exit_code!r}")
         if self._detached:
-            diagnostics.warn_once(f"detached-finish:{self._id}",
-                                  f"nbtrack: finish() of run {self._id} in a forked child does nothing: the run "
-                                  f"belongs to process {self._owner_pid}")
+            diagnostics.warn_once(
+                f"detached-finish:{self._id}",
+                f"nbtrack: finish() of run {self._id} in a forked child does nothing: the run "
+                f"belongs to process {self._owner_pid}",
+            )
             return
         with self._close_lock:
             if "finished" in self._closing or self._in_close:
@@ -335,8 +370,10 @@ class Run:
                 self._commit()
             self._exit_code = exit_code
             self._state = "finished" if not exit_code else "failed"
-            self._refusal = (f"run {self._name} ({self._id}) is {self._state}; start a new run with "
-                             "nbtrack.init() (or resume this one with resume='allow')")
+            self._refusal = (
+                f"run {self._name} ({self._id}) is {self._state}; start a new run with "
+                "nbtrack.init() (or resume this one with resume='allow')"
+            )
         self._config._lock(f"run {self._name} ({self._id}) is {self._state}")
 
     def _undo_integrations(self) -> None:
@@ -353,13 +390,23 @@ class Run:
         sink, writer = self._sink, self._writer
         store = sink.store
         drained = writer.drain(sink, self._settings.finish_timeout)
-        final = {"state": self._state, "exit_code": self._exit_code, "runtime": sink.runtime(),
-                 "finished_at": time.time()}
+        runtime = sink.runtime()
+        final: dict[str, Any] = {
+            "state": self._state,
+            "exit_code": self._exit_code,
+            "runtime": runtime,
+            "finished_at": time.time(),
+        }
         problem = sink.held
         if drained:
             try:
-                store.finish_run(sink.pk, self._state, self._exit_code, final["runtime"],
-                                 busy_timeout=max(1.0, self._settings.finish_timeout))
+                store.finish_run(
+                    sink.pk,
+                    self._state,
+                    self._exit_code,
+                    runtime,
+                    busy_timeout=max(1.0, self._settings.finish_timeout),
+                )
             except Exception as exc:
                 drained, problem = False, f"{type(exc).__name__}: {exc}"
         writer.remove(sink)
@@ -375,8 +422,12 @@ class Run:
         with sink.lock:
             rows = len(sink.rows)
             moved = self._writer.rescue_rows(sink, rows)
-            final.update(summary=dict(self._summary_data), config=self._config.as_dict(),
-                         tags=list(self._tags), fields={"name": self._name, "notes": self._notes})
+            final.update(
+                summary=dict(self._summary_data),
+                config=self._config.as_dict(),
+                tags=list(self._tags),
+                fields={"name": self._name, "notes": self._notes},
+            )
             try:
                 rescue = sink.rescue_file()
                 rescue.add_final(final)
@@ -385,21 +436,23 @@ class Run:
                 sink.dropped += rows - moved
                 for _ in range(len(sink.rows)):
                     sink.rows.popleft()
-                diagnostics.warn(f"nbtrack: run {sink.label} could not be finished in {sink.store.root} "
-                                 f"({problem}) and no rescue file could be written ({exc}); "
-                                 f"{rows - moved:,} rows and its end state are lost")
+                diagnostics.warn(
+                    f"nbtrack: run {sink.label} could not be finished in {sink.store.root} "
+                    f"({problem}) and no rescue file could be written ({exc}); "
+                    f"{rows - moved:,} rows and its end state are lost"
+                )
                 return
         diagnostics.warn(
             f"nbtrack: the store {sink.store.root} did not take the end of run {sink.label} within "
             f"finish_timeout ({problem}); {moved:,} rows and its end state were saved to {rescue.path}, which "
-            "nbtrack adds to the store the next time it opens it (any init() or Api() there)")
+            "nbtrack adds to the store the next time it opens it (any init() or Api() there)"
+        )
 
-    def __enter__(self) -> "Run":
+    def __enter__(self) -> Run:
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         self.finish(exit_code=1 if exc_type is not None else 0)
-        return False
 
     def _check_writable(self, what: str) -> None:
         if self._refusal is not None:
@@ -408,8 +461,10 @@ class Run:
     def _detach_after_fork(self) -> None:
         """In a forked child: this run belongs to the parent; refuse writes, touch nothing."""
         self._detached = True
-        self._refusal = (f"run {self._id} belongs to process {self._owner_pid}, and this is a forked child "
-                         f"(process {os.getpid()}); call nbtrack.init() in the child to log from it")
+        self._refusal = (
+            f"run {self._id} belongs to process {self._owner_pid}, and this is a forked child "
+            f"(process {os.getpid()}); call nbtrack.init() in the child to log from it"
+        )
         self._lock = threading.Lock()
         self._close_lock = threading.RLock()
 
@@ -439,10 +494,13 @@ class Run:
     step = property(lambda self: self._step, doc="The step the next committed row gets.")
     state = property(lambda self: self._state)
     exit_code = property(lambda self: self._exit_code)
-    finished = property(lambda self: self._refusal is not None and not self._detached,
-                        doc="Whether finish() has ended the run.")
-    detached = property(lambda self: self._detached,
-                        doc="True in a forked child: the run belongs to the parent process.")
+    finished = property(
+        lambda self: self._refusal is not None and not self._detached, doc="Whether finish() has ended the run."
+    )
+    detached = property(
+        lambda self: self._detached, doc="True in a forked child: the run belongs to the parent process."
+    )
+
     @property
     def rows_logged(self) -> int:
         """Rows committed by this process (written, queued, rescued, set aside or dropped)."""
@@ -452,11 +510,14 @@ class Run:
     parent = property(lambda self: self._parent, doc="For a fork: {'id', 'step'} of its source.")
     settings = property(lambda self: self._settings, doc="The resolved nbtrack.Settings this run started with.")
     saves_code = property(lambda self: self._save_code, doc="Whether init() was asked to save_code.")
-    anonymous = property(lambda self: self._anonymous,
-                         doc="'never', 'allow' or 'must': with 'must' nothing saved says who ran it.")
+    anonymous = property(
+        lambda self: self._anonymous, doc="'never', 'allow' or 'must': with 'must' nothing saved says who ran it."
+    )
     store_dir = property(lambda self: str(self._dir), doc="The dir its store is under (<dir>/nbtrack).")
-    url = property(lambda self: self._sync.url if self._sync is not None else None,
-                   doc="The run's page in the MLflow UI (online mode, once the server has the run).")
+    url = property(
+        lambda self: self._sync.url if self._sync is not None else None,
+        doc="The run's page in the MLflow UI (online mode, once the server has the run).",
+    )
 
     @property
     def last_cell(self) -> int | None:
@@ -479,8 +540,13 @@ class Run:
         """Where its rows are: ``written`` (in the store), ``queued``, ``rescued`` (in a
         rescue file), ``set_aside`` (refused by SQLite, kept as text), ``dropped``."""
         sink = self._sink
-        return {"written": sink.rows_written, "queued": len(sink.rows), "rescued": sink.rescued,
-                "set_aside": sink.set_aside, "dropped": sink.dropped}
+        return {
+            "written": sink.rows_written,
+            "queued": len(sink.rows),
+            "rescued": sink.rescued,
+            "set_aside": sink.set_aside,
+            "dropped": sink.dropped,
+        }
 
     @property
     def sync_status(self) -> dict[str, Any] | None:
@@ -488,7 +554,7 @@ class Run:
         return self._sync.status() if self._sync is not None else None
 
     @property
-    def dir(self) -> str | None:
+    def dir(self) -> str:
         """The folder holding the run's files (saved code, media)."""
         return str(self._folder)
 
@@ -543,8 +609,10 @@ def _check_step(step: Any) -> int:
         raise TypeError(f"log: step must be an integer, got {step!r}")
     step = int(step)
     if not 0 <= step <= MAX_STEP:
-        raise UsageError(f"log: step={step} is out of range; steps are integers from 0 to 2**63 - 1 "
-                         "(nothing of this call was logged)")
+        raise UsageError(
+            f"log: step={step} is out of range; steps are integers from 0 to 2**63 - 1 "
+            "(nothing of this call was logged)"
+        )
     return step
 
 
@@ -571,8 +639,14 @@ class DisabledRun:
     saves_code = False
     last_cell = None
 
-    def __init__(self, run_id: str, name: str, project: str, config: dict[str, Any],
-                 on_closed: Callable[["DisabledRun"], None] | None = None) -> None:
+    def __init__(
+        self,
+        run_id: str,
+        name: str,
+        project: str,
+        config: dict[str, Any],
+        on_closed: Callable[[DisabledRun], None] | None = None,
+    ) -> None:
         self.id = run_id
         self.name = name
         self.project = project
@@ -602,12 +676,11 @@ class DisabledRun:
     def tap_system(self, tap: Callable[[tuple], None]) -> Callable[[], None]:
         return lambda: None
 
-    def __enter__(self) -> "DisabledRun":
+    def __enter__(self) -> DisabledRun:
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         self.finish()
-        return False
 
     def __repr__(self) -> str:
         return f"<nbtrack.Run {self.path} (disabled)>"

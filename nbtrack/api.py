@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
+from .active_run import DisabledRun, Run
 from .errors import Error, UsageError
 from .manager import manager
 from .records import RunList, RunRecord
-from .active_run import DisabledRun, Run
 from .settings import Settings
 from .store import LocalStore, reader, store_root
 from .store.local import open_readonly
@@ -61,7 +62,7 @@ def init(
     return manager.init(**kw)
 
 
-def _current() -> Run:
+def _current() -> Run | DisabledRun:
     run = manager.current
     if run is None:
         raise Error("no active run: call nbtrack.init() first")
@@ -87,12 +88,16 @@ class _BeforeInit:
     """Stands in for ``nbtrack.config`` / ``nbtrack.summary`` before ``init()``: every
     read and write raises, so that a value set too early is not silently lost."""
 
+    _what: str
+
     def __init__(self, what: str) -> None:
         object.__setattr__(self, "_what", what)
 
     def _fail(self, *args: Any, **kwargs: Any) -> Any:
-        raise Error(f"nbtrack.{self._what} is not available before nbtrack.init(): call nbtrack.init() first "
-                    f"(init(config=...) takes the config), then use nbtrack.{self._what}")
+        raise Error(
+            f"nbtrack.{self._what} is not available before nbtrack.init(): call nbtrack.init() first "
+            f"(init(config=...) takes the config), then use nbtrack.{self._what}"
+        )
 
     __getitem__ = __setitem__ = __delitem__ = __getattr__ = __setattr__ = __delattr__ = _fail
     __contains__ = __iter__ = __len__ = _fail
@@ -148,7 +153,9 @@ class Api:
         found = RunList()
         found.project = project
         if con is not None:
-            found.extend(RunRecord(row, self._history, self._system, self.root) for row in reader.list_runs(con, project, limit))
+            found.extend(
+                RunRecord(row, self._history, self._system, self.root) for row in reader.list_runs(con, project, limit)
+            )
         return found
 
     def run(self, path: str) -> RunRecord:

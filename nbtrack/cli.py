@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import datetime
 import sys
 
 
@@ -30,14 +29,16 @@ def main(argv: list[str] | None = None) -> int:
     runs.add_argument("--dir", default=None, help="the dir runs were written with (default: NBTRACK_DIR or .)")
     runs.add_argument("--project", default=None)
     runs.add_argument("--limit", type=int, default=20)
-    sync = sub.add_parser("sync", help="upload offline runs and whatever an interrupted sync left to an MLflow "
-                                       "tracking server")
+    sync = sub.add_parser(
+        "sync", help="upload offline runs and whatever an interrupted sync left to an MLflow tracking server"
+    )
     sync.add_argument("--dir", default=None, help="the dir runs were written with (default: NBTRACK_DIR or .)")
     sync.add_argument("--project", default=None, help="only this project's runs")
     sync.add_argument("--run", default=None, metavar="ID", help="only this run")
     sync.add_argument("--dry-run", action="store_true", help="say what would be sent; send nothing")
-    sync.add_argument("--tracking-uri", default=None,
-                      help="the server (default: NBTRACK_TRACKING_URI, else MLFLOW_TRACKING_URI)")
+    sync.add_argument(
+        "--tracking-uri", default=None, help="the server (default: NBTRACK_TRACKING_URI, else MLFLOW_TRACKING_URI)"
+    )
     args = parser.parse_args(argv)
     if args.command == "sync":
         from .sync.command import sync as sync_main

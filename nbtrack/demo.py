@@ -27,9 +27,14 @@ def train(dir: str | Path, *, epochs: int = 30, lr: float = 0.5, seed: int = 0, 
     rng = random.Random(seed)
     train_set, val_set = _data(800, rng), _data(200, rng)
     config = {"lr": lr, "epochs": epochs, "model": {"kind": "logistic", "features": 2}, "seed": seed}
-    with init(project="nbtrack-demo", dir=str(dir), config=config, tags=["demo"],
-              notes="logistic regression on a synthetic 2-class problem",
-              settings={"quiet": quiet}) as run:
+    with init(
+        project="nbtrack-demo",
+        dir=str(dir),
+        config=config,
+        tags=["demo"],
+        notes="logistic regression on a synthetic 2-class problem",
+        settings={"quiet": quiet},
+    ) as run:
         w0 = w1 = b = 0.0
         for epoch in range(epochs):
             g0 = g1 = gb = loss = 0.0

@@ -20,8 +20,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 MASK = "***"
 # words that make a flag or parameter name a secret's: --password, --hf-token, AWS_SECRET_ACCESS_KEY, api_key=
-_SECRET_WORDS = frozenset(("password", "passwd", "passphrase", "pwd", "token", "secret", "credential", "credentials",
-                           "apikey", "auth"))
+_SECRET_WORDS = frozenset(
+    ("password", "passwd", "passphrase", "pwd", "token", "secret", "credential", "credentials", "apikey", "auth")
+)
 
 
 def ipython_shell() -> Any | None:

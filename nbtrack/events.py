@@ -17,7 +17,8 @@ Events and their payload (always ``run=``):
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from . import diagnostics, workers
 
@@ -58,8 +59,9 @@ class EventBus:
                 listener(**payload)
             except Exception as exc:
                 name = getattr(listener, "__qualname__", repr(listener))
-                diagnostics.warn_once(f"listener:{event}:{name}",
-                                      f"nbtrack: a {event!r} listener ({name}) failed: {exc!r}", stacklevel=3)
+                diagnostics.warn_once(
+                    f"listener:{event}:{name}", f"nbtrack: a {event!r} listener ({name}) failed: {exc!r}", stacklevel=3
+                )
 
     def _after_fork(self) -> None:
         self._lock = threading.Lock()

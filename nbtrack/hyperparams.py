@@ -8,11 +8,20 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 from .errors import ConfigError, UsageError
-from .values import MAX_CONFIG_VALUE_BYTES, MAX_DEPTH, MAX_VALUES, TooComplex, check_expansion, encoded_size, json_friendly
+from .values import (
+    MAX_CONFIG_VALUE_BYTES,
+    MAX_DEPTH,
+    MAX_VALUES,
+    TooComplex,
+    check_expansion,
+    encoded_size,
+    json_friendly,
+)
 
 DEFAULTS_FILE = "config-defaults.yaml"
 _WANDB_KEYS = ("wandb_version", "_wandb")
@@ -36,8 +45,7 @@ def check_key(key: Any, argument: str = "config") -> str:
         parts = key.split(".")
         nested = "{" + ": {".join(repr(p) for p in parts[:-1]) + f": {{{parts[-1]!r}: ...}}" + "}" * (len(parts) - 1)
         raise UsageError(
-            f"{argument}: key {key!r} contains '.', which config keys may not; "
-            f"nest it instead, e.g. {nested}"
+            f"{argument}: key {key!r} contains '.', which config keys may not; nest it instead, e.g. {nested}"
         )
     return key
 
@@ -207,8 +215,7 @@ def _read_yaml(path: Path, argument: str) -> dict[str, Any]:
         text = path.read_text()
     except FileNotFoundError:
         raise UsageError(
-            f"{argument}: no YAML file at {str(path)!r}; a string config is read as the path "
-            "of a YAML file"
+            f"{argument}: no YAML file at {str(path)!r}; a string config is read as the path of a YAML file"
         ) from None
     except OSError as exc:
         raise UsageError(f"{argument}: cannot read {str(path)!r}: {exc}") from None
@@ -217,8 +224,7 @@ def _read_yaml(path: Path, argument: str) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise UsageError(
-            f"{argument}: {str(path)!r} must hold a mapping of keys to values, "
-            f"got a {type(data).__name__}"
+            f"{argument}: {str(path)!r} must hold a mapping of keys to values, got a {type(data).__name__}"
         )
     return unwrap_value_desc(data)
 
@@ -302,9 +308,7 @@ def build_config(
 ) -> dict[str, Any]:
     """The initial config of a run: ``config-defaults.yaml``, then ``source``, then filters."""
     if include is not None and exclude is not None:
-        raise UsageError(
-            "config_include_keys and config_exclude_keys cannot be used together; pass one of them"
-        )
+        raise UsageError("config_include_keys and config_exclude_keys cannot be used together; pass one of them")
     data: dict[str, Any] = {}
     defaults = cwd / DEFAULTS_FILE
     if defaults.is_file():

@@ -20,9 +20,10 @@ import threading
 import time
 import warnings
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from . import environment, events, workers
 from .active_run import DisabledRun, Run
@@ -96,8 +97,7 @@ def _point(value: Any, argument: str) -> tuple[str, int] | None:
     match = _POINT.match(value) if isinstance(value, str) else None
     if match is None:
         raise UsageError(
-            f"{argument}={value!r} is not of the form '{{run_id}}?_step={{step}}', "
-            f"e.g. {argument}='a1b2c3d4?_step=100'"
+            f"{argument}={value!r} is not of the form '{{run_id}}?_step={{step}}', e.g. {argument}='a1b2c3d4?_step=100'"
         )
     check_run_id(match["id"], argument)
     return match["id"], int(match["step"])
@@ -110,7 +110,7 @@ class RunManager:
         self.active: list[Run | DisabledRun] = []
         self.current: Run | DisabledRun | None = None
         self._lock = threading.RLock()
-        self._runs: "weakref.WeakSet[Run]" = weakref.WeakSet()  # every run made here, for the fork reset
+        self._runs: weakref.WeakSet[Run] = weakref.WeakSet()  # every run made here, for the fork reset
         self._exits = ExitHooks()
         self._pid = os.getpid()
 
@@ -138,7 +138,8 @@ class RunManager:
         mode = pick("mode")
         if mode is not None and not isinstance(mode, str):
             raise UsageError(f"mode: expected one of {choices(MODES)}, got {mode!r}")
-        mode = MODE_ALIASES.get(mode, mode)
+        if mode is not None:
+            mode = MODE_ALIASES.get(mode, mode)
         if mode is None:
             mode = "online" if s.tracking_uri else "offline"
         if mode not in MODES:
@@ -175,7 +176,8 @@ class RunManager:
             warnings.warn(
                 f"init(resume={resume}) is deprecated; use "
                 + ("resume='auto'" if resume else "no resume argument (None)"),
-                DeprecationWarning, stacklevel=4,
+                DeprecationWarning,
+                stacklevel=4,
             )
             resume = "auto" if resume else None
         resume_from = _point(kw.get("resume_from"), "resume_from")
@@ -294,8 +296,9 @@ class RunManager:
             previous = self._apply_reinit(a, kw)
             if previous is not None:
                 return previous
-            run = DisabledRun(a.run_id or new_run_id(), a.name or "disabled", a.project, a.config,
-                              on_closed=self._closed)
+            run = DisabledRun(
+                a.run_id or new_run_id(), a.name or "disabled", a.project, a.config, on_closed=self._closed
+            )
             self.active.append(run)
             if a.reinit != "create_new":
                 self.current = run
@@ -304,7 +307,7 @@ class RunManager:
     @staticmethod
     def _integrations(a: InitArgs) -> list:
         """The patchers this run asks for; UsageError when their library is missing."""
-        found = []
+        found: list[Any] = []
         if a.sync_tensorboard:
             from .integrations import tensorboard
 
@@ -348,7 +351,8 @@ class RunManager:
         if a.reinit == "return_previous":
             run = self.active[-1]
             differs = [
-                name for name, value, current in (
+                name
+                for name, value, current in (
                     ("project", kw.get("project"), run.project),
                     ("name", kw.get("name"), run.name),
                     ("id", kw.get("id"), run.id),
@@ -359,26 +363,28 @@ class RunManager:
                     ("resume", kw.get("resume"), None),
                     ("resume_from", kw.get("resume_from"), None),
                     ("fork_from", kw.get("fork_from"), None),
-                ) if value is not None and value != current
+                )
+                if value is not None and value != current
             ]
-            if kw.get("config") is not None and any(
-                run.config.get(k, object()) != v for k, v in a.config.items()
-            ):
+            if kw.get("config") is not None and any(run.config.get(k, object()) != v for k, v in a.config.items()):
                 differs.append("config")
             if differs:
                 warnings.warn(
                     f"nbtrack: init() returned the active run {run.name} ({run.id}) because "
                     f"reinit='return_previous'; these arguments were ignored: {', '.join(differs)}. "
                     "Pass reinit='finish_previous' or 'create_new' to start a new run",
-                    NbtrackWarning, stacklevel=4,
+                    NbtrackWarning,
+                    stacklevel=4,
                 )
             return run
         if a.reinit == "finish_previous":
             finished = list(self.active)
             for run in finished:
                 run.finish()
-            _say("finished " + ", ".join(f"{r.name} ({r.id})" for r in finished) + " before starting a new run",
-                 a.settings.quiet)
+            _say(
+                "finished " + ", ".join(f"{r.name} ({r.id})" for r in finished) + " before starting a new run",
+                a.settings.quiet,
+            )
         return None
 
     # ------------------------------------------------------------ the store
@@ -395,13 +401,32 @@ class RunManager:
         if a.monitor_gym:
             meta["monitor_gym"] = True
         owner = {"pid": os.getpid(), "pid_start": process_start(os.getpid()), "boot_id": boot_id()}
-        plan = plan_for(run_id=a.run_id, id_given=a.id_given, resume=a.resume, resume_from=a.resume_from,
-                        fork_from=a.fork_from, auto_candidate=lambda: _auto_candidate(store, a.project))
+        plan = plan_for(
+            run_id=a.run_id,
+            id_given=a.id_given,
+            resume=a.resume,
+            resume_from=a.resume_from,
+            fork_from=a.fork_from,
+            auto_candidate=lambda: _auto_candidate(store, a.project),
+        )
         ctx = StartContext(
-            project=a.project, now=now, state={"started_at": now, **owner}, metadata=meta,
-            fields={"name": a.name, "notes": a.notes, "group": a.group, "job_type": a.job_type, "entity": a.entity,
-                    "mode": a.mode, "tags": a.tags, "config": a.config},
-            config_given=a.config_given, is_active=self._is_active, store_root=store.root,
+            project=a.project,
+            now=now,
+            state={"started_at": now, **owner},
+            metadata=meta,
+            fields={
+                "name": a.name,
+                "notes": a.notes,
+                "group": a.group,
+                "job_type": a.job_type,
+                "entity": a.entity,
+                "mode": a.mode,
+                "tags": a.tags,
+                "config": a.config,
+            },
+            config_given=a.config_given,
+            is_active=self._is_active,
+            store_root=store.root,
         )
         try:
             with store.transaction(busy_timeout=max(s.init_timeout, 1.0)) as tx:
@@ -410,9 +435,20 @@ class RunManager:
             raise
         except (sqlite3.Error, OSError) as exc:
             raise unavailable(store.root, exc) from None
-        run = Run(started, store=store, project=a.project, mode=a.mode, dir=a.dir, settings=s,
-                  allow_val_change=a.allow_val_change, save_code=a.save_code, start_time=now, owner=owner,
-                  on_closed=self._closed, anonymous=a.anonymous)
+        run = Run(
+            started,
+            store=store,
+            project=a.project,
+            mode=a.mode,
+            dir=a.dir,
+            settings=s,
+            allow_val_change=a.allow_val_change,
+            save_code=a.save_code,
+            start_time=now,
+            owner=owner,
+            on_closed=self._closed,
+            anonymous=a.anonymous,
+        )
         self._runs.add(run)
         run.start_sampler()
         try:
@@ -487,7 +523,7 @@ class ExitHooks:
             previous_hook(kind, value, tb)
 
         exit.__doc__ = original_exit.__doc__
-        sys.exit = exit
+        sys.exit = exit  # type: ignore[assignment]
         sys.excepthook = excepthook
 
     def forked(self) -> None:
@@ -514,8 +550,10 @@ def _auto_candidate(store: LocalStore, project: str) -> str | None:
 
 
 def _sync_command(run: Run) -> str:
-    return (f"nbtrack sync --dir {shlex.quote(run.store_dir)} --project {shlex.quote(run.project)} "
-            f"--run {shlex.quote(run.id)}")
+    return (
+        f"nbtrack sync --dir {shlex.quote(run.store_dir)} --project {shlex.quote(run.project)} "
+        f"--run {shlex.quote(run.id)}"
+    )
 
 
 def _save_program(folder: Path) -> str | None:

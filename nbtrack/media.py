@@ -20,14 +20,21 @@ import os
 import struct
 import threading
 import zlib
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from .values import json_friendly
 
 MEDIA_TYPES = frozenset(("image", "video", "histogram", "table"))
-IMAGE_FORMATS = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "gif": "image/gif",
-                 "bmp": "image/bmp", "webp": "image/webp"}
+IMAGE_FORMATS = {
+    "png": "image/png",
+    "jpg": "image/jpeg",
+    "jpeg": "image/jpeg",
+    "gif": "image/gif",
+    "bmp": "image/bmp",
+    "webp": "image/webp",
+}
 VIDEO_FORMATS = {"mp4": "video/mp4", "webm": "video/webm", "ogg": "video/ogg", "gif": "image/gif"}
 MAX_BINS = 512
 MEDIA_DIR = "media"
@@ -79,8 +86,10 @@ def _hwc(arr, argument: str):
     if arr.ndim == 3 and arr.shape[-1] == 1:
         arr = arr[..., 0]
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[-1] not in (2, 3, 4)) or 0 in arr.shape:
-        raise ValueError(f"{argument}: expected an image array of shape (H, W), (H, W, C) or (C, H, W) "
-                         f"with C in 1, 3, 4; got shape {tuple(arr.shape)}")
+        raise ValueError(
+            f"{argument}: expected an image array of shape (H, W), (H, W, C) or (C, H, W) "
+            f"with C in 1, 3, 4; got shape {tuple(arr.shape)}"
+        )
     return arr
 
 
@@ -99,8 +108,12 @@ def encode_png(pixels) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
 
     header = struct.pack(">IIBBBBB", width, height, 8, colour, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw.tobytes(), 6))
-            + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw.tobytes(), 6))
+        + chunk(b"IEND", b"")
+    )
 
 
 def _image_size(data: bytes, fmt: str) -> tuple[int | None, int | None]:
@@ -121,8 +134,7 @@ def _read_file(path: Any, formats: dict[str, str], argument: str) -> tuple[bytes
     path = Path(os.fspath(path))
     fmt = path.suffix.lower().lstrip(".")
     if fmt not in formats:
-        raise ValueError(f"{argument}: {path.name} is not one of the accepted formats "
-                         f"({', '.join(sorted(formats))})")
+        raise ValueError(f"{argument}: {path.name} is not one of the accepted formats ({', '.join(sorted(formats))})")
     try:
         return path.read_bytes(), fmt
     except OSError as exc:
@@ -141,7 +153,7 @@ class Media:
     _bytes = b""
     _format = ""
 
-    def _reference(self, store: "MediaStore") -> dict[str, Any]:
+    def _reference(self, store: MediaStore) -> dict[str, Any]:
         raise NotImplementedError
 
     def _set_caption(self, caption: Any) -> None:
@@ -149,7 +161,7 @@ class Media:
             raise TypeError(f"{type(self).__name__}: caption must be a string, got {type(caption).__name__}")
         self.caption = caption
 
-    def _file_reference(self, store: "MediaStore") -> dict[str, Any]:
+    def _file_reference(self, store: MediaStore) -> dict[str, Any]:
         """Store this value's file; its reference with the format and caption."""
         ref = store.put(self._bytes, self._format, self.kind)
         ref["format"] = self._format
@@ -181,14 +193,15 @@ class Image(Media):
             image.save(buf, format="PNG")
             self._bytes, self._format = buf.getvalue(), "png"
         else:
-            if isinstance(data, (bytes, bytearray)) or not hasattr(data, "__len__") and not hasattr(data, "__array__"):
-                raise TypeError("Image: data must be an array, a PIL image or a file path, "
-                                f"got {type(data).__name__}")
+            if isinstance(data, (bytes, bytearray)) or (
+                not hasattr(data, "__len__") and not hasattr(data, "__array__")
+            ):
+                raise TypeError(f"Image: data must be an array, a PIL image or a file path, got {type(data).__name__}")
             pixels = _hwc(_to_uint8(_as_array(data, "Image"), "Image"), "Image")
             self._bytes, self._format = encode_png(pixels), "png"
         self.width, self.height = _image_size(self._bytes, self._format)
 
-    def _reference(self, store: "MediaStore") -> dict[str, Any]:
+    def _reference(self, store: MediaStore) -> dict[str, Any]:
         ref = self._file_reference(store)
         ref.update(width=self.width, height=self.height)
         return ref
@@ -211,17 +224,20 @@ class Video(Media):
             return
         frames = _as_array(data, "Video")
         if frames.ndim != 4 or frames.shape[1] not in (1, 3, 4) or 0 in frames.shape:
-            raise ValueError("Video: frames must have shape (time, channels, height, width) with 1, 3 or 4 "
-                             f"channels; got shape {tuple(frames.shape)}")
+            raise ValueError(
+                "Video: frames must have shape (time, channels, height, width) with 1, 3 or 4 "
+                f"channels; got shape {tuple(frames.shape)}"
+            )
         pil = _need_pillow("Video from frames")
         frames = _to_uint8(frames, "Video").transpose(0, 2, 3, 1)
         images = [pil.fromarray(f[..., 0] if f.shape[-1] == 1 else f) for f in frames]
         buf = io.BytesIO()
-        images[0].save(buf, format="GIF", save_all=True, append_images=images[1:],
-                       duration=max(1, round(1000 / fps)), loop=0)
+        images[0].save(
+            buf, format="GIF", save_all=True, append_images=images[1:], duration=max(1, round(1000 / fps)), loop=0
+        )
         self._bytes, self._format = buf.getvalue(), "gif"
 
-    def _reference(self, store: "MediaStore") -> dict[str, Any]:
+    def _reference(self, store: MediaStore) -> dict[str, Any]:
         return self._file_reference(store)
 
 
@@ -245,8 +261,10 @@ class Histogram(Media):
             except (TypeError, ValueError):
                 raise ValueError("Histogram: np_histogram must be a pair (counts, edges) of number sequences") from None
             if len(edges) != len(counts) + 1 or not counts:
-                raise ValueError(f"Histogram: np_histogram needs len(edges) == len(counts) + 1, got "
-                                 f"{len(counts)} counts and {len(edges)} edges")
+                raise ValueError(
+                    f"Histogram: np_histogram needs len(edges) == len(counts) + 1, got "
+                    f"{len(counts)} counts and {len(edges)} edges"
+                )
             if len(counts) > MAX_BINS:
                 raise ValueError(f"Histogram: at most {MAX_BINS} bins, got {len(counts)}")
         else:
@@ -254,7 +272,7 @@ class Histogram(Media):
         self.counts = [int(c) if float(c).is_integer() else c for c in counts]
         self.edges = edges
 
-    def _reference(self, store: "MediaStore") -> dict[str, Any]:
+    def _reference(self, store: MediaStore) -> dict[str, Any]:
         return {"_type": "histogram", "bins": self.edges, "values": self.counts}
 
 
@@ -268,7 +286,8 @@ def _plain(values: Any) -> list:
     return list(values)
 
 
-def _histogram(sequence: Any, bins: int) -> tuple[list, list[float]]:
+def _histogram(sequence: Any, bins: int) -> tuple[list[int], list[float]]:
+    np: Any
     try:
         import numpy as np
     except ImportError:
@@ -281,8 +300,8 @@ def _histogram(sequence: Any, bins: int) -> tuple[list, list[float]]:
         arr = arr[np.isfinite(arr)]
         if arr.size == 0:
             raise ValueError("Histogram: sequence has no finite values")
-        counts, edges = np.histogram(arr, bins=bins)
-        return counts.tolist(), edges.tolist()
+        counted, edges = np.histogram(arr, bins=bins)
+        return counted.tolist(), edges.tolist()
     try:
         values = [float(v) for v in sequence if math.isfinite(float(v))]
     except (TypeError, ValueError):
@@ -306,8 +325,9 @@ class Table(Media):
 
     kind = "table"
 
-    def __init__(self, columns: Sequence[str] | None = None, data: Iterable[Sequence] | None = None,
-                 *, dataframe: Any = None) -> None:
+    def __init__(
+        self, columns: Sequence[str] | None = None, data: Iterable[Sequence] | None = None, *, dataframe: Any = None
+    ) -> None:
         if dataframe is not None:
             if data is not None:
                 raise ValueError("Table: pass data or dataframe, not both")
@@ -330,7 +350,7 @@ class Table(Media):
             raise ValueError(f"Table.add_data: got {len(cells)} cells for {len(self.columns)} columns")
         self.data.append(list(cells))
 
-    def _reference(self, store: "MediaStore") -> dict[str, Any]:
+    def _reference(self, store: MediaStore) -> dict[str, Any]:
         def cell(value: Any) -> Any:
             if isinstance(value, Media):
                 return value._reference(store)

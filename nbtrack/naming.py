@@ -23,20 +23,104 @@ PROJECT_FORBIDDEN = "/\\#?%:"
 _rng = random.SystemRandom()
 
 _ADJECTIVES = (
-    "amber", "bold", "brisk", "calm", "clever", "crisp", "dapper", "eager", "fancy",
-    "fluent", "gentle", "golden", "hardy", "honest", "jolly", "keen", "lively", "lucid",
-    "mellow", "merry", "misty", "nimble", "noble", "polished", "proud", "quiet", "rapid",
-    "rosy", "rustic", "serene", "sharp", "shiny", "silent", "smooth", "snowy", "solar",
-    "spry", "stellar", "sturdy", "sunny", "swift", "tidy", "vivid", "warm", "wise",
-    "witty", "zesty",
+    "amber",
+    "bold",
+    "brisk",
+    "calm",
+    "clever",
+    "crisp",
+    "dapper",
+    "eager",
+    "fancy",
+    "fluent",
+    "gentle",
+    "golden",
+    "hardy",
+    "honest",
+    "jolly",
+    "keen",
+    "lively",
+    "lucid",
+    "mellow",
+    "merry",
+    "misty",
+    "nimble",
+    "noble",
+    "polished",
+    "proud",
+    "quiet",
+    "rapid",
+    "rosy",
+    "rustic",
+    "serene",
+    "sharp",
+    "shiny",
+    "silent",
+    "smooth",
+    "snowy",
+    "solar",
+    "spry",
+    "stellar",
+    "sturdy",
+    "sunny",
+    "swift",
+    "tidy",
+    "vivid",
+    "warm",
+    "wise",
+    "witty",
+    "zesty",
 )
 _NOUNS = (
-    "aurora", "bay", "breeze", "brook", "canyon", "cedar", "cloud", "comet", "cove",
-    "dawn", "delta", "dune", "ember", "field", "fjord", "forest", "galaxy", "glade",
-    "grove", "harbor", "hill", "lake", "lagoon", "leaf", "meadow", "mesa", "moon",
-    "night", "oasis", "ocean", "orbit", "peak", "pine", "planet", "prairie", "rain",
-    "reef", "ridge", "river", "shore", "sky", "spring", "star", "stone", "sun",
-    "thunder", "valley", "wave", "wind",
+    "aurora",
+    "bay",
+    "breeze",
+    "brook",
+    "canyon",
+    "cedar",
+    "cloud",
+    "comet",
+    "cove",
+    "dawn",
+    "delta",
+    "dune",
+    "ember",
+    "field",
+    "fjord",
+    "forest",
+    "galaxy",
+    "glade",
+    "grove",
+    "harbor",
+    "hill",
+    "lake",
+    "lagoon",
+    "leaf",
+    "meadow",
+    "mesa",
+    "moon",
+    "night",
+    "oasis",
+    "ocean",
+    "orbit",
+    "peak",
+    "pine",
+    "planet",
+    "prairie",
+    "rain",
+    "reef",
+    "ridge",
+    "river",
+    "shore",
+    "sky",
+    "spring",
+    "star",
+    "stone",
+    "sun",
+    "thunder",
+    "valley",
+    "wave",
+    "wind",
 )
 
 
@@ -117,15 +201,12 @@ def check_tags(value: Any, argument: str = "tags") -> tuple[str, ...]:
         return ()
     if isinstance(value, str):
         raise UsageError(
-            f"{argument}: expected a list or tuple of strings, got the string {value!r}; "
-            f"write {argument}=[{value!r}]"
+            f"{argument}: expected a list or tuple of strings, got the string {value!r}; write {argument}=[{value!r}]"
         )
     try:
         items = list(value)
     except TypeError:
-        raise UsageError(
-            f"{argument}: expected a list or tuple of strings, got {type(value).__name__}"
-        ) from None
+        raise UsageError(f"{argument}: expected a list or tuple of strings, got {type(value).__name__}") from None
     out: list[str] = []
     for tag in items:
         if not isinstance(tag, str):
@@ -135,8 +216,7 @@ def check_tags(value: Any, argument: str = "tags") -> tuple[str, ...]:
             raise UsageError(f"{argument}: the tag {tag!r} {bad}; tags are text without control characters")
         if not 1 <= len(tag) <= MAX_TAG:
             raise UsageError(
-                f"{argument}: each tag must be 1-{MAX_TAG} characters, got {tag!r} "
-                f"({len(tag)} characters)"
+                f"{argument}: each tag must be 1-{MAX_TAG} characters, got {tag!r} ({len(tag)} characters)"
             )
         if tag not in out:
             out.append(tag)
@@ -153,7 +233,8 @@ def check_text(value: Any, argument: str, *, multiline: bool = False) -> str | N
         raise UsageError(f"{argument}: expected a string, got {type(value).__name__}")
     bad = bad_character(value, multiline=multiline)
     if bad:
-        raise UsageError(f"{argument}={value!r} {bad}; {argument} is text without "
-                         + ("control characters other than newlines and tabs" if multiline
-                            else "control characters"))
+        raise UsageError(
+            f"{argument}={value!r} {bad}; {argument} is text without "
+            + ("control characters other than newlines and tabs" if multiline else "control characters")
+        )
     return value

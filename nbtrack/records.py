@@ -3,10 +3,46 @@
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, TypedDict
 
 from .media import restorer
+
+
+class StoredRun(TypedDict):
+    """A run as the store holds it: what crosses from the store to the core and the Api."""
+
+    pk: int
+    project: str
+    run_id: str
+    entity: str | None
+    name: str
+    notes: str | None
+    group: str | None
+    job_type: str | None
+    mode: str
+    created_at: float
+    folder: str
+    parent_id: str | None
+    branch_step: int | None
+    resume_count: int
+    rewinds: list[dict[str, Any]]
+    metadata: dict[str, Any]
+    stored_state: str  # as written; ``state`` reads "crashed" when the owner is gone
+    exit_code: int | None
+    started_at: float
+    finished_at: float | None
+    heartbeat: float
+    pid: int | None
+    pid_start: str | None
+    boot_id: str | None
+    last_step: int
+    runtime: float
+    config: dict[str, Any]
+    summary: dict[str, Any]
+    tags: tuple[str, ...]
+    state: str
 
 
 class RunRecord:
@@ -24,8 +60,13 @@ class RunRecord:
         step, and the steps it was rewound to.
     """
 
-    def __init__(self, row: dict[str, Any], history: Callable[..., list[dict[str, Any]]],
-                 system: Callable[..., list[dict[str, Any]]] | None = None, root: Path | None = None) -> None:
+    def __init__(
+        self,
+        row: StoredRun,
+        history: Callable[..., list[dict[str, Any]]],
+        system: Callable[..., list[dict[str, Any]]] | None = None,
+        root: Path | None = None,
+    ) -> None:
         self._row = row
         self._history = history
         self._system = system
@@ -47,7 +88,8 @@ class RunRecord:
         self.created_at = datetime.datetime.fromtimestamp(row["created_at"], datetime.timezone.utc)
         self.started_at = datetime.datetime.fromtimestamp(row["started_at"], datetime.timezone.utc)
         self.finished_at = (
-            None if row["finished_at"] is None
+            None
+            if row["finished_at"] is None
             else datetime.datetime.fromtimestamp(row["finished_at"], datetime.timezone.utc)
         )
         self.runtime: float = row["runtime"]

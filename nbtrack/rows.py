@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import datetime
 import numbers
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 from .errors import UsageError
 from .media import Media
@@ -45,8 +46,9 @@ def check_keys(data: Mapping[Any, Any]) -> bool:
         if type(key) is not str and not isinstance(key, str):
             raise TypeError(f"log: keys must be strings, got {key!r} ({type(key).__name__})")
     if not RESERVED_KEYS.isdisjoint(data):
-        raise UsageError(f"log: {sorted(RESERVED_KEYS.intersection(data))} are reserved names; pass the step "
-                         "with log(..., step=N)")
+        raise UsageError(
+            f"log: {sorted(RESERVED_KEYS.intersection(data))} are reserved names; pass the step with log(..., step=N)"
+        )
     if not all(type(key) is str for key in data):
         return False
     if len(checked_keys) >= MAX_CHECKED:
@@ -55,8 +57,9 @@ def check_keys(data: Mapping[Any, Any]) -> bool:
     return True
 
 
-def normalise(data: Mapping[Any, Any], media: Callable[[str, Media], Any] | None = None
-              ) -> tuple[dict[str, Any], list[str]]:
+def normalise(
+    data: Mapping[Any, Any], media: Callable[[str, Media], Any] | None = None
+) -> tuple[dict[str, Any], list[str]]:
     """Convert a row's values, store its media, flatten nested dicts into ``a/b`` keys,
     and collect the keys whose values cannot be logged.
 
@@ -84,11 +87,14 @@ def normalise(data: Mapping[Any, Any], media: Callable[[str, Media], Any] | None
             return
         if isinstance(value, Mapping):
             if depth >= MAX_DEPTH:
-                raise UsageError(f"log: the value of {key!r} nests dicts more than {MAX_DEPTH} levels deep; "
-                                 "nothing of this call was logged")
+                raise UsageError(
+                    f"log: the value of {key!r} nests dicts more than {MAX_DEPTH} levels deep; "
+                    "nothing of this call was logged"
+                )
             if id(value) in inside:
-                raise UsageError(f"log: the value of {key!r} contains itself (a cycle); nothing of this call "
-                                 "was logged")
+                raise UsageError(
+                    f"log: the value of {key!r} contains itself (a cycle); nothing of this call was logged"
+                )
             inside.add(id(value))
             for sub, inner in value.items():
                 if not isinstance(sub, str):
@@ -111,8 +117,12 @@ def normalise(data: Mapping[Any, Any], media: Callable[[str, Media], Any] | None
             row[key] = value.isoformat()
         elif isinstance(value, (list, tuple)) and all(type(scalar(v)) in SCALARS for v in value):
             row[key] = [scalar(v) for v in value]
-        elif media is not None and isinstance(value, (list, tuple)) and value and all(
-                isinstance(v, Media) for v in value):
+        elif (
+            media is not None
+            and isinstance(value, (list, tuple))
+            and value
+            and all(isinstance(v, Media) for v in value)
+        ):
             try:
                 row[key] = [media(key, v) for v in value]
             except OSError as exc:
@@ -131,7 +141,7 @@ def normalise(data: Mapping[Any, Any], media: Callable[[str, Media], Any] | None
 class Summary:
     """The last value of each logged key, plus anything set by hand (``run.summary``)."""
 
-    def __init__(self, data: dict[str, Any], run: "Run") -> None:
+    def __init__(self, data: dict[str, Any], run: Run) -> None:
         self._data = data
         self._run = run
 

@@ -9,9 +9,11 @@ environment variables (read at every ``init``), then the defaults below.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
-from typing import Any, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 from .errors import UsageError, choices
 
@@ -99,10 +101,7 @@ class Settings:
     def __init__(self, **values: Any) -> None:
         unknown = sorted(set(values) - set(_FIELDS))
         if unknown:
-            raise UsageError(
-                f"settings: unknown key {unknown[0]!r}; accepted keys are "
-                f"{', '.join(sorted(_FIELDS))}"
-            )
+            raise UsageError(f"settings: unknown key {unknown[0]!r}; accepted keys are {', '.join(sorted(_FIELDS))}")
         self._values = {k: v for k, v in values.items() if v is not None}
 
     @staticmethod
@@ -110,7 +109,7 @@ class Settings:
         return tuple(_FIELDS)
 
     @classmethod
-    def coerce(cls, settings: "Settings | Mapping[str, Any] | None") -> "Settings":
+    def coerce(cls, settings: Settings | Mapping[str, Any] | None) -> Settings:
         """Accept a ``Settings``, a dict or ``None`` (the ``settings=`` argument)."""
         if settings is None:
             return cls()
@@ -121,10 +120,7 @@ class Settings:
             if bad:
                 raise UsageError(f"settings: keys must be strings, got {bad[0]!r}")
             return cls(**settings)
-        raise UsageError(
-            "settings: expected an nbtrack.Settings or a dict, "
-            f"got {type(settings).__name__}"
-        )
+        raise UsageError(f"settings: expected an nbtrack.Settings or a dict, got {type(settings).__name__}")
 
     def __getattr__(self, name: str) -> Any:
         if name in _FIELDS:
@@ -138,7 +134,7 @@ class Settings:
         inner = ", ".join(f"{k}={v!r}" for k, v in self._values.items())
         return f"Settings({inner})"
 
-    def resolve(self, environ: Mapping[str, str] | None = None) -> "ResolvedSettings":
+    def resolve(self, environ: Mapping[str, str] | None = None) -> ResolvedSettings:
         """Layer these values over ``NBTRACK_*`` variables and the defaults."""
         env = os.environ if environ is None else environ
         out: dict[str, Any] = {}
@@ -158,34 +154,69 @@ class Settings:
                     raise UsageError(f"{var}={raw!r} is not valid: {exc}") from None
             else:
                 out[name] = default
-        return ResolvedSettings(out)
+        return ResolvedSettings(**out)
 
 
-SECONDS_FIELDS = ("flush_interval", "finish_timeout", "heartbeat_interval", "stale_after", "system_interval",
-                  "sync_timeout", "init_timeout")
+SECONDS_FIELDS = (
+    "flush_interval",
+    "finish_timeout",
+    "heartbeat_interval",
+    "stale_after",
+    "system_interval",
+    "sync_timeout",
+    "init_timeout",
+)
 
 
+@dataclasses.dataclass(frozen=True)
 class ResolvedSettings:
-    """Every settings field with a value (or ``None``), after precedence."""
+    """Every settings field with its value (or ``None``), after precedence and checks."""
 
-    __slots__ = ("__dict__",)
+    project: str | None
+    entity: str | None
+    mode: str | None
+    dir: str | None
+    run_id: str | None
+    run_name: str | None
+    run_notes: str | None
+    run_tags: tuple[str, ...] | None
+    run_group: str | None
+    run_job_type: str | None
+    resume: Any
+    reinit: Any
+    save_code: bool | None
+    anonymous: str | None
+    tracking_uri: str | None
+    quiet: bool
+    notebook_name: str | None
+    flush_interval: float
+    finish_timeout: float
+    heartbeat_interval: float
+    stale_after: float
+    system_interval: float
+    tracking_insecure: bool | None
+    sync_timeout: float
+    init_timeout: float
 
-    def __init__(self, values: dict[str, Any]) -> None:
-        self.__dict__.update(values)
+    def __post_init__(self) -> None:
         for name in SECONDS_FIELDS:
-            value = values[name]
-            if (not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value)
-                    or not 0 <= value <= MAX_SECONDS):
+            value = getattr(self, name)
+            if (
+                not isinstance(value, (int, float))
+                or isinstance(value, bool)
+                or not math.isfinite(value)
+                or not 0 <= value <= MAX_SECONDS
+            ):
                 var = _FIELDS[name][0]
                 raise UsageError(
                     f"settings: {name} (or {var}) must be a finite number of seconds from 0 to "
                     f"{MAX_SECONDS:,.0f} (a week), got {value!r}"
                 )
-        if values["mode"] is not None and not isinstance(values["mode"], str):
+        if self.mode is not None and not isinstance(self.mode, str):
             raise UsageError(f"settings: mode must be one of {choices(MODES)}")
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return dataclasses.asdict(self)
 
 
 MODES = ("online", "offline", "disabled")

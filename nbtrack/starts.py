@@ -18,12 +18,14 @@ Fork       a new run starting as a copy of another's first steps (``fork_from``)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .errors import UsageError
 from .naming import new_run_id, new_run_name
+from .records import StoredRun
 from .store.local import Transaction
 
 
@@ -75,15 +77,16 @@ def _make_folder(ctx: StartContext, run_id: str) -> str:
     return folder
 
 
-def refuse_if_live(row: dict[str, Any], argument: str, ctx: StartContext) -> None:
+def refuse_if_live(row: StoredRun, argument: str, ctx: StartContext) -> None:
     """A run another live process (or this one) is writing cannot be claimed again."""
     if row["state"] != "running":
         return
     if ctx.is_active(row["project"], row["run_id"]):
-        raise UsageError(f"{argument}: run {row['run_id']!r} is active in this process; finish it first "
-                         "(run.finish())")
-    raise UsageError(f"{argument}: run {row['run_id']!r} is still running in process {row['pid']}; wait for it "
-                     "to finish or stop that process (its pid holds the run)")
+        raise UsageError(f"{argument}: run {row['run_id']!r} is active in this process; finish it first (run.finish())")
+    raise UsageError(
+        f"{argument}: run {row['run_id']!r} is still running in process {row['pid']}; wait for it "
+        "to finish or stop that process (its pid holds the run)"
+    )
 
 
 def summary_from(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -114,22 +117,55 @@ class Create:
         return _create(tx, ctx, run_id, dict(ctx.fields["config"]), kind="new")
 
 
-def _create(tx: Transaction, ctx: StartContext, run_id: str, config: dict[str, Any], *, kind: str,
-            parent: dict[str, Any] | None = None) -> Started:
+def _create(
+    tx: Transaction,
+    ctx: StartContext,
+    run_id: str,
+    config: dict[str, Any],
+    *,
+    kind: str,
+    parent: dict[str, Any] | None = None,
+) -> Started:
     f = ctx.fields
     name = f["name"] or new_run_name(tx.count_runs(ctx.project) + 1)
     tags = tuple(f["tags"] or ())
     folder = _make_folder(ctx, run_id)
     row = {
-        "project": ctx.project, "run_id": run_id, "entity": f["entity"], "name": name, "notes": f["notes"],
-        "run_group": f["group"], "job_type": f["job_type"], "mode": f["mode"], "created_at": ctx.now,
-        "folder": folder, "parent_id": parent and parent["id"], "branch_step": parent and parent["step"],
-        "metadata": ctx.metadata, "config": config, "tags": tags,
+        "project": ctx.project,
+        "run_id": run_id,
+        "entity": f["entity"],
+        "name": name,
+        "notes": f["notes"],
+        "run_group": f["group"],
+        "job_type": f["job_type"],
+        "mode": f["mode"],
+        "created_at": ctx.now,
+        "folder": folder,
+        "parent_id": parent and parent["id"],
+        "branch_step": parent and parent["step"],
+        "metadata": ctx.metadata,
+        "config": config,
+        "tags": tags,
     }
     pk = tx.create_run(row, ctx.state)
-    return Started(kind=kind, pk=pk, run_id=run_id, name=name, notes=f["notes"], group=f["group"],
-                   job_type=f["job_type"], entity=f["entity"], tags=tags, config=config, summary={}, step=0,
-                   runtime_offset=0.0, resumed=False, folder=folder, parent=parent)
+    return Started(
+        kind=kind,
+        pk=pk,
+        run_id=run_id,
+        name=name,
+        notes=f["notes"],
+        group=f["group"],
+        job_type=f["job_type"],
+        entity=f["entity"],
+        tags=tags,
+        config=config,
+        summary={},
+        step=0,
+        runtime_offset=0.0,
+        resumed=False,
+        folder=folder,
+        parent=parent,
+    )
 
 
 @dataclass(frozen=True)
@@ -156,31 +192,59 @@ class Resume:
         return _restart(tx, ctx, existing, config, dict(existing["summary"]), kind="resume")
 
 
-def _restart(tx: Transaction, ctx: StartContext, existing: dict[str, Any], config: dict[str, Any],
-             summary: dict[str, Any], *, kind: str) -> Started:
+def _restart(
+    tx: Transaction,
+    ctx: StartContext,
+    existing: StoredRun,
+    config: dict[str, Any],
+    summary: dict[str, Any],
+    *,
+    kind: str,
+) -> Started:
     f = ctx.fields
 
-    def pick(name: str, column: str | None = None) -> Any:
+    def pick(name: str) -> Any:
         value = f[name]
-        return value if value is not None else existing[column or name]
+        return value if value is not None else existing.get(name)
 
     tags = tuple(f["tags"]) if f["tags"] is not None else tuple(existing["tags"])
     row = {
-        "name": pick("name"), "notes": pick("notes"), "run_group": pick("group"), "job_type": pick("job_type"),
-        "entity": pick("entity"), "mode": f["mode"], "metadata": {**existing["metadata"], **ctx.metadata},
-        "config": config, "tags": tags, "summary": summary,
+        "name": pick("name"),
+        "notes": pick("notes"),
+        "run_group": pick("group"),
+        "job_type": pick("job_type"),
+        "entity": pick("entity"),
+        "mode": f["mode"],
+        "metadata": {**existing["metadata"], **ctx.metadata},
+        "config": config,
+        "tags": tags,
+        "summary": summary,
     }
     pk = existing["pk"]
     tx.restart_run(pk, row, ctx.state)
     (ctx.store_root / existing["folder"]).mkdir(parents=True, exist_ok=True)
     refreshed = tx.find_run(ctx.project, existing["run_id"])
+    assert refreshed is not None  # restarted in this very transaction
     step = max(refreshed["last_step"], tx.max_step(pk)) + 1
-    parent = ({"id": existing["parent_id"], "step": existing["branch_step"]} if existing.get("parent_id")
-              else None)
-    return Started(kind=kind, pk=pk, run_id=existing["run_id"], name=row["name"], notes=row["notes"],
-                   group=row["run_group"], job_type=row["job_type"], entity=row["entity"], tags=tags,
-                   config=config, summary=summary, step=step, runtime_offset=refreshed["runtime"], resumed=True,
-                   folder=existing["folder"], parent=parent)
+    parent = {"id": existing["parent_id"], "step": existing["branch_step"]} if existing.get("parent_id") else None
+    return Started(
+        kind=kind,
+        pk=pk,
+        run_id=existing["run_id"],
+        name=row["name"],
+        notes=row["notes"],
+        group=row["run_group"],
+        job_type=row["job_type"],
+        entity=row["entity"],
+        tags=tags,
+        config=config,
+        summary=summary,
+        step=step,
+        runtime_offset=refreshed["runtime"],
+        resumed=True,
+        folder=existing["folder"],
+        parent=parent,
+    )
 
 
 @dataclass(frozen=True)
@@ -200,11 +264,12 @@ class AutoResume:
         return Create(None).claim(tx, ctx)
 
 
-def _source(tx: Transaction, ctx: StartContext, source_id: str, argument: str) -> dict[str, Any]:
+def _source(tx: Transaction, ctx: StartContext, source_id: str, argument: str) -> StoredRun:
     source = tx.find_run(ctx.project, source_id)
     if source is None:
-        raise UsageError(f"{argument}: no run {source_id!r} in project {ctx.project!r}; the source run must be in "
-                         "the same project")
+        raise UsageError(
+            f"{argument}: no run {source_id!r} in project {ctx.project!r}; the source run must be in the same project"
+        )
     refuse_if_live(source, argument, ctx)
     return source
 
@@ -242,8 +307,10 @@ class Fork:
     def claim(self, tx: Transaction, ctx: StartContext) -> Started:
         source = _source(tx, ctx, self.source_id, "fork_from")
         if self.run_id is not None and tx.find_run(ctx.project, self.run_id) is not None:
-            raise UsageError(f"id={self.run_id!r} already exists in project {ctx.project!r}; pick another id for "
-                             "the fork or leave it out")
+            raise UsageError(
+                f"id={self.run_id!r} already exists in project {ctx.project!r}; pick another id for "
+                "the fork or leave it out"
+            )
         run_id = self.run_id
         while run_id is None or tx.find_run(ctx.project, run_id) is not None:
             run_id = new_run_id()
@@ -261,21 +328,32 @@ class Fork:
 Plan = Create | Resume | AutoResume | Rewind | Fork
 
 
-def plan_for(*, run_id: str | None, id_given: bool, resume: str | None, resume_from: tuple[str, int] | None,
-             fork_from: tuple[str, int] | None, auto_candidate: Callable[[], str | None]) -> Plan:
+def plan_for(
+    *,
+    run_id: str | None,
+    id_given: bool,
+    resume: str | None,
+    resume_from: tuple[str, int] | None,
+    fork_from: tuple[str, int] | None,
+    auto_candidate: Callable[[], str | None],
+) -> Plan:
     """The plan for ``init()``'s resolved arguments; argument mistakes that need no store
     raise ``UsageError`` here, before anything is written."""
     if resume_from is not None:
         source_id, step = resume_from
         if id_given and run_id != source_id:
-            raise UsageError(f"resume_from rewinds run {source_id!r} and keeps its id; id={run_id!r} differs. Drop "
-                             "id=, or use fork_from for a new run")
+            raise UsageError(
+                f"resume_from rewinds run {source_id!r} and keeps its id; id={run_id!r} differs. Drop "
+                "id=, or use fork_from for a new run"
+            )
         return Rewind(source_id, step)
     if fork_from is not None:
         source_id, step = fork_from
         if id_given and run_id == source_id:
-            raise UsageError(f"fork_from creates a new run, so id may not be the source's id {source_id!r}; to "
-                             f"continue that run from step {step}, use resume_from='{source_id}?_step={step}'")
+            raise UsageError(
+                f"fork_from creates a new run, so id may not be the source's id {source_id!r}; to "
+                f"continue that run from step {step}, use resume_from='{source_id}?_step={step}'"
+            )
         return Fork(source_id, step, run_id if id_given else None)
     if resume == "auto" and not id_given:
         return AutoResume(auto_candidate())
@@ -286,11 +364,21 @@ def plan_for(*, run_id: str | None, id_given: bool, resume: str | None, resume_f
     if resume in ("allow", "auto"):
         return Resume(run_id, create=True)
     if resume == "must":
-        return Resume(run_id, create=False, missing="resume='must': no run {id!r} in project {project!r} to "
-                                                    "resume; check the id and project, or use resume='allow' to "
-                                                    "create it")
+        return Resume(
+            run_id,
+            create=False,
+            missing="resume='must': no run {id!r} in project {project!r} to "
+            "resume; check the id and project, or use resume='allow' to "
+            "create it",
+        )
     if resume == "never":
-        return Create(run_id, exists="resume='never': run {id!r} already exists in project {project!r}; leave out "
-                                     "id= to start a new run with a fresh id, or pass another id")
-    return Create(run_id, exists="id={id!r} already exists in project {project!r} and nbtrack never overwrites a "
-                                 "run: pass resume='allow' to continue it, or another id (or none) for a new run")
+        return Create(
+            run_id,
+            exists="resume='never': run {id!r} already exists in project {project!r}; leave out "
+            "id= to start a new run with a fresh id, or pass another id",
+        )
+    return Create(
+        run_id,
+        exists="id={id!r} already exists in project {project!r} and nbtrack never overwrites a "
+        "run: pass resume='allow' to continue it, or another id (or none) for a new run",
+    )

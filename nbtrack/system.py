@@ -18,7 +18,8 @@ import importlib
 import importlib.util
 import os
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from . import diagnostics, workers
 
@@ -53,7 +54,8 @@ class _Gpus:
                 pass
             try:
                 out[prefix + "temperature_celsius"] = float(
-                    nvml.nvmlDeviceGetTemperature(handle, getattr(nvml, "NVML_TEMPERATURE_GPU", 0)))
+                    nvml.nvmlDeviceGetTemperature(handle, getattr(nvml, "NVML_TEMPERATURE_GPU", 0))
+                )
             except Exception:
                 pass
             try:
@@ -94,8 +96,13 @@ class SystemSampler(workers.Worker):
     cheap (the run's writer queue and panel taps are ``deque.append``).
     """
 
-    def __init__(self, interval: float, emit: Callable[[float, dict[str, float]], None],
-                 disk_path: str | None = None, label: str = "") -> None:
+    def __init__(
+        self,
+        interval: float,
+        emit: Callable[[float, dict[str, float]], None],
+        disk_path: str | None = None,
+        label: str = "",
+    ) -> None:
         super().__init__(f"nbtrack-system {label}", interval)
         self.emit = emit
         self.disk_path = disk_path or os.getcwd()
@@ -174,8 +181,10 @@ class SystemSampler(workers.Worker):
         try:
             values = self.read()
         except Exception as exc:  # a sampler must never take the run down
-            _warn_once(f"read:{type(exc).__name__}",
-                       f"nbtrack: could not read system metrics ({exc}); the run goes on without them")
+            _warn_once(
+                f"read:{type(exc).__name__}",
+                f"nbtrack: could not read system metrics ({exc}); the run goes on without them",
+            )
             return
         now = time.time()
         self._last = now
@@ -196,8 +205,10 @@ class SystemSampler(workers.Worker):
                 self._setup()
             except Exception as exc:
                 self._failed = True
-                _warn_once(f"setup:{type(exc).__name__}",
-                           f"nbtrack: cannot read system metrics ({exc}); the run goes on without them")
+                _warn_once(
+                    f"setup:{type(exc).__name__}",
+                    f"nbtrack: cannot read system metrics ({exc}); the run goes on without them",
+                )
                 self._stopping.set()
             finally:
                 self.cpu_seconds += time.thread_time() - start
@@ -221,14 +232,14 @@ class SystemSampler(workers.Worker):
         return self.alive
 
 
-def start_sampler(interval: float, emit: Callable[[float, dict[str, float]], None],
-                  disk_path: str | None, label: str) -> SystemSampler | None:
+def start_sampler(
+    interval: float, emit: Callable[[float, dict[str, float]], None], disk_path: str | None, label: str
+) -> SystemSampler | None:
     """A started sampler, or ``None`` when ``interval`` is 0 or psutil is missing (warned once)."""
     if not interval:
         return None
     if importlib.util.find_spec("psutil") is None:
-        _warn_once("psutil", "nbtrack: system metrics need psutil (pip install psutil); "
-                             "this run records none")
+        _warn_once("psutil", "nbtrack: system metrics need psutil (pip install psutil); this run records none")
         return None
     sampler = SystemSampler(interval, emit, disk_path=disk_path, label=label)
     sampler.start()

@@ -13,11 +13,11 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from typing import Callable
+from collections.abc import Callable
 
 from . import diagnostics
 
-_workers: "weakref.WeakSet[Worker]" = weakref.WeakSet()
+_workers: weakref.WeakSet[Worker] = weakref.WeakSet()
 _child_hooks: list[Callable[[], None]] = []
 _before_hooks: list[tuple[Callable[[], None], Callable[[], None]]] = []
 
@@ -101,8 +101,10 @@ class Worker:
         try:
             work()
         except Exception as exc:  # a worker outlives any one problem; the next step tries again
-            diagnostics.warn_once(f"worker:{self.name}:{type(exc).__name__}",
-                                  f"nbtrack: background worker {self.name!r} hit {exc!r}; it keeps going")
+            diagnostics.warn_once(
+                f"worker:{self.name}:{type(exc).__name__}",
+                f"nbtrack: background worker {self.name!r} hit {exc!r}; it keeps going",
+            )
 
     def step(self) -> None:
         raise NotImplementedError
@@ -165,5 +167,4 @@ def _after_fork_in_child() -> None:
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
-                        after_in_child=_after_fork_in_child)
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child)

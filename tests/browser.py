@@ -13,13 +13,19 @@ import time
 from pathlib import Path
 
 import requests
-
 from conftest import ROOT
 
 TOKEN = "nbtrack-browser"
 CHROMIUM = os.environ.get("CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 ARTIFACTS = ROOT / "artifacts"
 
 
@@ -41,22 +47,39 @@ class JupyterServer:
         notify = self.settings / "@jupyterlab" / "apputils-extension"
         notify.mkdir(parents=True, exist_ok=True)
         (notify / "notification.jupyterlab-settings").write_text(
-            json.dumps({"fetchNews": "false", "checkForUpdates": False}))
-        full_env = {**os.environ, "PYTHONPATH": str(ROOT), "JUPYTER_CONFIG_DIR": str(tmp / "config"),
-                    "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"), "JUPYTER_DATA_DIR": str(tmp / "data"),
-                    "JUPYTERLAB_SETTINGS_DIR": str(self.settings),
-                    "JUPYTERLAB_WORKSPACES_DIR": str(tmp / "workspaces"), "JUPYTER_PLATFORM_DIRS": "1",
-                    **(env or {})}
+            json.dumps({"fetchNews": "false", "checkForUpdates": False})
+        )
+        full_env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "JUPYTER_CONFIG_DIR": str(tmp / "config"),
+            "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"),
+            "JUPYTER_DATA_DIR": str(tmp / "data"),
+            "JUPYTERLAB_SETTINGS_DIR": str(self.settings),
+            "JUPYTERLAB_WORKSPACES_DIR": str(tmp / "workspaces"),
+            "JUPYTER_PLATFORM_DIRS": "1",
+            **(env or {}),
+        }
         module = {"lab": "jupyterlab", "notebook": "notebook", "server": "jupyter_server"}[app]
-        cmd = [sys.executable, "-m", module, "--no-browser", "--allow-root", "--ip=127.0.0.1",
-               f"--port={self.port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={TOKEN}",
-               f"--ServerApp.root_dir={root}"]
+        cmd = [
+            sys.executable,
+            "-m",
+            module,
+            "--no-browser",
+            "--allow-root",
+            "--ip=127.0.0.1",
+            f"--port={self.port}",
+            "--ServerApp.port_retries=0",
+            f"--IdentityProvider.token={TOKEN}",
+            f"--ServerApp.root_dir={root}",
+        ]
         if app != "server":
             name = "LabApp" if app == "lab" else "JupyterNotebookApp"
             cmd += [f"--{name}.news_url=None", f"--{name}.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
         self.log = open(tmp / f"{app}.log", "w")
-        self.proc = subprocess.Popen(cmd, env=full_env, stdout=self.log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd, env=full_env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         deadline = time.time() + 90
         while True:
             try:
@@ -83,10 +106,13 @@ class JupyterServer:
         deadline = time.time() + timeout
         while time.time() < deadline:
             sessions = requests.get(f"{self.base}/api/sessions", params={"token": TOKEN}, timeout=5).json()
-            connected = any(s["kernel"]["connections"] >= 1 and s["kernel"]["execution_state"] == "idle"
-                            for s in sessions)
-            dom = page.evaluate("() => { const e = document.querySelector('.jp-Notebook-ExecutionIndicator');"
-                                " return e && e.dataset.status; }")
+            connected = any(
+                s["kernel"]["connections"] >= 1 and s["kernel"]["execution_state"] == "idle" for s in sessions
+            )
+            dom = page.evaluate(
+                "() => { const e = document.querySelector('.jp-Notebook-ExecutionIndicator');"
+                " return e && e.dataset.status; }"
+            )
             if connected and dom == "idle":
                 return
             time.sleep(0.2)

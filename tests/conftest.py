@@ -49,25 +49,42 @@ def _child_env(env: dict | None) -> dict:
     return full_env
 
 
-def run_python(code: str, *, cwd: Path | None = None, env: dict | None = None, timeout: float = 120,
-               check: bool = True, argv: list[str] | None = None) -> subprocess.CompletedProcess:
+def run_python(
+    code: str,
+    *,
+    cwd: Path | None = None,
+    env: dict | None = None,
+    timeout: float = 120,
+    check: bool = True,
+    argv: list[str] | None = None,
+) -> subprocess.CompletedProcess:
     """Run ``code`` in a fresh interpreter (this venv, this checkout on the path); a child
     that outlives ``timeout`` is killed and fails the test."""
     proc = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code), *(argv or [])], cwd=cwd, env=_child_env(env),
-        capture_output=True, text=True, timeout=timeout,
+        [sys.executable, "-c", textwrap.dedent(code), *(argv or [])],
+        cwd=cwd,
+        env=_child_env(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"child failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
 
 
-def spawn_python(code: str, *, cwd: Path | None = None, env: dict | None = None, argv: list[str] | None = None,
-                 stdin: bool = False) -> subprocess.Popen:
+def spawn_python(
+    code: str, *, cwd: Path | None = None, env: dict | None = None, argv: list[str] | None = None, stdin: bool = False
+) -> subprocess.Popen:
     """Start ``code`` in a fresh interpreter; the caller waits for it and kills it by PID."""
     return subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(code), *(argv or [])], cwd=cwd, env=_child_env(env),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.PIPE if stdin else None, text=True,
+        [sys.executable, "-c", textwrap.dedent(code), *(argv or [])],
+        cwd=cwd,
+        env=_child_env(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.PIPE if stdin else None,
+        text=True,
     )
 
 

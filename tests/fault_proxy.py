@@ -49,8 +49,9 @@ class FaultProxy:
                     self.wfile.write(payload)
                     return
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
-                upstream = requests.request(self.command, proxy.upstream + self.path, data=body, headers=headers,
-                                            timeout=60)
+                upstream = requests.request(
+                    self.command, proxy.upstream + self.path, data=body, headers=headers, timeout=60
+                )
                 proxy.forwarded += 1
                 self.send_response(upstream.status_code)
                 for k, v in upstream.headers.items():

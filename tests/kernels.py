@@ -6,9 +6,8 @@ import os
 import queue
 from pathlib import Path
 
-from jupyter_client.manager import KernelManager
-
 from conftest import ROOT
+from jupyter_client.manager import KernelManager
 
 
 class Kernel:
@@ -25,7 +24,7 @@ class Kernel:
         self.kc.wait_for_ready(timeout=60)
 
     @classmethod
-    def attach(cls, connection_file: Path) -> "Kernel":
+    def attach(cls, connection_file: Path) -> Kernel:
         """A client of a kernel someone else started (a Jupyter server)."""
         from jupyter_client import BlockingKernelClient
 
@@ -51,7 +50,7 @@ class Kernel:
             try:
                 msg = self.kc.get_iopub_msg(timeout=timeout)
             except queue.Empty:
-                raise TimeoutError(f"kernel did not finish {code!r}; output so far: {''.join(out)}")
+                raise TimeoutError(f"kernel did not finish {code!r}; output so far: {''.join(out)}") from None
             if msg["parent_header"].get("msg_id") != msg_id:
                 continue
             kind, content = msg["msg_type"], msg["content"]

@@ -23,8 +23,11 @@ API = "/api/2.0/mlflow/"
 
 
 def mlflow_python() -> str | None:
-    candidates = [os.environ.get("NBTRACK_TEST_MLFLOW_PYTHON"), ROOT / ".venv-mlflow/bin/python",
-                  ROOT / "bench/.peers/bin/python"]
+    candidates = [
+        os.environ.get("NBTRACK_TEST_MLFLOW_PYTHON"),
+        ROOT / ".venv-mlflow/bin/python",
+        ROOT / "bench/.peers/bin/python",
+    ]
     for c in candidates:
         if c and Path(c).exists():
             probe = subprocess.run([str(c), "-c", "import mlflow.server"], capture_output=True)
@@ -48,31 +51,47 @@ class MlflowServer:
         self.proc: subprocess.Popen | None = None
         folder.mkdir(parents=True, exist_ok=True)
 
-    def start(self, timeout: float = 90) -> "MlflowServer":
+    def start(self, timeout: float = 90) -> MlflowServer:
         python = mlflow_python()
         if python is None:
-            raise RuntimeError("no Python with mlflow: run .ci/run (it makes .venv-mlflow) or set "
-                               "NBTRACK_TEST_MLFLOW_PYTHON")
+            raise RuntimeError(
+                "no Python with mlflow: run .ci/run (it makes .venv-mlflow) or set NBTRACK_TEST_MLFLOW_PYTHON"
+            )
         env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
         for name in list(env):
             if name.startswith(("NBTRACK_", "MLFLOW_TRACKING_")):
                 del env[name]
-        args = [python, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{self.folder / 'mlflow.db'}",
-                "--artifacts-destination", str(self.folder / "artifacts"), "--host", "127.0.0.1",
-                "--port", str(self.port), "--workers", "1"]
+        args = [
+            python,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{self.folder / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(self.folder / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            "1",
+        ]
         if self.auth_password is not None:
             ini = self.folder / "auth.ini"
             ini.write_text(
                 "[mlflow]\ndefault_permission = READ\n"
                 f"database_uri = sqlite:///{self.folder / 'auth.db'}\n"
                 f"admin_username = admin\nadmin_password = {self.auth_password}\n"
-                "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+                "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+            )
             env["MLFLOW_AUTH_CONFIG_PATH"] = str(ini)
             env["MLFLOW_FLASK_SERVER_SECRET_KEY"] = "nbtrack-tests-only"
             args += ["--app-name", "basic-auth"]
         self.log = open(self.folder / "server.log", "ab")
-        self.proc = subprocess.Popen(args, cwd=self.folder, env=env, stdout=self.log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            args, cwd=self.folder, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -132,12 +151,16 @@ class MlflowServer:
 
     def runs(self, experiment_name: str) -> list[dict]:
         exp = self.experiment(experiment_name)
-        return self.post("runs/search", {"experiment_ids": [exp["experiment_id"]], "max_results": 1000,
-                                         "run_view_type": "ALL"}).get("runs", [])
+        return self.post(
+            "runs/search", {"experiment_ids": [exp["experiment_id"]], "max_results": 1000, "run_view_type": "ALL"}
+        ).get("runs", [])
 
     def run_by_tag(self, experiment_name: str, run_id: str) -> dict:
-        found = [r for r in self.runs(experiment_name)
-                 if {t["key"]: t["value"] for t in r["data"].get("tags", [])}.get("nbtrack.run_id") == run_id]
+        found = [
+            r
+            for r in self.runs(experiment_name)
+            if {t["key"]: t["value"] for t in r["data"].get("tags", [])}.get("nbtrack.run_id") == run_id
+        ]
         assert len(found) == 1, f"expected one MLflow run for {run_id}, found {len(found)}"
         return found[0]
 

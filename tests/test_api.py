@@ -19,14 +19,29 @@ def test_runs_newest_first_and_filtered_by_project(store_dir):
 
 
 def test_record_fields(store_dir):
-    run = nbtrack.init(project="p", entity="team", dir=store_dir, name="nm", notes="nt", tags=["x", "y"],
-                       group="g", job_type="eval", config={"lr": 0.5})
+    run = nbtrack.init(
+        project="p",
+        entity="team",
+        dir=store_dir,
+        name="nm",
+        notes="nt",
+        tags=["x", "y"],
+        group="g",
+        job_type="eval",
+        config={"lr": 0.5},
+    )
     run.log({"loss": 0.3})
     run.finish()
     r = nbtrack.Api(store_dir).run(f"p/{run.id}")
     assert (r.id, r.name, r.project, r.entity, r.state) == (run.id, "nm", "p", "team", "finished")
     assert (r.config, r.summary, r.tags, r.notes, r.group, r.job_type) == (
-        {"lr": 0.5}, {"loss": 0.3}, ("x", "y"), "nt", "g", "eval")
+        {"lr": 0.5},
+        {"loss": 0.3},
+        ("x", "y"),
+        "nt",
+        "g",
+        "eval",
+    )
     assert isinstance(r.created_at, datetime.datetime) and r.created_at.tzinfo is not None
     assert abs(r.created_at.timestamp() - run.start_time) < 1
     assert r.path == f"team/p/{run.id}"
@@ -76,7 +91,8 @@ def test_history_of_several_keys_across_packed_and_json_rows(store_dir):
     run.log({"d": 1.5})  # neither wanted key
     run.finish()
     record = nbtrack.Api(store_dir).run(f"p/{run.id}")
-    rows = [{k: v for k, v in r.items() if not k.startswith("_") or k == "_step"}
-            for r in record.history(keys=["a", "c"])]
+    rows = [
+        {k: v for k, v in r.items() if not k.startswith("_") or k == "_step"} for r in record.history(keys=["a", "c"])
+    ]
     assert rows == [{"_step": 0, "a": 1.0, "c": True}, {"_step": 1, "a": 3.0}, {"_step": 2, "c": False}]
     assert type(rows[0]["c"]) is bool and [r["b"] for r in record.history(keys=["b"])] == [2, 5]

@@ -1,15 +1,20 @@
 import subprocess
 import sys
 
-import nbtrack
-
 from conftest import ROOT
+
+import nbtrack
 
 
 def test_demo_tracks_a_real_run(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "nbtrack", "demo", "--dir", str(tmp_path / "d")],
-                         capture_output=True, text=True, check=True, cwd=tmp_path,
-                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    out = subprocess.run(
+        [sys.executable, "-m", "nbtrack", "demo", "--dir", str(tmp_path / "d")],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )
     assert "Tracked run" in out.stdout and ": finished" in out.stdout
     (record,) = nbtrack.Api(tmp_path / "d").runs("nbtrack-demo")
     rows = record.history()

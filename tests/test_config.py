@@ -2,15 +2,13 @@ import argparse
 import dataclasses
 import datetime
 import enum
-import sys
 
 import numpy as np
 import pytest
+from conftest import read_run, run_python
 
 import nbtrack
 from nbtrack.errors import ConfigError
-
-from conftest import read_run, run_python
 
 
 def start(store_dir, **kw):
@@ -60,16 +58,15 @@ def test_yaml_plain_mapping(store_dir, tmp_path):
     path.write_text("lr: 0.001\nlayers: [64, 32]\noptimizer:\n  name: adam\n  beta: 0.9\n")
     run = start(store_dir, config=str(path))
     assert stored_config(store_dir, run) == {
-        "lr": 0.001, "layers": [64, 32], "optimizer": {"name": "adam", "beta": 0.9}}
+        "lr": 0.001,
+        "layers": [64, 32],
+        "optimizer": {"name": "adam", "beta": 0.9},
+    }
 
 
 def test_yaml_value_desc_form(store_dir, tmp_path):
     path = tmp_path / "c.yaml"
-    path.write_text(
-        "wandb_version: 1\n"
-        "lr:\n  desc: learning rate\n  value: 0.02\n"
-        "epochs:\n  value: 5\n"
-    )
+    path.write_text("wandb_version: 1\nlr:\n  desc: learning rate\n  value: 0.02\nepochs:\n  value: 5\n")
     run = start(store_dir, config=path)
     assert stored_config(store_dir, run) == {"lr": 0.02, "epochs": 5}
     path.write_text("lr:\n  desc: learning rate\n  value: 0.5\nbatch:\n  value: 4\n")
@@ -142,8 +139,14 @@ def test_values_become_json_friendly(store_dir):
     }
     run = start(store_dir, config=config)
     expected = {
-        "np_float": 0.5, "np_int": 7, "np_bool": True, "array": [0, 1, 2], "when": "2026-11-22",
-        "at": "2026-11-22T12:30:00", "color": "red", "ids": [1, 2, 3],
+        "np_float": 0.5,
+        "np_int": 7,
+        "np_bool": True,
+        "array": [0, 1, 2],
+        "when": "2026-11-22",
+        "at": "2026-11-22T12:30:00",
+        "color": "red",
+        "ids": [1, 2, 3],
         "opt": {"name": "adam", "betas": [0.9, 0.99]},
     }
     assert dict(run.config.items()) == expected

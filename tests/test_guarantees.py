@@ -16,19 +16,17 @@ import sqlite3
 import struct
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 import warnings
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, read_run, run_python, spawn_python, wait_for
 
 import nbtrack
 from nbtrack.diagnostics import NbtrackWarning
 from nbtrack.store import writer as writer_module
-
-from conftest import ROOT, read_run, run_python, spawn_python, wait_for
 
 
 def stored_steps(store_dir: Path, run_id: str, project: str = "p") -> list[int]:
@@ -57,8 +55,7 @@ class Progress:
         count stands still: its logging thread is then inside nbtrack (waiting for the
         writer, or writing), the most delicate place for a signal to land.  If no such
         moment comes within a few thousand polls, return anyway."""
-        assert wait_for(lambda: self.value >= target or (child is not None and child.poll() is not None),
-                        timeout=180)
+        assert wait_for(lambda: self.value >= target or (child is not None and child.poll() is not None), timeout=180)
         last, still = self.value, 0
         for _ in range(5000):
             time.sleep(0.0005)
@@ -96,8 +93,13 @@ def _spawn_loop(tmp_path: Path, store_dir: Path, mode: str) -> tuple[subprocess.
     progress = Progress(tmp_path / f"progress-{mode}")
     env = {k: v for k, v in os.environ.items() if not k.startswith("NBTRACK_")}
     env.update(PYTHONPATH=str(ROOT), NBTRACK_QUIET="1")
-    child = subprocess.Popen([sys.executable, "-c", TIGHT_LOOP, str(progress.path), str(store_dir), mode],
-                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", TIGHT_LOOP, str(progress.path), str(store_dir), mode],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     run_id = child.stdout.readline().strip()
     assert run_id, child.stderr.read()
     return child, progress, run_id
@@ -185,8 +187,11 @@ while True:
             k.km.interrupt_kernel()
             while True:  # the loop cell ends with KeyboardInterrupt
                 msg = k.kc.get_iopub_msg(timeout=60)
-                if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "status" \
-                        and msg["content"]["execution_state"] == "idle":
+                if (
+                    msg["parent_header"].get("msg_id") == msg_id
+                    and msg["msg_type"] == "status"
+                    and msg["content"]["execution_state"] == "idle"
+                ):
                     break
             state, returned, step, run_id = k.run("print(run.state, returned, run.step, run.id)").split()
             assert state == "running" and int(returned) <= int(step) <= int(returned) + 1
@@ -446,8 +451,11 @@ def test_finish_while_the_store_is_locked_rescues_the_rows(store_dir):
         for i in range(1, 5000):
             run.log({"i": i})
         run.summary["best"] = 42
-        with pytest.warns(NbtrackWarning, match=r"did not take the end of run .*4,999 rows and its end state were "
-                                                r"saved to .*rescue/.*jsonl"):
+        with pytest.warns(
+            NbtrackWarning,
+            match=r"did not take the end of run .*4,999 rows and its end state were "
+            r"saved to .*rescue/.*jsonl",
+        ):
             run.finish()
         assert run.state == "finished"
         assert run.storage == {"written": 1, "queued": 0, "rescued": 4999, "set_aside": 0, "dropped": 0}
@@ -541,8 +549,9 @@ def test_a_removed_store_folder_is_made_anew_by_the_next_init(store_dir):
 
 
 def test_a_store_removed_under_a_running_run_is_reported(store_dir):
-    run = nbtrack.init(project="p", dir=store_dir, settings={"system_interval": 0, "heartbeat_interval": 0.05,
-                                                             "flush_interval": 0.02})
+    run = nbtrack.init(
+        project="p", dir=store_dir, settings={"system_interval": 0, "heartbeat_interval": 0.05, "flush_interval": 0.02}
+    )
     run.log({"a": 1})
     assert run.flush()
     with warnings.catch_warnings(record=True) as caught:
@@ -606,15 +615,19 @@ def test_a_read_only_store_is_refused_for_writing_and_read_by_api(store_dir):
     if os.geteuid() == 0:
         if not shutil.which("unshare"):
             pytest.skip("needs unshare to make a read-only mount as root")
-        script = (f"mount --bind {folder} {folder} && mount -o remount,ro,bind {folder} {folder} && "
-                  f"exec {sys.executable} -c '{READ_ONLY_CHILD}' {store_dir}")
-        probe = subprocess.run(["unshare", "-m", "sh", "-c", f"mount --bind {folder} {folder}"],
-                               capture_output=True, text=True)
+        script = (
+            f"mount --bind {folder} {folder} && mount -o remount,ro,bind {folder} {folder} && "
+            f"exec {sys.executable} -c '{READ_ONLY_CHILD}' {store_dir}"
+        )
+        probe = subprocess.run(
+            ["unshare", "-m", "sh", "-c", f"mount --bind {folder} {folder}"], capture_output=True, text=True
+        )
         if probe.returncode != 0:
             pytest.skip(f"cannot make a private read-only mount here: {probe.stderr.strip()}")
         env = {**os.environ, "PYTHONPATH": str(ROOT), "NBTRACK_QUIET": "1"}
-        out = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, env=env,
-                             timeout=120)
+        out = subprocess.run(
+            ["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, env=env, timeout=120
+        )
     else:
         os.chmod(folder, 0o555)
         os.chmod(folder / "nbtrack.db", 0o444)
@@ -632,18 +645,27 @@ def test_a_read_only_store_is_refused_for_writing_and_read_by_api(store_dir):
 
 
 # ------------------------------------------------------- how runs end
-@pytest.mark.parametrize("ending, code, state", [
-    ("sys.exit(3)", 3, "failed"), ("sys.exit(0)", 0, "finished"), ("sys.exit('bad input')", 1, "failed"),
-    ("raise ValueError('boom')", 1, "failed"), ("pass", 0, "finished"),
-])
+@pytest.mark.parametrize(
+    "ending, code, state",
+    [
+        ("sys.exit(3)", 3, "failed"),
+        ("sys.exit(0)", 0, "finished"),
+        ("sys.exit('bad input')", 1, "failed"),
+        ("raise ValueError('boom')", 1, "failed"),
+        ("pass", 0, "finished"),
+    ],
+)
 def test_how_a_script_ends_is_the_runs_exit_code(store_dir, ending, code, state):
-    out = run_python(f"""
+    out = run_python(
+        f"""
         import sys, nbtrack
         run = nbtrack.init(project="p", dir={str(store_dir)!r})
         run.log({{"a": 1}})
         print(run.id, flush=True)
         {ending}
-    """, check=False)
+    """,
+        check=False,
+    )
     record = read_run(store_dir, "p", out.stdout.split()[0])
     assert (record.state, record.exit_code) == (state, code)
     assert out.returncode == code
@@ -668,8 +690,12 @@ def test_mode_disabled_keeps_the_module_level_interface(tmp_path, monkeypatch):
 
 
 def test_config_and_summary_before_init_raise_instead_of_dropping_writes():
-    for write in (lambda: setattr(nbtrack.config, "lr", 0.1), lambda: nbtrack.config.update({"lr": 0.1}),
-                  lambda: nbtrack.summary.__setitem__("best", 1), lambda: nbtrack.config["lr"]):
+    for write in (
+        lambda: setattr(nbtrack.config, "lr", 0.1),
+        lambda: nbtrack.config.update({"lr": 0.1}),
+        lambda: nbtrack.summary.__setitem__("best", 1),
+        lambda: nbtrack.config["lr"],
+    ):
         with pytest.raises(nbtrack.Error, match=r"nbtrack\.(config|summary) is not available before nbtrack.init"):
             write()
     with pytest.raises(nbtrack.Error, match="called before nbtrack.init"):

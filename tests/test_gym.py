@@ -7,10 +7,9 @@ import json
 import sys
 
 import pytest
+from conftest import run_python
 
 import nbtrack
-
-from conftest import run_python
 
 pytest.importorskip("gymnasium")
 pytest.importorskip("moviepy")
@@ -40,8 +39,9 @@ print(json.dumps({{"id": run.id, "dir": run.dir, "loaded_early": loaded_early}})
 
 def test_recorded_videos_are_saved_and_logged(tmp_path):
     store, videos = tmp_path / "store", tmp_path / "videos"
-    out = run_python(EPISODES.format(store=str(store), videos=str(videos)), timeout=300,
-                     env={"SDL_VIDEODRIVER": "dummy"})
+    out = run_python(
+        EPISODES.format(store=str(store), videos=str(videos)), timeout=300, env={"SDL_VIDEODRIVER": "dummy"}
+    )
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got["loaded_early"] is False  # asking for monitor_gym imported nothing of gymnasium
     written = sorted(videos.glob("*.mp4"))

@@ -3,14 +3,12 @@ before anything is written; and secrets never stored."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
+from conftest import read_run, run_python
 
 import nbtrack
-
-from conftest import read_run, run_python
 
 
 def yaml_bomb(levels: int = 9, width: int = 9) -> str:
@@ -30,17 +28,20 @@ def test_a_yaml_bomb_is_refused_at_once_wherever_it_comes_from(tmp_path):
     cwd.mkdir()
     (cwd / "config-defaults.yaml").write_text(bomb)
     # in a child with a timeout: before the fix this ran for minutes
-    out = run_python(f"""
+    out = run_python(
+        f"""
         import nbtrack
-        for source, where in ((r"{tmp_path / 'bomb.yaml'}", "."), (None, r"{cwd}")):
+        for source, where in ((r"{tmp_path / "bomb.yaml"}", "."), (None, r"{cwd}")):
             import os
             os.chdir(where)
             try:
-                nbtrack.init(project="p", dir=r"{tmp_path / 'store'}", config=source)
+                nbtrack.init(project="p", dir=r"{tmp_path / "store"}", config=source)
                 print("accepted")
             except nbtrack.UsageError as exc:
                 print("refused:", exc)
-    """, timeout=60)
+    """,
+        timeout=60,
+    )
     lines = out.stdout.strip().splitlines()
     assert len(lines) == 2
     assert lines[0].startswith("refused: config: ") and "bomb.yaml" in lines[0]
@@ -49,16 +50,19 @@ def test_a_yaml_bomb_is_refused_at_once_wherever_it_comes_from(tmp_path):
         assert "expands to more than 1,000,000 values" in line and "YAML aliases" in line
 
 
-@pytest.mark.parametrize("argument, value, message", [
-    ("project", "a\x00b", r"project='a\\x00b' contains the control character '\\x00'"),
-    ("project", "..", r"project='\.\.' is '\.\.'"),
-    ("project", ".", r"project='\.' is '\.'"),
-    ("id", "run\x00", r"id='run\\x00' contains the control character"),
-    ("id", "caf\udce9", r"id='caf\\udce9' contains the lone surrogate"),
-    ("name", "tab\there", r"name='tab\\there' contains the control character '\\t'"),
-    ("group", "g\x1b[31m", r"group='g\\x1b\[31m' contains the control character"),
-    ("tags", ["ok", "\udcff"], r"tags: the tag '\\udcff' contains the lone surrogate"),
-])
+@pytest.mark.parametrize(
+    "argument, value, message",
+    [
+        ("project", "a\x00b", r"project='a\\x00b' contains the control character '\\x00'"),
+        ("project", "..", r"project='\.\.' is '\.\.'"),
+        ("project", ".", r"project='\.' is '\.'"),
+        ("id", "run\x00", r"id='run\\x00' contains the control character"),
+        ("id", "caf\udce9", r"id='caf\\udce9' contains the lone surrogate"),
+        ("name", "tab\there", r"name='tab\\there' contains the control character '\\t'"),
+        ("group", "g\x1b[31m", r"group='g\\x1b\[31m' contains the control character"),
+        ("tags", ["ok", "\udcff"], r"tags: the tag '\\udcff' contains the lone surrogate"),
+    ],
+)
 def test_names_that_cannot_be_stored_are_refused_before_anything_is_written(store_dir, argument, value, message):
     with pytest.raises(nbtrack.UsageError, match=message):
         nbtrack.init(dir=store_dir, **{"project": "p", argument: value})
@@ -96,10 +100,15 @@ def test_cyclic_and_too_deep_values_name_their_key(store_dir):
     assert [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows] == [{"fine": 1}]
 
 
-@pytest.mark.parametrize("variable, value", [
-    ("NBTRACK_FLUSH_INTERVAL", "inf"), ("NBTRACK_FINISH_TIMEOUT", "nan"), ("NBTRACK_HEARTBEAT_INTERVAL", "-1"),
-    ("NBTRACK_SYNC_TIMEOUT", "1e300"),
-])
+@pytest.mark.parametrize(
+    "variable, value",
+    [
+        ("NBTRACK_FLUSH_INTERVAL", "inf"),
+        ("NBTRACK_FINISH_TIMEOUT", "nan"),
+        ("NBTRACK_HEARTBEAT_INTERVAL", "-1"),
+        ("NBTRACK_SYNC_TIMEOUT", "1e300"),
+    ],
+)
 def test_settings_reject_non_finite_and_absurd_seconds(store_dir, monkeypatch, variable, value):
     monkeypatch.setenv(variable, value)
     name = variable.removeprefix("NBTRACK_").lower()
@@ -123,7 +132,9 @@ def test_credentials_in_a_git_remote_and_in_argv_are_never_stored(tmp_path, stor
     repo = tmp_path / "repo"
     (repo / ".git").mkdir(parents=True)
     (repo / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
-    (repo / ".git" / "config").write_text('[remote "origin"]\n\turl = https://someone:ghp_SECRET123@github.com/org/proj.git\n')
+    (repo / ".git" / "config").write_text(
+        '[remote "origin"]\n\turl = https://someone:ghp_SECRET123@github.com/org/proj.git\n'
+    )
     script = repo / "train.py"
     script.write_text(f"""
 import nbtrack
@@ -132,12 +143,23 @@ run.log({{"a": 1}})
 run.finish()
 print(run.id)
 """)
-    out = run_python(f"import runpy, sys; sys.argv = {[str(script), '--password', 'hunter2', '--lr', '0.1', '--api-key=KEY42', 'token=TOK77', '--tracking-uri', 'https://u:PW99@mlflow.example/x']!r}; runpy.run_path({str(script)!r}, run_name='__main__')", cwd=repo)
+    out = run_python(
+        f"import runpy, sys; sys.argv = {[str(script), '--password', 'hunter2', '--lr', '0.1', '--api-key=KEY42', 'token=TOK77', '--tracking-uri', 'https://u:PW99@mlflow.example/x']!r}; runpy.run_path({str(script)!r}, run_name='__main__')",
+        cwd=repo,
+    )
     record = read_run(store_dir, "p", out.stdout.strip())
     assert record.metadata["git"]["remote"] == "https://github.com/org/proj.git"
     if anonymous == "never":
-        assert record.metadata["argv"][1:] == ["--password", "***", "--lr", "0.1", "--api-key=***", "token=***",
-                                               "--tracking-uri", "https://mlflow.example/x"]
+        assert record.metadata["argv"][1:] == [
+            "--password",
+            "***",
+            "--lr",
+            "0.1",
+            "--api-key=***",
+            "token=***",
+            "--tracking-uri",
+            "https://mlflow.example/x",
+        ]
     stored = _all_stored_text(store_dir)
     for secret in ("ghp_SECRET123", "hunter2", "KEY42", "TOK77", "PW99"):
         assert secret not in stored
@@ -153,11 +175,17 @@ def test_anonymous_must_in_a_notebook_stores_no_home_path_or_user_name(tmp_path)
     project_dir = home / "experiments"
     project_dir.mkdir(parents=True)
     notebook = project_dir / "study.ipynb"
-    notebook.write_text('{"cells": [{"cell_type": "code", "source": "open(\'%s/data.csv\')", "metadata": {}, '
-                        '"outputs": [], "execution_count": null}], "metadata": {}, "nbformat": 4, '
-                        '"nbformat_minor": 5}' % home)
-    env = {"HOME": str(home), "USER": "nbtrackperson", "LOGNAME": "nbtrackperson",
-           "NBTRACK_NOTEBOOK_NAME": str(notebook)}
+    notebook.write_text(
+        f'{{"cells": [{{"cell_type": "code", "source": "open(\'{home}/data.csv\')", "metadata": {{}}, '
+        '"outputs": [], "execution_count": null}], "metadata": {}, "nbformat": 4, '
+        '"nbformat_minor": 5}'
+    )
+    env = {
+        "HOME": str(home),
+        "USER": "nbtrackperson",
+        "LOGNAME": "nbtrackperson",
+        "NBTRACK_NOTEBOOK_NAME": str(notebook),
+    }
     k = Kernel(project_dir, env=env)
     try:
         k.run("%load_ext nbtrack")

@@ -4,11 +4,9 @@ import sys
 import warnings
 
 import pytest
+from conftest import ROOT, read_run, run_python
 
 import nbtrack
-from nbtrack.store.writer import NbtrackWarning
-
-from conftest import ROOT, read_run, run_python
 
 
 # ------------------------------------------------------------------ mode
@@ -81,11 +79,18 @@ def test_anonymous_must_records_no_identity(anonymous, tmp_path):
     subprocess.run([*git, "init", "-q"], check=True)
     subprocess.run([*git, "config", "user.email", "zq.author81x@example.com"], check=True)
     (repo / "train.py").write_text(IDENTITY_SCRIPT)
-    env = {**os.environ, "USER": "zq_user_81x", "LOGNAME": "zq_user_81x", "HOME": str(home),
-           "FAKE_HOST": "zq-host-81x", "OUT_DIR": str(tmp_path / "out"), "ANONYMOUS": anonymous,
-           "PYTHONPATH": str(ROOT), "NBTRACK_QUIET": "1"}
-    out = subprocess.run([sys.executable, "train.py"], cwd=repo, env=env, capture_output=True, text=True,
-                         check=True)
+    env = {
+        **os.environ,
+        "USER": "zq_user_81x",
+        "LOGNAME": "zq_user_81x",
+        "HOME": str(home),
+        "FAKE_HOST": "zq-host-81x",
+        "OUT_DIR": str(tmp_path / "out"),
+        "ANONYMOUS": anonymous,
+        "PYTHONPATH": str(ROOT),
+        "NBTRACK_QUIET": "1",
+    }
+    out = subprocess.run([sys.executable, "train.py"], cwd=repo, env=env, capture_output=True, text=True, check=True)
     project, run_id = out.stdout.split()
     files = [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
     assert any(p.name == "train.py" for p in files)  # save_code copied the program
@@ -172,10 +177,17 @@ def test_monitor_gym_is_recorded(store_dir):
 
 def test_save_code_copies_the_program_in_a_script(tmp_path):
     script = tmp_path / "train_me.py"
-    script.write_text(f"import nbtrack\nrun = nbtrack.init(project='p', dir={str(tmp_path)!r}, save_code=True)\n"
-                      "run.finish()\nprint(run.dir)\n")
-    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    script.write_text(
+        f"import nbtrack\nrun = nbtrack.init(project='p', dir={str(tmp_path)!r}, save_code=True)\n"
+        "run.finish()\nprint(run.dir)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     run_dir = out.stdout.strip().splitlines()[-1]
     assert open(os.path.join(run_dir, "code", "train_me.py")).read() == script.read_text()
     (record,) = nbtrack.Api(tmp_path).runs("p")

@@ -6,10 +6,6 @@ import signal
 import time
 
 import nbformat
-import pytest
-
-import nbtrack
-
 from conftest import read_run
 from kernels import Kernel
 
@@ -34,8 +30,9 @@ def test_kernel_defaults_and_rerunning_the_init_cell(kernel, store_dir):
 def test_plain_init_in_a_kernel_loads_the_notebook_layer(tmp_path, store_dir):
     kernel = Kernel(tmp_path, env={"NBTRACK_QUIET": "0"})
     request = kernel
-    out = kernel.run(f"import nbtrack\nrun = nbtrack.init(project='plain', dir={str(store_dir)!r})\n"
-                     "run.log({'a': 1})")
+    out = kernel.run(
+        f"import nbtrack\nrun = nbtrack.init(project='plain', dir={str(store_dir)!r})\nrun.log({{'a': 1}})"
+    )
     assert "nbtrack run" in out  # displayed without %load_ext
     kernel.run("run.log({'a': 2})\nrun.finish()")
     rows = read_run(store_dir, "plain", last_line(kernel.run("print(run.id)"))).history()
@@ -52,8 +49,11 @@ def test_an_interrupted_cell_leaves_the_run_running(kernel, store_dir):
         msg = kernel.kc.get_iopub_msg(timeout=30)
         if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "error":
             assert msg["content"]["ename"] == "KeyboardInterrupt"
-        if (msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "status"
-                and msg["content"]["execution_state"] == "idle"):
+        if (
+            msg["parent_header"].get("msg_id") == msg_id
+            and msg["msg_type"] == "status"
+            and msg["content"]["execution_state"] == "idle"
+        ):
             break
     out = kernel.run("before = run.step\nrun.log({'after': 1})\nprint(run.state, run.step == before + 1, before > 10)")
     assert last_line(out) == "running True True"
@@ -68,7 +68,7 @@ def test_session_history_notebook(kernel, store_dir):
     kernel.run(f"%load_ext nbtrack\nrun = %track_init -p hist --dir {store_dir} --save-code")
     kernel.run("print('hello from cell 3')")
     kernel.run("from IPython.display import display, Markdown\ndisplay(Markdown('**shown**'))\nx * 2 + 2")
-    out, error = kernel.execute("1 / 0")
+    _out, error = kernel.execute("1 / 0")
     assert error is not None
     kernel.run("%track_finish")
     run_id = last_line(kernel.run("print(run.id)"))
@@ -117,8 +117,10 @@ def test_missing_notebook_file_is_said_once(kernel, store_dir):
 
 def test_kernel_shutdown_finishes_open_runs(tmp_path, store_dir):
     k = Kernel(tmp_path)
-    k.run(f"import nbtrack\nrun = nbtrack.init(project='shut', dir={str(store_dir)!r}, save_code=True)\n"
-          "run.log({'a': 1})")
+    k.run(
+        f"import nbtrack\nrun = nbtrack.init(project='shut', dir={str(store_dir)!r}, save_code=True)\n"
+        "run.log({'a': 1})"
+    )
     run_id = last_line(k.run("print(run.id)"))
     k.stop()  # a clean shutdown request
     deadline = time.time() + 20
@@ -131,8 +133,10 @@ def test_kernel_shutdown_finishes_open_runs(tmp_path, store_dir):
 
 def test_a_killed_kernel_leaves_a_crashed_run_that_auto_resume_continues(tmp_path, store_dir):
     k = Kernel(tmp_path)
-    k.run(f"import nbtrack\nrun = nbtrack.init(project='dead', dir={str(store_dir)!r}, resume='auto')\n"
-          "for i in range(100): run.log({'i': i})\nimport time; time.sleep(1)")
+    k.run(
+        f"import nbtrack\nrun = nbtrack.init(project='dead', dir={str(store_dir)!r}, resume='auto')\n"
+        "for i in range(100): run.log({'i': i})\nimport time; time.sleep(1)"
+    )
     run_id = last_line(k.run("print(run.id)"))
     os.kill(k.km.provisioner.pid, signal.SIGKILL)  # the kernel dies: no clean-up runs
     k.kc.stop_channels()
@@ -142,8 +146,10 @@ def test_a_killed_kernel_leaves_a_crashed_run_that_auto_resume_continues(tmp_pat
     assert read_run(store_dir, "dead", run_id).state == "crashed"
     k2 = Kernel(tmp_path)
     try:
-        out = k2.run(f"import nbtrack\nrun = nbtrack.init(project='dead', dir={str(store_dir)!r}, resume='auto')\n"
-                     "print(run.id, run.resumed, run.step)\nrun.log({'i': 100})\nrun.finish()")
+        out = k2.run(
+            f"import nbtrack\nrun = nbtrack.init(project='dead', dir={str(store_dir)!r}, resume='auto')\n"
+            "print(run.id, run.resumed, run.step)\nrun.log({'i': 100})\nrun.finish()"
+        )
     finally:
         k2.stop()
     assert last_line(out) == f"{run_id} True 100"

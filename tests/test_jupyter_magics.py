@@ -1,6 +1,7 @@
 """The magics in a real in-process IPython shell: every flag, every error path, %reload_ext."""
 
 import pytest
+from conftest import read_run
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 from traitlets.config import Config
@@ -8,8 +9,6 @@ from traitlets.config import Config
 import nbtrack
 from nbtrack.active_run import Run
 from nbtrack.jupyter import extension
-
-from conftest import read_run
 
 
 @pytest.fixture
@@ -46,7 +45,7 @@ def usage_error(shell, code):
     assert not result.success
     text = cap.stdout + cap.stderr
     assert "UsageError" in text and "Traceback" not in text, text
-    lines = [l for l in text.splitlines() if l.strip()]
+    lines = [line for line in text.splitlines() if line.strip()]
     assert len(lines) == 1, lines  # one line, no traceback
     return lines[0]
 
@@ -54,14 +53,26 @@ def usage_error(shell, code):
 def test_every_init_flag(shell, store_dir, tmp_path):
     ok(shell, "src = %track_init -p flags --id source1 --reinit create_new")
     ok(shell, "src.log({'x': 1}); src.log({'x': 2}); src.finish()")
-    ok(shell, "run = %track_init -p flags -e team -n my-run --id flag1 --notes 'two words' --tags a b c "
-              "-g grp --job-type train --mode offline --reinit finish_previous --resume allow "
-              "--no-save-code --no-allow-val-change --config lr=0.01 layers=[64,32] name=resnet "
-              "optim.beta=0.9 --config-exclude name --anonymous must")
+    ok(
+        shell,
+        "run = %track_init -p flags -e team -n my-run --id flag1 --notes 'two words' --tags a b c "
+        "-g grp --job-type train --mode offline --reinit finish_previous --resume allow "
+        "--no-save-code --no-allow-val-change --config lr=0.01 layers=[64,32] name=resnet "
+        "optim.beta=0.9 --config-exclude name --anonymous must",
+    )
     r = shell.user_ns["run"]
     assert isinstance(r, Run)
     assert (r.project, r.entity, r.name, r.id, r.notes, r.tags, r.group, r.job_type, r.mode) == (
-        "flags", "team", "my-run", "flag1", "two words", ("a", "b", "c"), "grp", "train", "offline")
+        "flags",
+        "team",
+        "my-run",
+        "flag1",
+        "two words",
+        ("a", "b", "c"),
+        "grp",
+        "train",
+        "offline",
+    )
     assert dict(r.config.items()) == {"lr": 0.01, "layers": [64, 32], "optim": {"beta": 0.9}}
     assert type(r.config.lr) is float and r.dir.startswith(str(store_dir))
     with pytest.raises(nbtrack.ConfigError):  # --no-allow-val-change, even in a shell
@@ -123,8 +134,10 @@ def test_returns_the_run_and_displays_it_once(shell):
     assert sum(new.id in str(o.data.get("text/plain", "")) for o in cap.outputs) == 1
     assert "Out[" not in cap.stdout
     # the finished run's display was refreshed to its final state
-    assert any(first.id in str(o.data.get("text/plain", "")) and "finished" in str(o.data.get("text/plain", ""))
-               for o in cap.outputs)
+    assert any(
+        first.id in str(o.data.get("text/plain", "")) and "finished" in str(o.data.get("text/plain", ""))
+        for o in cap.outputs
+    )
     cap = ok(shell, "%track_status")
     assert sum("nbtrack run" in str(o.data.get("text/plain", "")) for o in cap.outputs) == 1
 
@@ -136,28 +149,31 @@ def test_user_text_is_escaped_in_html(shell):
     assert "<b>t</b>" not in html
 
 
-@pytest.mark.parametrize("line, expected", [
-    ("%track_init --bogus", "unrecognized arguments: --bogus"),
-    ("%track_init --mode sideways", "argument --mode: invalid choice: 'sideways'"),
-    ("%track_init --reinit sometimes", "argument --reinit: invalid choice"),
-    ("%track_init --resume sometimes", "argument --resume: invalid choice"),
-    ("%track_init --anonymous maybe", "argument --anonymous: invalid choice"),
-    ("%track_init --id a/b", "id='a/b' contains '/'"),
-    ("%track_init -p a:b", "project='a:b' contains ':'"),
-    ("%track_init --config lr", "'lr' is neither an existing YAML file nor key=value pairs"),
-    ("%track_init --config missing.yaml", "no YAML file at 'missing.yaml'"),
-    ("%track_init --config lr=1 broken", "--config: expected key=value pairs"),
-    ("%track_init --tags " + "x" * 65, "each tag must be 1-64 characters"),
-    ("%track_init --config-include a --config-exclude b", "cannot be used together"),
-    ("%track_init --resume-from nope", "resume_from='nope' is not of the form"),
-    ("%track_init --notes 'unbalanced", "cannot split the arguments"),
-    ("%track_finish", "%track_finish: no active run"),
-    ("%track_finish --exit-code x", "argument --exit-code: invalid int value"),
-    ("%track_log a=1", "call nbtrack.init() first"),
-    ("%track_config", "no active run; start one with %track_init"),
-    ("%track_status", "no active run"),
-    ("%track_runs --limit 0", "--limit: expected a positive number"),
-])
+@pytest.mark.parametrize(
+    "line, expected",
+    [
+        ("%track_init --bogus", "unrecognized arguments: --bogus"),
+        ("%track_init --mode sideways", "argument --mode: invalid choice: 'sideways'"),
+        ("%track_init --reinit sometimes", "argument --reinit: invalid choice"),
+        ("%track_init --resume sometimes", "argument --resume: invalid choice"),
+        ("%track_init --anonymous maybe", "argument --anonymous: invalid choice"),
+        ("%track_init --id a/b", "id='a/b' contains '/'"),
+        ("%track_init -p a:b", "project='a:b' contains ':'"),
+        ("%track_init --config lr", "'lr' is neither an existing YAML file nor key=value pairs"),
+        ("%track_init --config missing.yaml", "no YAML file at 'missing.yaml'"),
+        ("%track_init --config lr=1 broken", "--config: expected key=value pairs"),
+        ("%track_init --tags " + "x" * 65, "each tag must be 1-64 characters"),
+        ("%track_init --config-include a --config-exclude b", "cannot be used together"),
+        ("%track_init --resume-from nope", "resume_from='nope' is not of the form"),
+        ("%track_init --notes 'unbalanced", "cannot split the arguments"),
+        ("%track_finish", "%track_finish: no active run"),
+        ("%track_finish --exit-code x", "argument --exit-code: invalid int value"),
+        ("%track_log a=1", "call nbtrack.init() first"),
+        ("%track_config", "no active run; start one with %track_init"),
+        ("%track_status", "no active run"),
+        ("%track_runs --limit 0", "--limit: expected a positive number"),
+    ],
+)
 def test_bad_input_is_one_usage_error_line(shell, line, expected):
     message = usage_error(shell, line)
     assert expected in message, message
@@ -213,7 +229,11 @@ def test_cell_magic_success_and_failure(shell, store_dir):
 
 def test_reload_ext_leaves_one_of_each(shell):
     def ours(event):
-        return [cb for cb in shell.events.callbacks[event] if getattr(cb, "__self__", None).__class__.__name__ == "NotebookLayer"]
+        return [
+            cb
+            for cb in shell.events.callbacks[event]
+            if getattr(cb, "__self__", None).__class__.__name__ == "NotebookLayer"
+        ]
 
     for _ in range(3):
         ok(shell, "%reload_ext nbtrack")
@@ -300,8 +320,7 @@ def test_notebook_file_from_jpy_session_name(shell, store_dir, tmp_path, monkeyp
 def test_a_yaml_bomb_in_track_init_config_is_one_usage_error_line(shell):
     """A --config value whose YAML aliases stand for 9 ** 9 values is refused at once
     (it ran for minutes before)."""
-    levels = ["&b0 [1, 1, 1, 1, 1, 1, 1, 1, 1]"] + [
-        f"&b{n} [{', '.join([f'*b{n - 1}'] * 9)}]" for n in range(1, 9)]
+    levels = ["&b0 [1, 1, 1, 1, 1, 1, 1, 1, 1]"] + [f"&b{n} [{', '.join([f'*b{n - 1}'] * 9)}]" for n in range(1, 9)]
     line = usage_error(shell, f"%track_init -p p --config 'deep=[{', '.join(levels)}]'")
     assert "--config deep" in line and "expands to more than 1,000,000 values" in line
     assert nbtrack.run is None

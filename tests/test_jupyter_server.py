@@ -5,12 +5,11 @@ from pathlib import Path
 
 import pytest
 import requests
-
-import nbtrack
-
 from browser import TOKEN, JupyterServer
 from conftest import wait_for
 from kernels import Kernel
+
+import nbtrack
 
 
 @pytest.fixture
@@ -25,11 +24,13 @@ def server(tmp_path):
 def test_notebook_found_through_the_sessions_api(server, store_dir):
     base, root, runtime = server
     notebook = root / "exp" / "study.ipynb"
-    notebook.write_text(json.dumps({"cells": [], "metadata": {"marker": "study"}, "nbformat": 4,
-                                    "nbformat_minor": 5}))
-    reply = requests.post(f"{base}/api/sessions", headers={"Authorization": f"token {TOKEN}"},
-                          json={"path": "exp/study.ipynb", "type": "notebook", "name": "",
-                                "kernel": {"name": "python3"}}, timeout=30)
+    notebook.write_text(json.dumps({"cells": [], "metadata": {"marker": "study"}, "nbformat": 4, "nbformat_minor": 5}))
+    reply = requests.post(
+        f"{base}/api/sessions",
+        headers={"Authorization": f"token {TOKEN}"},
+        json={"path": "exp/study.ipynb", "type": "notebook", "name": "", "kernel": {"name": "python3"}},
+        timeout=30,
+    )
     reply.raise_for_status()
     kernel_id = reply.json()["kernel"]["id"]
     connection = runtime / f"kernel-{kernel_id}.json"

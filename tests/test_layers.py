@@ -4,7 +4,6 @@ import json
 import textwrap
 
 import pytest
-
 from conftest import run_python
 
 NOTEBOOK_STACK = ("IPython", "ipywidgets", "anywidget", "traitlets", "ipykernel", "comm")
@@ -38,27 +37,65 @@ nbtrack.Api({str(tmp_path)!r}).runs()
 LAYERS = {
     # module: nbtrack modules it must not pull in
     "nbtrack.errors": ["nbtrack.settings", "nbtrack.store", "nbtrack.manager", "nbtrack.api"],
-    "nbtrack.diagnostics": ["nbtrack.settings", "nbtrack.store", "nbtrack.active_run", "nbtrack.manager",
-                            "nbtrack.api", "nbtrack.workers"],
-    "nbtrack.workers": ["nbtrack.settings", "nbtrack.store", "nbtrack.active_run", "nbtrack.manager",
-                        "nbtrack.api"],
+    "nbtrack.diagnostics": [
+        "nbtrack.settings",
+        "nbtrack.store",
+        "nbtrack.active_run",
+        "nbtrack.manager",
+        "nbtrack.api",
+        "nbtrack.workers",
+    ],
+    "nbtrack.workers": ["nbtrack.settings", "nbtrack.store", "nbtrack.active_run", "nbtrack.manager", "nbtrack.api"],
     "nbtrack.rows": ["nbtrack.store", "nbtrack.active_run", "nbtrack.manager", "nbtrack.api", "nbtrack.jupyter"],
     "nbtrack.starts": ["nbtrack.active_run", "nbtrack.manager", "nbtrack.api", "nbtrack.jupyter", "nbtrack.sync"],
     "nbtrack.settings": ["nbtrack.store", "nbtrack.manager", "nbtrack.active_run", "nbtrack.api"],
-    "nbtrack.store": ["nbtrack.active_run", "nbtrack.manager", "nbtrack.hyperparams", "nbtrack.api",
-                      "nbtrack.environment", "nbtrack.jupyter", "nbtrack.starts", "nbtrack.rows", "nbtrack.sync"],
+    "nbtrack.store": [
+        "nbtrack.active_run",
+        "nbtrack.manager",
+        "nbtrack.hyperparams",
+        "nbtrack.api",
+        "nbtrack.environment",
+        "nbtrack.jupyter",
+        "nbtrack.starts",
+        "nbtrack.rows",
+        "nbtrack.sync",
+    ],
     "nbtrack.active_run": ["nbtrack.manager", "nbtrack.api", "nbtrack.jupyter"],
     "nbtrack.manager": ["nbtrack.api", "nbtrack.jupyter", "nbtrack.cli"],
-    "nbtrack.sync": ["nbtrack.active_run", "nbtrack.manager", "nbtrack.hyperparams", "nbtrack.api",
-                     "nbtrack.jupyter", "nbtrack.system"],
+    "nbtrack.sync": [
+        "nbtrack.active_run",
+        "nbtrack.manager",
+        "nbtrack.hyperparams",
+        "nbtrack.api",
+        "nbtrack.jupyter",
+        "nbtrack.system",
+    ],
     "nbtrack.system": ["nbtrack.active_run", "nbtrack.manager", "nbtrack.api", "nbtrack.jupyter"],
-    "nbtrack.media": ["nbtrack.store", "nbtrack.active_run", "nbtrack.manager", "nbtrack.api", "nbtrack.jupyter",
-                      "numpy", "PIL"],
+    "nbtrack.media": [
+        "nbtrack.store",
+        "nbtrack.active_run",
+        "nbtrack.manager",
+        "nbtrack.api",
+        "nbtrack.jupyter",
+        "numpy",
+        "PIL",
+    ],
     "nbtrack.records": ["nbtrack.store", "nbtrack.active_run", "nbtrack.manager", "nbtrack.api"],
-    "nbtrack.integrations.tensorboard": ["nbtrack.active_run", "nbtrack.manager", "nbtrack.api", "nbtrack.jupyter",
-                                         "torch", "tensorboardX"],
-    "nbtrack.integrations.gym": ["nbtrack.active_run", "nbtrack.manager", "nbtrack.api", "nbtrack.jupyter",
-                                 "gymnasium"],
+    "nbtrack.integrations.tensorboard": [
+        "nbtrack.active_run",
+        "nbtrack.manager",
+        "nbtrack.api",
+        "nbtrack.jupyter",
+        "torch",
+        "tensorboardX",
+    ],
+    "nbtrack.integrations.gym": [
+        "nbtrack.active_run",
+        "nbtrack.manager",
+        "nbtrack.api",
+        "nbtrack.jupyter",
+        "gymnasium",
+    ],
 }
 
 

@@ -5,12 +5,11 @@ import threading
 import time
 
 import pytest
+from conftest import read_run, run_python, spawn_python
 
 import nbtrack
 from nbtrack import events
 from nbtrack.diagnostics import NbtrackWarning
-
-from conftest import read_run, run_python, spawn_python
 
 
 def steps(record, key=None):
@@ -31,7 +30,7 @@ def test_finish_previous_finishes_all_active_runs_in_order(store_dir, capsys, mo
     assert finish_order == ["first", "second"]
     assert (a.state, b.state, c.state) == ("finished", "finished", "running")
     assert nbtrack.run is c
-    lines = [l for l in capsys.readouterr().err.splitlines() if l.startswith("nbtrack: finished")]
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("nbtrack: finished")]
     assert lines == [f"nbtrack: finished first ({a.id}), second ({b.id}) before starting a new run"]
     assert read_run(store_dir, "p", a.id).state == "finished"
 
@@ -39,8 +38,9 @@ def test_finish_previous_finishes_all_active_runs_in_order(store_dir, capsys, mo
 def test_return_previous_returns_the_active_run_and_warns_about_ignored_arguments(store_dir):
     a = nbtrack.init(project="p", dir=store_dir, name="keep", config={"lr": 0.1})
     with pytest.warns(NbtrackWarning, match=r"these arguments were ignored: name, tags, config") as caught:
-        same = nbtrack.init(project="p", dir=store_dir, name="other", tags=["x"], config={"lr": 0.5},
-                            reinit="return_previous")
+        same = nbtrack.init(
+            project="p", dir=store_dir, name="other", tags=["x"], config={"lr": 0.5}, reinit="return_previous"
+        )
     assert same is a and a.name == "keep" and a.config.lr == 0.1
     assert len(caught) == 1
     import warnings
@@ -130,7 +130,7 @@ print("threads", [sorted({r["who"] for r in api.run("p/" + x.id).history()}) for
 
 def test_a_cell_that_raises_does_not_end_the_run(kernel):
     kernel.run("import nbtrack, tempfile\nrun = nbtrack.init(project='p', dir=tempfile.mkdtemp())")
-    out, error = kernel.execute("run.log({'a': 1})\n1 / 0")
+    _out, error = kernel.execute("run.log({'a': 1})\n1 / 0")
     assert error is not None and error["ename"] == "ZeroDivisionError"
     assert "running 1" in kernel.run("run.log({'a': 2}); print(run.state, run.summary['a'] - 1)")
 
@@ -187,8 +187,9 @@ def test_resume_must_while_another_run_is_active(store_dir):
 
 
 def test_a_resumed_run_restores_state(store_dir):
-    run = nbtrack.init(project="p", id="rs", dir=store_dir, config={"lr": 0.1, "batch": 32}, tags=["old"],
-                       name="kept-name")
+    run = nbtrack.init(
+        project="p", id="rs", dir=store_dir, config={"lr": 0.1, "batch": 32}, tags=["old"], name="kept-name"
+    )
     for i in range(5):
         run.log({"loss": 1.0 / (i + 1)})
     run.summary["best"] = 0.9
@@ -239,12 +240,19 @@ run.finish()
 
 
 def _auto(dir, mode):
-    import subprocess, sys, os, textwrap
+    import os
+    import subprocess
+    import sys
+
     from conftest import ROOT
 
-    return subprocess.Popen([sys.executable, "-c", AUTO_CHILD.format(dir=str(dir)), mode],
-                            env={**os.environ, "PYTHONPATH": str(ROOT), "NBTRACK_QUIET": "1"},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", AUTO_CHILD.format(dir=str(dir)), mode],
+        env={**os.environ, "PYTHONPATH": str(ROOT), "NBTRACK_QUIET": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_resume_auto_continues_a_killed_run_in_a_new_process(store_dir):
@@ -311,11 +319,14 @@ def test_source_must_exist_in_the_same_project(store_dir, source):
             nbtrack.init(project="other", dir=store_dir, **{argument: "src?_step=3"})
 
 
-@pytest.mark.parametrize("combo", [
-    {"resume": "allow", "resume_from": "src?_step=3"},
-    {"resume": "allow", "fork_from": "src?_step=3"},
-    {"resume_from": "src?_step=3", "fork_from": "src?_step=3"},
-])
+@pytest.mark.parametrize(
+    "combo",
+    [
+        {"resume": "allow", "resume_from": "src?_step=3"},
+        {"resume": "allow", "fork_from": "src?_step=3"},
+        {"resume_from": "src?_step=3", "fork_from": "src?_step=3"},
+    ],
+)
 def test_resume_resume_from_and_fork_from_are_exclusive(store_dir, source, combo):
     with pytest.raises(nbtrack.UsageError, match="cannot be used together; pass only one of"):
         nbtrack.init(project="p", dir=store_dir, **combo)
@@ -323,7 +334,9 @@ def test_resume_resume_from_and_fork_from_are_exclusive(store_dir, source, combo
 
 def test_an_environment_resume_counts(store_dir, source, monkeypatch):
     monkeypatch.setenv("NBTRACK_RESUME", "allow")
-    with pytest.raises(nbtrack.UsageError, match=r"resume and fork_from cannot be used together \(NBTRACK_RESUME is set\)"):
+    with pytest.raises(
+        nbtrack.UsageError, match=r"resume and fork_from cannot be used together \(NBTRACK_RESUME is set\)"
+    ):
         nbtrack.init(project="p", dir=store_dir, fork_from="src?_step=3")
 
 

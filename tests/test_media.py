@@ -153,22 +153,28 @@ def test_nested_media_keys_are_flattened_and_bad_values_keep_the_rest(store_dir)
     assert row["val/img"].kind == "image" and row["val/loss"] == 1.5 and "val/bad" not in row
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda: nbtrack.Image(np.zeros((2, 2, 7))), r"Image: expected an image array of shape"),
-    (lambda: nbtrack.Image(b"\x89PNG"), r"Image: data must be an array, a PIL image or a file path, got bytes"),
-    (lambda: nbtrack.Image("notes.txt"), r"Image: notes.txt is not one of the accepted formats"),
-    (lambda: nbtrack.Image("missing.png"), r"Image: cannot read missing.png"),
-    (lambda: nbtrack.Image(np.zeros((2, 2)), caption=3), r"Image: caption must be a string"),
-    (lambda: nbtrack.Video(np.zeros((2, 2, 2))), r"Video: frames must have shape \(time, channels, height, width\)"),
-    (lambda: nbtrack.Video("clip.mp4", fps=0), r"Video: fps must be a number"),
-    (lambda: nbtrack.Histogram([1, 2], num_bins=0), r"Histogram: num_bins must be an integer from 1 to 512"),
-    (lambda: nbtrack.Histogram(), r"Histogram: pass either sequence"),
-    (lambda: nbtrack.Histogram([float("nan")]), r"Histogram: sequence has no finite values"),
-    (lambda: nbtrack.Histogram(np_histogram=([1, 2], [0, 1])), r"len\(edges\) == len\(counts\) \+ 1"),
-    (lambda: nbtrack.Histogram(["a"]), r"Histogram: sequence must hold numbers"),
-    (lambda: nbtrack.Table(columns=["a"], data=[[1, 2]]), r"Table: row 0 has 2 cells, but there are 1 columns"),
-    (lambda: nbtrack.Table(columns="ab"), r"Table: columns must be a list of strings"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: nbtrack.Image(np.zeros((2, 2, 7))), r"Image: expected an image array of shape"),
+        (lambda: nbtrack.Image(b"\x89PNG"), r"Image: data must be an array, a PIL image or a file path, got bytes"),
+        (lambda: nbtrack.Image("notes.txt"), r"Image: notes.txt is not one of the accepted formats"),
+        (lambda: nbtrack.Image("missing.png"), r"Image: cannot read missing.png"),
+        (lambda: nbtrack.Image(np.zeros((2, 2)), caption=3), r"Image: caption must be a string"),
+        (
+            lambda: nbtrack.Video(np.zeros((2, 2, 2))),
+            r"Video: frames must have shape \(time, channels, height, width\)",
+        ),
+        (lambda: nbtrack.Video("clip.mp4", fps=0), r"Video: fps must be a number"),
+        (lambda: nbtrack.Histogram([1, 2], num_bins=0), r"Histogram: num_bins must be an integer from 1 to 512"),
+        (lambda: nbtrack.Histogram(), r"Histogram: pass either sequence"),
+        (lambda: nbtrack.Histogram([float("nan")]), r"Histogram: sequence has no finite values"),
+        (lambda: nbtrack.Histogram(np_histogram=([1, 2], [0, 1])), r"len\(edges\) == len\(counts\) \+ 1"),
+        (lambda: nbtrack.Histogram(["a"]), r"Histogram: sequence must hold numbers"),
+        (lambda: nbtrack.Table(columns=["a"], data=[[1, 2]]), r"Table: row 0 has 2 cells, but there are 1 columns"),
+        (lambda: nbtrack.Table(columns="ab"), r"Table: columns must be a list of strings"),
+    ],
+)
 def test_bad_media_arguments_name_what_is_accepted(make, message):
     with pytest.raises((TypeError, ValueError), match=message):
         make()

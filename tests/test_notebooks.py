@@ -4,11 +4,10 @@ the store it wrote are checked."""
 import nbformat
 import numpy as np
 import pytest
+from conftest import ROOT
 from nbclient import NotebookClient
 
 import nbtrack
-
-from conftest import ROOT
 
 NOTEBOOKS = ROOT / "notebooks"
 
@@ -17,8 +16,7 @@ def execute(name, tmp_path, monkeypatch):
     monkeypatch.setenv("NBTRACK_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
-    NotebookClient(nb, kernel_name="python3", timeout=120,
-                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    NotebookClient(nb, kernel_name="python3", timeout=120, resources={"metadata": {"path": str(tmp_path)}}).execute()
     return nb, nbtrack.Api(tmp_path / "runs")
 
 
@@ -33,8 +31,11 @@ def text(cell):
 
 
 def test_every_notebook_is_tested():
-    assert {p.name for p in NOTEBOOKS.glob("*.ipynb")} == {"quickstart.ipynb", "resume_and_fork.ipynb",
-                                                          "media_and_tensorboard.ipynb"}
+    assert {p.name for p in NOTEBOOKS.glob("*.ipynb")} == {
+        "quickstart.ipynb",
+        "resume_and_fork.ipynb",
+        "media_and_tensorboard.ipynb",
+    }
 
 
 def test_quickstart(tmp_path, monkeypatch):
@@ -80,7 +81,9 @@ def test_saved_notebook_keeps_the_panel_state_and_fallbacks(tmp_path, monkeypatc
     assert xs[0] == 0 and xs[-1] == 199 and len(xs) <= first["max_points"]
     assert first["summary"]["train/loss"] == pytest.approx(ys[-1])
     # the init cell's display carries the widget, an HTML fallback with sparklines, and text
-    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.get("output_type") == "display_data"]
+    outputs = [
+        o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.get("output_type") == "display_data"
+    ]
     bundles = [o["data"] for o in outputs if "application/vnd.jupyter.widget-view+json" in o["data"]]
     assert bundles
     refreshed = [b for b in bundles if "<svg" in b["text/html"]]
@@ -93,9 +96,11 @@ def test_api_runs_in_a_cell_is_the_interactive_table(tmp_path, monkeypatch):
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.cells = [
-        nbformat.v4.new_code_cell(f"import nbtrack\nfor i in range(2):\n"
-                                  f"    with nbtrack.init(project='t', dir={d!r}, settings={{'quiet': True}}) as r:\n"
-                                  "        r.log({'loss': i})"),
+        nbformat.v4.new_code_cell(
+            f"import nbtrack\nfor i in range(2):\n"
+            f"    with nbtrack.init(project='t', dir={d!r}, settings={{'quiet': True}}) as r:\n"
+            "        r.log({'loss': i})"
+        ),
         nbformat.v4.new_code_cell(f"nbtrack.Api({d!r}).runs('t')"),
     ]
     NotebookClient(nb, kernel_name="python3", timeout=120, resources={"metadata": {"path": str(tmp_path)}}).execute()

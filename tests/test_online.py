@@ -13,13 +13,12 @@ import warnings
 
 import pytest
 import requests
-
-import nbtrack
-from nbtrack.store.writer import NbtrackWarning
-
 from conftest import ROOT, spawn_python, wait_for
 from fault_proxy import FaultProxy
 from mlflow_server import MlflowServer, free_port, mlflow_python
+
+import nbtrack
+from nbtrack.store.writer import NbtrackWarning
 
 pytestmark = pytest.mark.skipif(mlflow_python() is None, reason="no Python with mlflow (.ci/run makes .venv-mlflow)")
 
@@ -40,21 +39,29 @@ def points(server, remote_id, key):
     return sorted((m["step"], m["value"]) for m in server.history(remote_id, key))
 
 
-
-
 def sync_cli(*args, env=None):
     full = {k: v for k, v in os.environ.items() if not k.startswith(("NBTRACK_", "MLFLOW_"))}
     full.update({"PYTHONPATH": str(ROOT), **(env or {})})
-    return subprocess.run([sys.executable, "-m", "nbtrack", "sync", *args], capture_output=True, text=True,
-                          env=full, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "nbtrack", "sync", *args], capture_output=True, text=True, env=full, timeout=300
+    )
 
 
 def test_a_run_arrives_whole(server, store_dir):
     long_value = "x" * 7000
-    run = online(server.url, project="whole", dir=store_dir, name="full-run", notes="about it", group="grp",
-                 job_type="train", entity="team", tags=["baseline", "v2"],
-                 config={"lr": 0.01, "opt": {"name": "adam", "beta": 0.9}, "layers": [64, 32], "blob": long_value},
-                 settings={"system_interval": 0.1})
+    run = online(
+        server.url,
+        project="whole",
+        dir=store_dir,
+        name="full-run",
+        notes="about it",
+        group="grp",
+        job_type="train",
+        entity="team",
+        tags=["baseline", "v2"],
+        config={"lr": 0.01, "opt": {"name": "adam", "beta": 0.9}, "layers": [64, 32], "blob": long_value},
+        settings={"system_interval": 0.1},
+    )
     assert run.mode == "online"
     assert run.url.startswith(server.url + "/#/experiments/")
     for i in range(2500):
@@ -95,8 +102,10 @@ def test_a_run_arrives_whole(server, store_dir):
     assert len(cpu) >= 1 and sorted(m["step"] for m in cpu) == list(range(len(cpu)))
     # the full config as an artifact, long value and all
     assert "nbtrack/config.json" in server.artifacts(rid)
-    art = requests.get(f"{server.url}/api/2.0/mlflow-artifacts/artifacts/{info['experiment_id']}/{rid}"
-                       "/artifacts/nbtrack/config.json", timeout=30)
+    art = requests.get(
+        f"{server.url}/api/2.0/mlflow-artifacts/artifacts/{info['experiment_id']}/{rid}/artifacts/nbtrack/config.json",
+        timeout=30,
+    )
     assert json.loads(art.content)["blob"] == long_value
 
 
@@ -143,9 +152,13 @@ def test_offline_runs_sync_later_exactly_once(server, store_dir):
     before = points(server, remote["info"]["run_id"], "v")
     assert before == [(i, float(i)) for i in range(1200)]
 
-    second = subprocess.run([sys.executable, "-m", "nbtrack", "sync", "--dir", str(store_dir), "--project", "later"],
-                            capture_output=True, text=True, timeout=120,
-                            env={"PYTHONPATH": str(ROOT), "PATH": os.environ["PATH"], "MLFLOW_TRACKING_URI": server.url})
+    second = subprocess.run(
+        [sys.executable, "-m", "nbtrack", "sync", "--dir", str(store_dir), "--project", "later"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHONPATH": str(ROOT), "PATH": os.environ["PATH"], "MLFLOW_TRACKING_URI": server.url},
+    )
     assert second.returncode == 0 and f"later/{run.id}: up to date" in second.stdout
     assert points(server, remote["info"]["run_id"], "v") == before
     assert len(server.runs("later")) == 1
@@ -196,8 +209,11 @@ def test_fork_and_rewind_online(server, store_dir):
     for i in range(3):
         rewound.log({"x": -float(i)})
     rewound.finish()
-    runs = [r for r in server.runs("branches")
-            if {t["key"]: t["value"] for t in r["data"]["tags"]}.get("nbtrack.run_id") == "source"]
+    runs = [
+        r
+        for r in server.runs("branches")
+        if {t["key"]: t["value"] for t in r["data"]["tags"]}.get("nbtrack.run_id") == "source"
+    ]
     assert len(runs) == 2
     old = next(r for r in runs if r["info"]["run_id"] == source_remote)
     new = next(r for r in runs if r["info"]["run_id"] != source_remote)
@@ -207,7 +223,10 @@ def test_fork_and_rewind_online(server, store_dir):
     assert new_tags["nbtrack.rewind_of"] == source_remote and new["info"]["status"] == "FINISHED"
     assert points(server, source_remote, "x") == [(i, float(i)) for i in range(50)]  # untouched
     assert points(server, new["info"]["run_id"], "x") == [(i, float(i)) for i in range(10)] + [
-        (10, 0.0), (11, -1.0), (12, -2.0)]
+        (10, 0.0),
+        (11, -1.0),
+        (12, -2.0),
+    ]
     assert rewound.url.endswith(new["info"]["run_id"])
 
 
@@ -223,7 +242,10 @@ def test_refused_items_are_dropped_alone(server, store_dir):
     remote = server.run_by_tag("refused", run.id)
     rid = remote["info"]["run_id"]
     # the batch went through without the refused key, both times
-    assert points(server, rid, "good") == [(0, 1.0), (1, 4.0)] and points(server, rid, "also_good") == [(0, 3.0), (1, 6.0)]
+    assert points(server, rid, "good") == [(0, 1.0), (1, 4.0)] and points(server, rid, "also_good") == [
+        (0, 3.0),
+        (1, 6.0),
+    ]
     assert server.history(rid, "bad@key") == []
     assert {p["key"]: p["value"] for p in remote["data"]["params"]}["lr"] == "0.1"
     assert nbtrack.Api(store_dir).run(f"refused/{run.id}").history()[1]["bad@key"] == 5.0  # kept locally
@@ -236,14 +258,27 @@ def test_refused_items_are_dropped_alone(server, store_dir):
 def test_force_fails_fast(tmp_path, store_dir):
     port = free_port()  # nothing listens here
     with pytest.raises(nbtrack.errors.CommError, match=f"cannot reach http://127.0.0.1:{port}"):
-        nbtrack.init(project="f", dir=store_dir, mode="online", force=True,
-                     settings={"tracking_uri": f"http://127.0.0.1:{port}", "init_timeout": 3})
+        nbtrack.init(
+            project="f",
+            dir=store_dir,
+            mode="online",
+            force=True,
+            settings={"tracking_uri": f"http://127.0.0.1:{port}", "init_timeout": 3},
+        )
     assert nbtrack.Api(store_dir).runs("f") == []  # nothing was started
 
     # without force: a notice, and the run goes on offline with every row kept
-    run = nbtrack.init(project="f", dir=store_dir, mode="online",
-                       settings={"tracking_uri": f"http://127.0.0.1:{port}", "init_timeout": 3, "sync_timeout": 1,
-                                 "system_interval": 0})
+    run = nbtrack.init(
+        project="f",
+        dir=store_dir,
+        mode="online",
+        settings={
+            "tracking_uri": f"http://127.0.0.1:{port}",
+            "init_timeout": 3,
+            "sync_timeout": 1,
+            "system_interval": 0,
+        },
+    )
     for i in range(10):
         run.log({"a": i})
     run.finish()
@@ -257,22 +292,31 @@ def test_basic_auth(tmp_path, store_dir, capfd):
     try:
         host = srv.url.removeprefix("http://")
         with pytest.raises(nbtrack.errors.AuthenticationError, match="refused the credentials \\(HTTP 401\\)"):
-            nbtrack.init(project="a", dir=store_dir, mode="online", force=True,
-                         settings={"tracking_uri": f"http://admin:wrong-password@{host}"})
+            nbtrack.init(
+                project="a",
+                dir=store_dir,
+                mode="online",
+                force=True,
+                settings={"tracking_uri": f"http://admin:wrong-password@{host}"},
+            )
         os.environ["MLFLOW_TRACKING_USERNAME"] = "admin"
         os.environ["MLFLOW_TRACKING_PASSWORD"] = "wrong-password"
         try:
             with pytest.raises(nbtrack.errors.AuthenticationError):
-                nbtrack.init(project="a", dir=store_dir, mode="online", force=True,
-                             settings={"tracking_uri": srv.url})
+                nbtrack.init(project="a", dir=store_dir, mode="online", force=True, settings={"tracking_uri": srv.url})
             run = nbtrack.init(project="a", dir=store_dir, settings={"tracking_uri": srv.url, "system_interval": 0})
             run.log({"x": 1.0})
             run.finish()
             assert "refused the credentials" in capfd.readouterr().err
             assert run.sync_status["state"] == "error" and nbtrack.Api(store_dir).run(f"a/{run.id}").history()
             os.environ["MLFLOW_TRACKING_PASSWORD"] = "right-password-123"
-            good = nbtrack.init(project="a", dir=store_dir, mode="online", force=True,
-                                settings={"tracking_uri": srv.url, "system_interval": 0})
+            good = nbtrack.init(
+                project="a",
+                dir=store_dir,
+                mode="online",
+                force=True,
+                settings={"tracking_uri": srv.url, "system_interval": 0},
+            )
             good.log({"x": 2.0})
             good.finish()
         finally:
@@ -374,8 +418,9 @@ def test_server_killed_mid_run_then_restarted(tmp_path, store_dir):
 
 
 def test_the_panel_shows_the_url_and_the_sync_state(server, store_dir):
-    from nbtrack.jupyter.panel import RunPanel
     from test_panel import RecordingComm
+
+    from nbtrack.jupyter.panel import RunPanel
 
     run = online(server.url, project="panel-sync", dir=store_dir)
     panel = RunPanel(run)
@@ -397,8 +442,9 @@ def test_media_and_tensorboard_files_arrive_as_artifacts(server, store_dir, tmp_
     np = pytest.importorskip("numpy")
     tensorboardX = pytest.importorskip("tensorboardX")
     pixels = np.arange(48, dtype=np.uint8).reshape(4, 4, 3)
-    run = online(server.url, project="media-online", dir=store_dir, sync_tensorboard=True,
-                 settings={"system_interval": 0})
+    run = online(
+        server.url, project="media-online", dir=store_dir, sync_tensorboard=True, settings={"system_interval": 0}
+    )
     writer = tensorboardX.SummaryWriter(logdir=str(tmp_path / "tb" / "online"))
     for i in range(5):
         writer.add_scalar("tb/loss", 1.0 / (i + 1), i)
@@ -415,6 +461,7 @@ def test_media_and_tensorboard_files_arrive_as_artifacts(server, store_dir, tmp_
     assert f"nbtrack/{ref['path']}" in files  # stored once, though logged five times
     assert len([f for f in files if f.startswith("nbtrack/media/")]) == 1
     assert [f for f in files if f.startswith("nbtrack/tensorboard/online/") and "tfevents" in f]
-    got = requests.get(f"{server.url}/api/2.0/mlflow-artifacts/artifacts/{exp}/{rid}/artifacts/nbtrack/{ref['path']}",
-                       timeout=30)
+    got = requests.get(
+        f"{server.url}/api/2.0/mlflow-artifacts/artifacts/{exp}/{rid}/artifacts/nbtrack/{ref['path']}", timeout=30
+    )
     assert got.content == ref.read_bytes()

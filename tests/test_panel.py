@@ -7,7 +7,7 @@ import pytest
 
 import nbtrack
 from nbtrack.jupyter import panel as panel_module
-from nbtrack.jupyter.panel import PanelPump, RunPanel
+from nbtrack.jupyter.panel import RunPanel
 from nbtrack.jupyter.series import Series
 
 
@@ -94,6 +94,7 @@ def _apply(view, d):
 
 def test_a_view_fed_deltas_holds_exactly_the_series_and_never_more_than_the_cap():
     import random
+
     rng = random.Random(7)
     s = Series(cap=50)
     view = {"xs": [], "ys": [], "tail": [[], []]}
@@ -186,7 +187,7 @@ def test_non_finite_values_stay_out_of_charts(make_panel):
 
 
 def test_max_points_is_validated(make_panel):
-    run, p = make_panel()
+    _run, p = make_panel()
     with pytest.raises(Exception, match="at least 8"):
         p.max_points = 3
 
@@ -215,8 +216,13 @@ def test_media_reach_the_panel_and_files_are_served_on_request(make_panel):
     run, p = make_panel()
     first = np.zeros((4, 4), dtype=np.uint8)
     for i in range(3):
-        run.log({"loss": float(i), "val/samples": nbtrack.Image(first + i, caption=f"epoch {i}"),
-                 "weights": nbtrack.Histogram(np.arange(10) * i, num_bins=5)})
+        run.log(
+            {
+                "loss": float(i),
+                "val/samples": nbtrack.Image(first + i, caption=f"epoch {i}"),
+                "weights": nbtrack.Histogram(np.arange(10) * i, num_bins=5),
+            }
+        )
     p.tick()
     deltas = [m for m in p.comm.custom() if m["type"] == "delta"]
     media = {}

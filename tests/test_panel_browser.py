@@ -6,10 +6,9 @@ import time
 
 import nbformat
 import pytest
+from browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, JupyterServer
 
 import nbtrack
-
-from browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, JupyterServer
 
 pytest.importorskip("playwright")
 
@@ -135,13 +134,15 @@ XSS = '<img src=x onerror="window.__xss=1;alert(1)">'
 
 def test_user_text_is_never_html(browser, tmp_path):
     root = tmp_path / "root"
-    cell = (f"import nbtrack\nrun = nbtrack.init(project='xss', dir={str(tmp_path / 's')!r}, name={XSS!r}, "
-            f"tags=[{XSS!r}], config={{'html': {XSS!r}}}, settings={{'quiet': False}})\n"
-            f"run.log({{{XSS!r}: 1.0, 'text': {XSS!r}}})\nrun.log({{{XSS!r}: 2.0}})\nrun.finish()")
+    cell = (
+        f"import nbtrack\nrun = nbtrack.init(project='xss', dir={str(tmp_path / 's')!r}, name={XSS!r}, "
+        f"tags=[{XSS!r}], config={{'html': {XSS!r}}}, settings={{'quiet': False}})\n"
+        f"run.log({{{XSS!r}: 1.0, 'text': {XSS!r}}})\nrun.log({{{XSS!r}: 2.0}})\nrun.finish()"
+    )
     write_notebook(root, "xss.ipynb", cell)
     server = JupyterServer("lab", root, tmp_path)
     try:
-        page, errors, dialogs = open_notebook(browser, server, "xss.ipynb")
+        page, _errors, dialogs = open_notebook(browser, server, "xss.ipynb")
         run_all(page)
         watch(page, lambda s: s.get("state") == "finished")
         page.wait_for_timeout(500)
@@ -159,19 +160,22 @@ def test_user_text_is_never_html(browser, tmp_path):
 
 def test_a_200k_step_run_stays_bounded_and_responsive(browser, tmp_path):
     root = tmp_path / "root"
-    cell = ("import nbtrack, math\n"
-            f"run = nbtrack.init(project='big', dir={str(tmp_path / 's')!r}, settings={{'quiet': False}})\n"
-            "extra = {f'other/m{k}': 0.5 for k in range(6)}\n"
-            "for i in range(200_000):\n"
-            "    run.log({'loss': math.sin(i / 5000) + (9 if i == 123_457 else 0), 'acc': i / 200_000, **extra})\n"
-            "run.finish()")
+    cell = (
+        "import nbtrack, math\n"
+        f"run = nbtrack.init(project='big', dir={str(tmp_path / 's')!r}, settings={{'quiet': False}})\n"
+        "extra = {f'other/m{k}': 0.5 for k in range(6)}\n"
+        "for i in range(200_000):\n"
+        "    run.log({'loss': math.sin(i / 5000) + (9 if i == 123_457 else 0), 'acc': i / 200_000, **extra})\n"
+        "run.finish()"
+    )
     write_notebook(root, "big.ipynb", cell)
     server = JupyterServer("lab", root, tmp_path)
     try:
-        page, errors, _ = open_notebook(browser, server, "big.ipynb")
+        page, _errors, _ = open_notebook(browser, server, "big.ipynb")
         run_all(page)
-        samples = watch(page, lambda s: s.get("state") == "finished" and not any("*" in p for p in s["prompts"]),
-                        timeout=120)
+        samples = watch(
+            page, lambda s: s.get("state") == "finished" and not any("*" in p for p in s["prompts"]), timeout=120
+        )
         assert max(s.get("points", 0) for s in samples) <= 1000  # never more than the cap per series
         assert samples[-1]["step"] == 200_000
         t0 = time.time()
@@ -181,12 +185,18 @@ def test_a_200k_step_run_stays_bounded_and_responsive(browser, tmp_path):
         assert page.evaluate(PROBE)["userCharts"] == 8
         page.fill(".nbt-filter", "")
         page.check(".nbt-log input[type=checkbox]")  # log scale: only for series that stay positive
-        page.wait_for_function("() => document.querySelector(\".nbt-chart[data-key='other/m0']\").dataset.log === 'true'")
-        logs = page.evaluate("() => Object.fromEntries([...document.querySelectorAll('.nbt-chart')]"
-                             ".map(c => [c.dataset.key, c.dataset.log]))")
+        page.wait_for_function(
+            "() => document.querySelector(\".nbt-chart[data-key='other/m0']\").dataset.log === 'true'"
+        )
+        logs = page.evaluate(
+            "() => Object.fromEntries([...document.querySelectorAll('.nbt-chart')]"
+            ".map(c => [c.dataset.key, c.dataset.log]))"
+        )
         assert logs["other/m0"] == "true" and logs["loss"] == "false"  # sin() goes negative: stays linear
         page.fill(".nbt-smooth input[type=range]", "0.9")
-        page.wait_for_function("() => document.querySelector(\".nbt-chart[data-key='loss']\").dataset.smoothing === '0.9'")
+        page.wait_for_function(
+            "() => document.querySelector(\".nbt-chart[data-key='loss']\").dataset.smoothing === '0.9'"
+        )
         page.screenshot(path=str(ARTIFACTS / "panel_200k.png"))
     finally:
         server.stop()
@@ -198,7 +208,7 @@ def test_dark_theme(browser, tmp_path):
     server = JupyterServer("lab", root, tmp_path)
     server.set_theme("JupyterLab Dark")
     try:
-        page, errors, _ = open_notebook(browser, server, "dark.ipynb")
+        page, _errors, _ = open_notebook(browser, server, "dark.ipynb")
         run_all(page)
         watch(page, lambda s: s.get("state") == "finished")
         page.wait_for_timeout(500)
@@ -207,7 +217,7 @@ def test_dark_theme(browser, tmp_path):
         page.screenshot(path=str(ARTIFACTS / "panel_dark.png"))
 
         def luminance(css):
-            r, g, b = [int(v) for v in css[css.index("(") + 1:css.index(")")].split(",")[:3]]
+            r, g, b = [int(v) for v in css[css.index("(") + 1 : css.index(")")].split(",")[:3]]
             return 0.2126 * r + 0.7152 * g + 0.0722 * b
 
         background, text = colours
@@ -237,7 +247,10 @@ def test_runs_table_sorts_filters_and_overlays(browser, tmp_path):
         run_all(page)
         page.wait_for_selector(".nbt-runs-table tr[data-id]", timeout=60_000)
         ids = {r.name: r.id for r in nbtrack.Api(store).runs("cmp")}
-        order = lambda: page.evaluate("() => document.querySelector('.nbt-runs').dataset.order").split(",")
+
+        def order():
+            return page.evaluate("() => document.querySelector('.nbt-runs').dataset.order").split(",")
+
         assert order() == [ids["lr-0.2"], ids["lr-0.1"], ids["lr-0.3"]]  # newest first
         page.click(".nbt-runs-table th[data-col='config.lr']")
         assert order() == [ids["lr-0.1"], ids["lr-0.2"], ids["lr-0.3"]]  # ascending by lr
@@ -264,7 +277,8 @@ def test_two_views_of_one_run_and_one_panel_per_create_new_run(browser, tmp_path
     root = tmp_path / "root"
     d = str(tmp_path / "s")
     write_notebook(
-        root, "views.ipynb",
+        root,
+        "views.ipynb",
         f"import time, nbtrack\nrun = nbtrack.init(project='v', dir={d!r}, name='shared', settings={{'quiet': False}})",
         "run",  # the same run shown again, as a cell's value
         f"other = nbtrack.init(project='v', dir={d!r}, name='second', reinit='create_new', settings={{'quiet': False}})\n"
@@ -273,7 +287,7 @@ def test_two_views_of_one_run_and_one_panel_per_create_new_run(browser, tmp_path
     )
     server = JupyterServer("lab", root, tmp_path)
     try:
-        page, errors, _ = open_notebook(browser, server, "views.ipynb")
+        page, _errors, _ = open_notebook(browser, server, "views.ipynb")
         run_all(page)
         probe = """() => [...document.querySelectorAll('.nbt-panel')].map(p => [
             p.querySelector('.nbt-name').textContent, p.dataset.state, Number(p.dataset.step)])"""
@@ -355,8 +369,10 @@ def test_media_show_live_with_a_step_slider(browser, tmp_path):
         # back to step 3 with the slider: that step's image and caption
         page.fill(".nbt-media[data-key='val/pred'] .nbt-media-slider", "3")
         page.wait_for_function("() => document.querySelector(\".nbt-media[data-key='val/pred']\").dataset.step === '3'")
-        page.wait_for_function("() => { const i = document.querySelector(\".nbt-media[data-key='val/pred'] img\");"
-                               " return i.complete && i.naturalWidth === 24; }")
+        page.wait_for_function(
+            "() => { const i = document.querySelector(\".nbt-media[data-key='val/pred'] img\");"
+            " return i.complete && i.naturalWidth === 24; }"
+        )
         red = page.evaluate("""() => {
           const img = document.querySelector(".nbt-media[data-key='val/pred'] img");
           const c = document.createElement('canvas'); c.width = 24; c.height = 16;

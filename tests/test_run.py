@@ -3,11 +3,10 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import read_run
 
 import nbtrack
 from nbtrack.active_run import StepWarning
-
-from conftest import read_run
 
 
 @pytest.fixture
@@ -27,10 +26,25 @@ def strip(rows):
 
 
 def test_run_attributes(store_dir):
-    run = nbtrack.init(project="p", entity="team", dir=store_dir, name="n", notes="why", tags=["t"],
-                       group="g", job_type="train", config={"a": 1})
+    run = nbtrack.init(
+        project="p",
+        entity="team",
+        dir=store_dir,
+        name="n",
+        notes="why",
+        tags=["t"],
+        group="g",
+        job_type="train",
+        config={"a": 1},
+    )
     assert (run.project, run.entity, run.name, run.notes, run.group, run.job_type) == (
-        "p", "team", "n", "why", "g", "train")
+        "p",
+        "team",
+        "n",
+        "why",
+        "g",
+        "train",
+    )
     assert run.path == f"team/p/{run.id}"
     assert run.state == "running" and run.step == 0 and run.resumed is False
     assert run.dir == str(store_dir.absolute() / "nbtrack" / "runs" / "p" / run.id)
@@ -64,7 +78,10 @@ def test_explicit_step_opens_and_merges_rows(store_dir, run):
     run.log({"a": 4}, step=10, commit=True)
     assert run.step == 11
     assert strip(history(store_dir, run)) == [
-        {"_step": 5, "a": 1, "b": 2}, {"_step": 7, "a": 3, "c": 9}, {"_step": 10, "a": 4}]
+        {"_step": 5, "a": 1, "b": 2},
+        {"_step": 7, "a": 3, "c": 9},
+        {"_step": 10, "a": 4},
+    ]
 
 
 def test_lower_step_is_dropped_with_a_warning(store_dir, run):

@@ -39,7 +39,12 @@ def test_environment_variables_apply(store_dir, monkeypatch):
     monkeypatch.setenv("NBTRACK_DIR", str(store_dir))
     run = nbtrack.init()
     assert (run.project, run.entity, run.id, run.name, run.notes) == (
-        "env-project", "env-entity", "envid001", "env-name", "env notes")
+        "env-project",
+        "env-entity",
+        "envid001",
+        "env-name",
+        "env notes",
+    )
     assert run.tags == ("a", "b", "c")
     assert (run.group, run.job_type) == ("env-group", "env-job")
     assert run.dir.startswith(str(store_dir / "nbtrack"))

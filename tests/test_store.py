@@ -5,12 +5,10 @@ import subprocess
 import sys
 import time
 
-import pytest
+from conftest import ROOT, read_run, run_python, spawn_python
 
 import nbtrack
 from nbtrack.store.schema import SCHEMA_VERSION
-
-from conftest import ROOT, read_run, run_python, spawn_python
 
 
 def test_database_is_sqlite_in_wal_mode_with_a_schema_version(store_dir):
@@ -186,12 +184,22 @@ def test_a_newer_schema_is_refused_by_init_and_api(store_dir):
 
 
 def test_several_processes_creating_one_store_at_once(tmp_path):
-    code = "import nbtrack, sys\nr = nbtrack.init(project='p', dir=sys.argv[1])\nr.log({'a': 1})\nr.finish()\nprint(r.id)"
+    code = (
+        "import nbtrack, sys\nr = nbtrack.init(project='p', dir=sys.argv[1])\nr.log({'a': 1})\nr.finish()\nprint(r.id)"
+    )
     for round in range(4):
         target = tmp_path / f"fresh{round}"
         env = {**os.environ, "PYTHONPATH": str(ROOT), "NBTRACK_QUIET": "1"}
-        procs = [subprocess.Popen([sys.executable, "-c", code, str(target)], env=env, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True) for _ in range(4)]
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", code, str(target)],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(4)
+        ]
         ids = []
         for p in procs:
             out, err = p.communicate(timeout=60)

@@ -10,22 +10,23 @@ import types
 import warnings
 
 import pytest
-
-import nbtrack
-from nbtrack import system
-from nbtrack.store.writer import NbtrackWarning
-
 from conftest import wait_for
 
+import nbtrack
+from nbtrack.store.writer import NbtrackWarning
+
 CPU_KEYS = {
-    "system/cpu_utilization_percentage", "system/system_memory_usage_megabytes",
-    "system/system_memory_usage_percentage", "system/process_rss_megabytes",
-    "system/process_cpu_utilization_percentage", "system/disk_usage_percentage",
-    "system/disk_usage_megabytes", "system/disk_available_megabytes",
-    "system/network_receive_megabytes", "system/network_transmit_megabytes",
+    "system/cpu_utilization_percentage",
+    "system/system_memory_usage_megabytes",
+    "system/system_memory_usage_percentage",
+    "system/process_rss_megabytes",
+    "system/process_cpu_utilization_percentage",
+    "system/disk_usage_percentage",
+    "system/disk_usage_megabytes",
+    "system/disk_available_megabytes",
+    "system/network_receive_megabytes",
+    "system/network_transmit_megabytes",
 }
-
-
 
 
 def sampler_threads():
@@ -51,6 +52,7 @@ def test_samples_from_the_real_machine_are_stored_apart_from_the_history(store_d
         assert 0.0 < sample["system/disk_usage_megabytes"]
     rss = samples[-1]["system/process_rss_megabytes"]
     import psutil
+
     assert rss == pytest.approx(psutil.Process().memory_info().rss / 1e6, rel=0.5)
     times = [s["_timestamp"] for s in samples]
     assert times == sorted(times) and len(set(times)) == len(times)
@@ -114,8 +116,9 @@ def test_without_psutil_the_run_goes_on_with_one_warning(store_dir, monkeypatch)
         run = nbtrack.init(project="sys", dir=store_dir, settings={"system_interval": 0.05})
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        second = nbtrack.init(project="sys", dir=store_dir, reinit="create_new",
-                              settings={"system_interval": 0.05})  # warned once only
+        second = nbtrack.init(
+            project="sys", dir=store_dir, reinit="create_new", settings={"system_interval": 0.05}
+        )  # warned once only
     run.log({"a": 1})
     run.finish()
     second.finish()
@@ -213,6 +216,7 @@ def test_no_gpu_on_this_machine_with_the_real_library(store_dir):
     last = nbtrack.Api(store_dir).run(f"sys/{run.id}").system_metrics()[-1]
     try:
         import pynvml
+
         pynvml.nvmlInit()
         has_gpu = pynvml.nvmlDeviceGetCount() > 0
         pynvml.nvmlShutdown()
@@ -268,18 +272,21 @@ def test_real_gpu_metrics_follow_real_gpu_work(store_dir):
     for s in samples:
         assert 0 <= s["system/gpu_0_utilization_percentage"] <= 100
         assert s["system/gpu_0_memory_usage_megabytes"] == pytest.approx(
-            s["system/gpu_0_memory_usage_percentage"] / 100 * total_mb, rel=0.01)
+            s["system/gpu_0_memory_usage_percentage"] / 100 * total_mb, rel=0.01
+        )
         if "system/gpu_0_temperature_celsius" in s:
             assert 5 <= s["system/gpu_0_temperature_celsius"] <= 110
         if "system/gpu_0_power_usage_watts" in s:
             assert 0 < s["system/gpu_0_power_usage_watts"] <= limit_w * 1.2
             assert s["system/gpu_0_power_usage_percentage"] == pytest.approx(
-                s["system/gpu_0_power_usage_watts"] / limit_w * 100, rel=0.01)
+                s["system/gpu_0_power_usage_watts"] / limit_w * 100, rel=0.01
+            )
     before = min(s["system/gpu_0_memory_usage_megabytes"] for s in idle_mb)
     assert max(s["system/gpu_0_memory_usage_megabytes"] for s in busy) >= before + 4000  # the block
     assert max(s["system/gpu_0_utilization_percentage"] for s in busy) >= 50  # matrix products kept it busy
-    print("gpu samples:", [{k.split("gpu_0_")[-1]: round(v, 1) for k, v in s.items() if "gpu_0" in k}
-                           for s in busy[:3]])
+    print(
+        "gpu samples:", [{k.split("gpu_0_")[-1]: round(v, 1) for k, v in s.items() if "gpu_0" in k} for s in busy[:3]]
+    )
 
 
 def test_resumed_run_continues_the_system_stream(store_dir):
@@ -291,6 +298,6 @@ def test_resumed_run_continues_the_system_stream(store_dir):
     assert wait_for(lambda: run._sampler.samples >= 2)
     run.finish()
     both = nbtrack.Api(store_dir).run("sys/again").system_metrics()
-    assert both[:len(first)] == first and len(both) >= len(first) + 2
+    assert both[: len(first)] == first and len(both) >= len(first) + 2
     runtimes = [s["_runtime"] for s in both]
     assert runtimes == sorted(runtimes)  # the runtime goes on from where the first session ended

@@ -9,12 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_python
 
 import nbtrack
-from nbtrack.integrations.tensorboard import patcher
 from nbtrack.store.writer import NbtrackWarning
-
-from conftest import run_python
 
 tensorboardX = pytest.importorskip("tensorboardX")
 
@@ -79,18 +77,18 @@ def test_torch_summary_writer_patched_when_imported_after_init(tmp_path):
     pytest.importorskip("tensorboard")
     out = run_python(f"""
         import sys, json, nbtrack
-        run = nbtrack.init(project="tb", dir={str(tmp_path / 's')!r}, sync_tensorboard=True)
+        run = nbtrack.init(project="tb", dir={str(tmp_path / "s")!r}, sync_tensorboard=True)
         before = "torch" in sys.modules
         import torch
         from torch.utils.tensorboard import SummaryWriter
-        w = SummaryWriter(log_dir={str(tmp_path / 'runs' / 'torch1')!r})
+        w = SummaryWriter(log_dir={str(tmp_path / "runs" / "torch1")!r})
         for i in range(0, 30, 3):
             w.add_scalar("loss", torch.tensor(1.0 / (i + 1)), global_step=i)
         w.add_histogram("w", torch.arange(100, dtype=torch.float32), 27)
         w.add_hparams({{"lr": 0.1, "layers": 3}}, {{"hp/acc": 0.5}})
         w.flush()
         run.finish()
-        r = nbtrack.Api({str(tmp_path / 's')!r}).run("tb/" + run.id)
+        r = nbtrack.Api({str(tmp_path / "s")!r}).run("tb/" + run.id)
         print(json.dumps({{"before": before, "rows": [[h["_step"], h["loss"]] for h in r.history(keys=["loss"])],
                            "hist": r.history(keys=["w"])[0]["w"]["values"][:3], "config": r.config,
                            "summary": r.summary.get("hp/acc"), "dir": run.dir}}))

@@ -18,7 +18,8 @@ import inspect
 import sys
 import threading
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .. import workers
 from ..diagnostics import NbtrackWarning
@@ -40,20 +41,21 @@ class _ImportWatch(importlib.abc.MetaPathFinder):
     def __init__(self, names: dict[str, Callable[[Any], None]]) -> None:
         self.names = names
 
-    def find_spec(self, name, path, target=None):
-        on_load = self.names.get(name)
-        if on_load is None:
+    def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
+        found = self.names.get(name)
+        if found is None:
             return None
+        on_load: Callable[[Any], None] = found
         spec = importlib.machinery.PathFinder.find_spec(name, path)
         if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
             return spec
-        real = spec.loader
+        real: Any = spec.loader
 
         class Loader(importlib.abc.Loader):
-            def create_module(self, spec):
+            def create_module(self, spec: Any) -> Any:
                 return real.create_module(spec)
 
-            def exec_module(self, module):
+            def exec_module(self, module: Any) -> None:
                 real.exec_module(module)
                 on_load(module)
 
@@ -121,7 +123,7 @@ class Patcher:
 
     # --------------------------------------------------------- patching
     def _install(self) -> None:
-        pending = {}
+        pending: dict[str, Callable[[Any], None]] = {}
         for module_name in self.targets:
             module = sys.modules.get(module_name)
             if module is not None:
@@ -179,7 +181,7 @@ class Patcher:
                     patcher.warn_once(f"{name}: {type(exc).__name__}: {exc}")
             return result
 
-        method.__nbtrack_original__ = original
+        method.__nbtrack_original__ = original  # type: ignore[attr-defined]
         return method
 
     def capture(self, name: str, instance: Any, args: dict[str, Any]) -> None:
@@ -190,5 +192,9 @@ class Patcher:
         if key in self._warned:
             return
         self._warned.add(key)
-        warnings.warn(f"nbtrack: {self.label} could not record a value ({what}); the library went on "
-                      "normally and later failures of this kind are not reported", NbtrackWarning, stacklevel=4)
+        warnings.warn(
+            f"nbtrack: {self.label} could not record a value ({what}); the library went on "
+            "normally and later failures of this kind are not reported",
+            NbtrackWarning,
+            stacklevel=4,
+        )

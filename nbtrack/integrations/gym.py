@@ -22,8 +22,10 @@ from . import Patcher, installed
 
 def check_available() -> None:
     if not installed("gymnasium"):
-        raise UsageError("monitor_gym=True: gymnasium is not installed; pip install 'nbtrack[gym]' "
-                         "(gymnasium with moviepy, which RecordVideo writes videos with)")
+        raise UsageError(
+            "monitor_gym=True: gymnasium is not installed; pip install 'nbtrack[gym]' "
+            "(gymnasium with moviepy, which RecordVideo writes videos with)"
+        )
 
 
 class GymPatcher(Patcher):
@@ -36,11 +38,14 @@ class GymPatcher(Patcher):
         wrapped = super()._wrap(name, original)
 
         def stop_recording(recorder, *args, **kwargs):
-            recorder._nbtrack_video = (getattr(recorder, "_video_name", None), getattr(recorder, "video_folder", None),
-                                       len(getattr(recorder, "recorded_frames", ()) or ()))
+            recorder._nbtrack_video = (
+                getattr(recorder, "_video_name", None),
+                getattr(recorder, "video_folder", None),
+                len(getattr(recorder, "recorded_frames", ()) or ()),
+            )
             return wrapped(recorder, *args, **kwargs)
 
-        stop_recording.__wrapped__ = original
+        stop_recording.__wrapped__ = original  # type: ignore[attr-defined]
         return stop_recording
 
     def capture(self, name: str, recorder: Any, args: dict[str, Any]) -> None:

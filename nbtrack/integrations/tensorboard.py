@@ -24,20 +24,24 @@ import weakref
 from pathlib import Path
 from typing import Any
 
+from ..diagnostics import NbtrackWarning
 from ..errors import UsageError
 from ..media import MAX_BINS, Histogram, Image, _as_array
-from ..diagnostics import NbtrackWarning
 from . import Patcher, installed
 
-INSTALL_HINT = ("pip install tensorboardX (or pip install tensorboard, for torch.utils.tensorboard); "
-                "both come with pip install 'nbtrack[tensorboard]'")
+INSTALL_HINT = (
+    "pip install tensorboardX (or pip install tensorboard, for torch.utils.tensorboard); "
+    "both come with pip install 'nbtrack[tensorboard]'"
+)
 
 
 def check_available() -> None:
     if installed("tensorboardX") or (installed("torch") and installed("tensorboard")):
         return
-    raise UsageError(f"sync_tensorboard=True: neither tensorboardX nor torch.utils.tensorboard "
-                     f"(torch with tensorboard) is installed; {INSTALL_HINT}")
+    raise UsageError(
+        f"sync_tensorboard=True: neither tensorboardX nor torch.utils.tensorboard "
+        f"(torch with tensorboard) is installed; {INSTALL_HINT}"
+    )
 
 
 def _logdir(writer: Any) -> str | None:
@@ -105,7 +109,10 @@ class TensorBoardPatcher(Patcher):
                 warnings.warn(
                     f"nbtrack: TensorBoard global_step {step} is lower than run {run.id}'s step {run.step}; "
                     "steps cannot go back, so such values join the current row (use one increasing "
-                    "global_step for every tag of a run to keep them apart)", NbtrackWarning, stacklevel=4)
+                    "global_step for every tag of a run to keep them apart)",
+                    NbtrackWarning,
+                    stacklevel=4,
+                )
             run.log(row, commit=False)
             return
         run.log(row, step=step)

@@ -11,9 +11,26 @@ from ..hyperparams import InvalidYaml, load_yaml
 
 # flag dest -> init() parameter
 INIT_FLAGS = (
-    "project", "entity", "name", "id", "notes", "tags", "group", "job_type", "mode", "dir", "reinit",
-    "resume", "resume_from", "fork_from", "save_code", "allow_val_change", "sync_tensorboard",
-    "monitor_gym", "force", "anonymous",
+    "project",
+    "entity",
+    "name",
+    "id",
+    "notes",
+    "tags",
+    "group",
+    "job_type",
+    "mode",
+    "dir",
+    "reinit",
+    "resume",
+    "resume_from",
+    "fork_from",
+    "save_code",
+    "allow_val_change",
+    "sync_tensorboard",
+    "monitor_gym",
+    "force",
+    "anonymous",
 )
 
 
@@ -56,8 +73,10 @@ def config_argument(items: list[str] | None) -> Any:
         path = Path(items[0]).expanduser()
         if path.suffix.lower() in (".yaml", ".yml") or path.is_file():
             return str(path)
-        raise UsageError(f"--config: {items[0]!r} is neither an existing YAML file nor key=value pairs; "
-                         "write --config path/to/config.yaml or --config lr=0.01 batch=64")
+        raise UsageError(
+            f"--config: {items[0]!r} is neither an existing YAML file nor key=value pairs; "
+            "write --config path/to/config.yaml or --config lr=0.01 batch=64"
+        )
     return parse_pairs(items, "--config")
 
 

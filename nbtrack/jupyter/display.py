@@ -9,7 +9,8 @@ from __future__ import annotations
 import datetime
 import html
 import numbers
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 _STATE_COLOURS = {"running": "#1a7f37", "finished": "#0969da", "failed": "#cf222e", "crashed": "#9a6700"}
 
@@ -21,8 +22,10 @@ def _e(value: Any) -> str:
 def status_text(run: Any) -> str:
     where = run.dir or "memory only"
     cell = f" · last cell [{run.last_cell}]" if getattr(run, "last_cell", None) else ""
-    return (f"nbtrack run {run.name} ({run.id}) · project {run.project} · {run.state} · "
-            f"step {run.step} · {run.rows_logged} rows{cell} · {where}")
+    return (
+        f"nbtrack run {run.name} ({run.id}) · project {run.project} · {run.state} · "
+        f"step {run.step} · {run.rows_logged} rows{cell} · {where}"
+    )
 
 
 def status_html(run: Any) -> str:
@@ -31,9 +34,9 @@ def status_html(run: Any) -> str:
     return (
         f'<div class="nbtrack-status" data-run-id="{_e(run.id)}" data-state="{_e(run.state)}" '
         'style="font-family: var(--jp-ui-font-family, sans-serif); font-size: 13px; padding: 4px 0">'
-        f'<b>nbtrack</b> run <code>{_e(run.name)}</code> (<code>{_e(run.id)}</code>) in '
+        f"<b>nbtrack</b> run <code>{_e(run.name)}</code> (<code>{_e(run.id)}</code>) in "
         f'<code>{_e(run.project)}</code> · <b style="color: {colour}">{_e(run.state)}</b> · '
-        f'step {run.step} · {run.rows_logged} rows {tags}'
+        f"step {run.step} · {run.rows_logged} rows {tags}"
         f'<div style="opacity: .7">{_e(run.dir or "memory only")}</div></div>'
     )
 
@@ -67,17 +70,28 @@ class RunsTable:
         for r in self.records:
             end = r.finished_at or (datetime.datetime.now(datetime.timezone.utc) if r.state == "running" else None)
             duration = (end - r.started_at).total_seconds() if end else r.runtime
-            row = {"name": r.name, "id": r.id, "state": r.state,
-                   "start": r.created_at.astimezone().strftime("%Y-%m-%d %H:%M:%S"),
-                   "duration": f"{duration:.1f}s"}
+            row = {
+                "name": r.name,
+                "id": r.id,
+                "state": r.state,
+                "start": r.created_at.astimezone().strftime("%Y-%m-%d %H:%M:%S"),
+                "duration": f"{duration:.1f}s",
+            }
             row.update({f"config.{k}": _fmt(r.config.get(k, "")) for k in self.config_keys})
             row.update({k: _fmt(r.summary.get(k, "")) for k in self.summary_keys})
             out.append(row)
         return out
 
     def columns(self) -> list[str]:
-        return ["name", "id", "state", "start", "duration", *[f"config.{k}" for k in self.config_keys],
-                *self.summary_keys]
+        return [
+            "name",
+            "id",
+            "state",
+            "start",
+            "duration",
+            *[f"config.{k}" for k in self.config_keys],
+            *self.summary_keys,
+        ]
 
     def _repr_html_(self) -> str:
         if not self.records:
@@ -110,13 +124,15 @@ def _sparkline(xs: list, ys: list, width: int = 120, height: int = 24) -> str:
     span_x = (x1 - x0) or 1
     span_y = (hi - lo) or 1
     pts = " ".join(f"{(x - x0) / span_x * width:.1f},{height - (y - lo) / span_y * height:.1f}" for x, y in zip(xs, ys))
-    return (f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}">'
-            f'<polyline fill="none" stroke="#1f77b4" stroke-width="1.2" points="{pts}"/></svg>')
+    return (
+        f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}">'
+        f'<polyline fill="none" stroke="#1f77b4" stroke-width="1.2" points="{pts}"/></svg>'
+    )
 
 
 def fallback_html(run: Any, series: dict[str, tuple[list, list]], limit: int = 12) -> str:
     """The panel for viewers without widgets (GitHub, nbviewer): status, summary, sparklines."""
-    rows = []
+    rows: list[str] = []
     for key, value in list(run.summary.items())[:40]:
         spark = _sparkline(*series[key]) if key in series and len(rows) < limit else ""
         rows.append(f"<tr><td><code>{_e(key)}</code></td><td>{_e(_fmt(value))}</td><td>{spark}</td></tr>")

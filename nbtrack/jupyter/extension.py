@@ -16,7 +16,7 @@ from ..records import RunList
 from . import display as views
 from .session import NOTEBOOK_HINT, save_session
 
-_layers: dict[int, "NotebookLayer"] = {}
+_layers: dict[int, NotebookLayer] = {}
 
 
 def _count_offset() -> int:
@@ -37,7 +37,7 @@ class NotebookLayer:
         self.in_magic = False
         self.hinted = False
         self._undo: list = []
-        self.magics = None
+        self.magics: Any = None
         # display() outputs by execution count: ipykernel's publisher does not put them
         # in IPython's output history, which the session history notebook reads.
         self.displays: dict[int, list[dict]] = {}
@@ -59,8 +59,9 @@ class NotebookLayer:
         # text/html formatter would take priority over the bundle's HTML).
         bundles = shell.display_formatter.mimebundle_formatter
         old_bundle = bundles.for_type(Run, self.run_bundle)
-        old_list = bundles.for_type(RunList, lambda runs, include=None, exclude=None: _bundle_of(
-            self.runs_view(runs, runs.project)))
+        old_list = bundles.for_type(
+            RunList, lambda runs, include=None, exclude=None: _bundle_of(self.runs_view(runs, runs.project))
+        )
         self._undo.append(lambda: _restore_formatter(bundles, old_bundle))
         self._undo.append(lambda: _restore_formatter(bundles, old_list, RunList))
         self._undo.append(events.bus.subscribe(events.RUN_STARTED, self.on_started))
@@ -141,7 +142,10 @@ class NotebookLayer:
                 panel = panel_for(run)
                 series = panel.series_points()
                 bundle["application/vnd.jupyter.widget-view+json"] = {
-                    "version_major": 2, "version_minor": 1, "model_id": panel.model_id}
+                    "version_major": 2,
+                    "version_minor": 1,
+                    "model_id": panel.model_id,
+                }
             except Exception as exc:
                 self._widget_failed(exc)
         bundle["text/html"] = views.fallback_html(run, series)
@@ -161,8 +165,7 @@ class NotebookLayer:
     def _widget_failed(self, exc: Exception) -> None:
         if self.widgets:
             self.widgets = False
-            print(f"nbtrack: the live panel is unavailable ({exc!r}); showing a static status instead",
-                  file=sys.stderr)
+            print(f"nbtrack: the live panel is unavailable ({exc!r}); showing a static status instead", file=sys.stderr)
 
     def on_ending(self, run: Any) -> None:
         """The run's state is final: freeze its panel, save the session's code into its
@@ -215,8 +218,11 @@ def _widgets_available() -> bool:
     try:
         import anywidget  # noqa: F401  (the panel's only extra need)
     except ImportError:
-        print("nbtrack: install anywidget for the live run panel (pip install anywidget); "
-              "showing a static status instead", file=sys.stderr)
+        print(
+            "nbtrack: install anywidget for the live run panel (pip install anywidget); "
+            "showing a static status instead",
+            file=sys.stderr,
+        )
         return False
     return True
 

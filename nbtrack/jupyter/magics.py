@@ -36,20 +36,44 @@ def init_flags(func):
         argument("--resume", choices=RESUME, help="continue a run: allow, never, must or auto"),
         argument("--resume-from", dest="resume_from", help="rewind: RUN_ID?_step=N"),
         argument("--fork-from", dest="fork_from", help="fork a new run: RUN_ID?_step=N"),
-        argument("--save-code", dest="save_code", action="store_true", default=None,
-                 help="save the session history and the notebook with the run"),
+        argument(
+            "--save-code",
+            dest="save_code",
+            action="store_true",
+            default=None,
+            help="save the session history and the notebook with the run",
+        ),
         argument("--no-save-code", dest="save_code", action="store_false", help="do not save code"),
-        argument("--allow-val-change", dest="allow_val_change", action="store_true", default=None,
-                 help="config values may change (the default in a notebook)"),
-        argument("--no-allow-val-change", dest="allow_val_change", action="store_false",
-                 help="changing a config value raises"),
+        argument(
+            "--allow-val-change",
+            dest="allow_val_change",
+            action="store_true",
+            default=None,
+            help="config values may change (the default in a notebook)",
+        ),
+        argument(
+            "--no-allow-val-change",
+            dest="allow_val_change",
+            action="store_false",
+            help="changing a config value raises",
+        ),
         argument("--config", nargs="+", help="a YAML file, or key=value pairs read as YAML: lr=0.01 layers=[64,32]"),
         argument("--config-include", dest="config_include", nargs="+", help="keep only these config keys"),
         argument("--config-exclude", dest="config_exclude", nargs="+", help="drop these config keys"),
-        argument("--sync-tensorboard", dest="sync_tensorboard", action="store_true", default=None,
-                 help="record TensorBoard scalars with the run"),
-        argument("--monitor-gym", dest="monitor_gym", action="store_true", default=None,
-                 help="record gym videos with the run"),
+        argument(
+            "--sync-tensorboard",
+            dest="sync_tensorboard",
+            action="store_true",
+            default=None,
+            help="record TensorBoard scalars with the run",
+        ),
+        argument(
+            "--monitor-gym",
+            dest="monitor_gym",
+            action="store_true",
+            default=None,
+            help="record gym videos with the run",
+        ),
         argument("--force", action="store_true", default=None, help="online mode must reach its server"),
         argument("--anonymous", choices=["never", "allow", "must"], help="'must' records no user identity"),
     ]
@@ -88,8 +112,13 @@ class TrackMagics(Magics):
         self.layer = layer
 
     def _defaults(self) -> dict[str, Any]:
-        return {"project": self.default_project, "entity": self.default_entity, "dir": self.default_dir,
-                "mode": self.default_mode, "save_code": self.default_save_code}
+        return {
+            "project": self.default_project,
+            "entity": self.default_entity,
+            "dir": self.default_dir,
+            "mode": self.default_mode,
+            "save_code": self.default_save_code,
+        }
 
     def _start(self, line: str, func) -> Any:
         args = parse(func, line)
@@ -119,9 +148,11 @@ class TrackMagics(Magics):
         """Run the cell inside a new run: init before, finish after (exit code 1, state
         'failed', if the cell raises; the exception still shows)."""
         run = self._start(line, self.track)
-        code = self.shell.transform_cell(cell)
+        shell = self.shell
+        assert shell is not None  # a registered Magics always has its shell
+        code = shell.transform_cell(cell)
         try:
-            self.shell.ex(code)
+            shell.ex(code)
         except BaseException:
             run.finish(exit_code=1)
             raise

@@ -66,17 +66,24 @@ class RunPanel(anywidget.AnyWidget):
     url = traitlets.Unicode(None, allow_none=True, help="The run's page on a server.").tag(sync=True)
     step = traitlets.Int(0, help="The step the next row gets.").tag(sync=True)
     rows = traitlets.Int(0, help="Rows logged by this process.").tag(sync=True)
-    last_cell = traitlets.Int(None, allow_none=True, help="Execution count of the cell that logged last.").tag(sync=True)
+    last_cell = traitlets.Int(None, allow_none=True, help="Execution count of the cell that logged last.").tag(
+        sync=True
+    )
     started_at = traitlets.Float(0.0, help="Start, seconds since the epoch.").tag(sync=True)
     finished_at = traitlets.Float(None, allow_none=True, help="End, seconds since the epoch.").tag(sync=True)
     config = traitlets.Dict(help="The run's config.").tag(sync=True)
     summary = traitlets.Dict(help="Last value of each key (complete once finished).").tag(sync=True)
     texts = traitlets.Dict(help="Latest non-numeric values (complete once finished).").tag(sync=True)
-    snapshot = traitlets.Dict(help="key -> [xs, values]; complete once finished. xs are steps, "
-                                   "or seconds of the run for system/ keys.").tag(sync=True)
-    sync = traitlets.Dict(None, allow_none=True, help="Online mode: server, state, sent, pending, error.").tag(sync=True)
-    media = traitlets.Dict(help="key -> [[step, [reference, ...]], ...] for logged images, videos, "
-                                "histograms and tables; complete once finished.").tag(sync=True)
+    snapshot = traitlets.Dict(
+        help="key -> [xs, values]; complete once finished. xs are steps, or seconds of the run for system/ keys."
+    ).tag(sync=True)
+    sync = traitlets.Dict(None, allow_none=True, help="Online mode: server, state, sent, pending, error.").tag(
+        sync=True
+    )
+    media = traitlets.Dict(
+        help="key -> [[step, [reference, ...]], ...] for logged images, videos, "
+        "histograms and tables; complete once finished."
+    ).tag(sync=True)
     max_points = traitlets.Int(MAX_POINTS, help="Points kept per series.").tag(sync=True)
 
     @traitlets.validate("max_points")
@@ -87,9 +94,18 @@ class RunPanel(anywidget.AnyWidget):
 
     def __init__(self, run: Run, max_points: int = MAX_POINTS) -> None:
         super().__init__(
-            name=run.name, project=run.project, run_id=run.id, state=run.state, where=run.dir or "memory only",
-            url=run.url, sync=run.sync_status, step=run.step, rows=run.rows_logged, started_at=run.start_time,
-            config=run.config.as_dict(), max_points=max_points,
+            name=run.name,
+            project=run.project,
+            run_id=run.id,
+            state=run.state,
+            where=run.dir or "memory only",
+            url=run.url,
+            sync=run.sync_status,
+            step=run.step,
+            rows=run.rows_logged,
+            started_at=run.start_time,
+            config=run.config.as_dict(),
+            max_points=max_points,
         )
         self._run = weakref.ref(run)
         self._queue: collections.deque = collections.deque()
@@ -161,7 +177,7 @@ class RunPanel(anywidget.AnyWidget):
             media, self._new_media = self._new_media, {}
             buffers: list[bytes] = []
             files = self._push_files(media, buffers) if media else None
-        message = {}
+        message: dict[str, Any] = {}
         if series:
             message["series"] = series
         if media:
@@ -267,7 +283,7 @@ class RunPanel(anywidget.AnyWidget):
         """Show the run's current sync state and URL."""
         status = run.sync_status
         if status != self.sync:
-            self.sync = status
+            self.set_trait("sync", status)
         if run.url != self.url:
             self.url = run.url
 
@@ -289,8 +305,13 @@ class RunPanel(anywidget.AnyWidget):
             self._sent_texts = dict(self._texts)
             self._new_media = {}
             media = {key: list(items) for key, items in self._media.items()}
-            message = {"type": "snapshot", "series": series, "summary": _jsonable(self._sent_summary),
-                       "texts": _jsonable(self._texts), "media": media}
+            message = {
+                "type": "snapshot",
+                "series": series,
+                "summary": _jsonable(self._sent_summary),
+                "texts": _jsonable(self._texts),
+                "media": media,
+            }
         self.send(message)
         self.messages_sent += 1
 
@@ -327,7 +348,7 @@ def _changed(current: dict[str, Any], sent: dict[str, Any]) -> dict[str, Any]:
 
 
 def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
-    out = {}
+    out: dict[str, Any] = {}
     for key, value in values.items():
         if isinstance(value, float) and not math.isfinite(value):
             out[key] = str(value)
@@ -343,12 +364,12 @@ def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
 class PanelPump(workers.Worker):
     """One thread per process that ticks every live panel."""
 
-    _instance: "PanelPump | None" = None
+    _instance: PanelPump | None = None
     _instance_lock = threading.Lock()
 
     def __init__(self) -> None:
         super().__init__("nbtrack-panel", INTERVAL)
-        self._panels: "weakref.WeakSet[RunPanel]" = weakref.WeakSet()
+        self._panels: weakref.WeakSet[RunPanel] = weakref.WeakSet()
         self._lock = threading.Lock()
 
     def after_fork(self) -> None:
@@ -357,7 +378,7 @@ class PanelPump(workers.Worker):
         PanelPump._instance_lock = threading.Lock()
 
     @classmethod
-    def get(cls) -> "PanelPump":
+    def get(cls) -> PanelPump:
         with cls._instance_lock:
             if cls._instance is None:
                 cls._instance = cls()
@@ -379,11 +400,13 @@ class PanelPump(workers.Worker):
             try:
                 panel.tick()
             except Exception as exc:  # a panel must never break the run; the next tick tries again
-                diagnostics.warn_once(f"panel-tick:{type(exc).__name__}",
-                                      f"nbtrack: updating a run panel failed ({exc!r}); it tries again")
+                diagnostics.warn_once(
+                    f"panel-tick:{type(exc).__name__}",
+                    f"nbtrack: updating a run panel failed ({exc!r}); it tries again",
+                )
 
 
-_panels: "weakref.WeakKeyDictionary[Run, RunPanel]" = weakref.WeakKeyDictionary()
+_panels: weakref.WeakKeyDictionary[Run, RunPanel] = weakref.WeakKeyDictionary()
 
 
 def panel_for(run: Run) -> RunPanel:

@@ -23,22 +23,34 @@ class RunsView(anywidget.AnyWidget):
 
     _esm = STATIC / "runs.js"
     project = traitlets.Unicode(None, allow_none=True, help="The project shown, or None for all.").tag(sync=True)
-    columns = traitlets.List(help="Column names, in order.").tag(sync=True)
-    rows = traitlets.List(help="One dict per run: column -> value, plus id, tags, group.").tag(sync=True)
-    metrics = traitlets.List(help="Numeric summary keys that can be overlaid.").tag(sync=True)
+    columns: traitlets.List[str] = traitlets.List(help="Column names, in order.").tag(sync=True)
+    rows: traitlets.List[dict[str, Any]] = traitlets.List(
+        help="One dict per run: column -> value, plus id, tags, group."
+    ).tag(sync=True)
+    metrics: traitlets.List[str] = traitlets.List(help="Numeric summary keys that can be overlaid.").tag(sync=True)
 
     def __init__(self, records: list, project: str | None) -> None:
         table = RunsTable(records, project)
         rows = []
         for record, shown in zip(records, table.rows()):
-            row: dict[str, Any] = {**shown, "tags": list(record.tags), "group": record.group or "",
-                                   "_sort": {"start": record.created_at.timestamp()}}
+            row: dict[str, Any] = {
+                **shown,
+                "tags": list(record.tags),
+                "group": record.group or "",
+                "_sort": {"start": record.created_at.timestamp()},
+            }
             for key in table.summary_keys:
                 value = record.summary.get(key)
                 row["_sort"][key] = value if isinstance(value, (int, float)) else None
             rows.append(row)
-        metrics = sorted({k for r in records for k, v in r.summary.items()
-                          if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        metrics = sorted(
+            {
+                k
+                for r in records
+                for k, v in r.summary.items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool)
+            }
+        )
         super().__init__(project=project, columns=table.columns(), rows=rows, metrics=metrics)
         self._records = {r.id: r for r in records}
         self._table = table
@@ -61,12 +73,15 @@ class RunsView(anywidget.AnyWidget):
             series[run_id] = [record.name, *s.points()]
         self.send({"type": "history", "key": key, "series": series})
 
-    def _repr_mimebundle_(self, **kwargs: Any):
+    def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         bundle = super()._repr_mimebundle_(**kwargs)
+        meta: dict[str, Any] = {}
         if isinstance(bundle, tuple):
-            data, meta = bundle
+            given_data, given = bundle
+            data = dict(given_data or {})
+            meta = dict(given or {})
         else:
-            data, meta = bundle, {}
+            data = dict(bundle or {})
         data["text/html"] = self._table._repr_html_()
         data["text/plain"] = repr(self._table)
         return data, meta

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 from typing import Any
 
-
 TAIL_MAX = 3  # open bucket (its lowest and highest point) plus the newest point
 
 
 class Series:
-    __slots__ = ("cap", "width", "closed", "open", "open_count", "sent", "merged", "count", "last")
+    __slots__ = ("cap", "closed", "count", "last", "merged", "open", "open_count", "sent", "width")
 
     def __init__(self, cap: int = 1000) -> None:
         self.cap = max(8, cap)

@@ -50,9 +50,13 @@ def _outputs(shell: Any, count: int, displays: list[dict] | None = None) -> list
         for item in items:
             kind, bundle = item.output_type, item.bundle
             if kind in ("out_stream", "err_stream"):
-                outputs.append({"output_type": "stream",
-                                "name": "stdout" if kind == "out_stream" else "stderr",
-                                "text": _lines("".join(bundle.get("stream", [])))})
+                outputs.append(
+                    {
+                        "output_type": "stream",
+                        "name": "stdout" if kind == "out_stream" else "stderr",
+                        "text": _lines("".join(bundle.get("stream", []))),
+                    }
+                )
             elif kind in ("display_data", "execute_result"):
                 data = {k: _lines(v) if isinstance(v, str) else v for k, v in bundle.items() if k in _TEXT_TYPES}
                 if not data:
@@ -63,19 +67,32 @@ def _outputs(shell: Any, count: int, displays: list[dict] | None = None) -> list
                 outputs.append(out)
         error = getattr(hm, "exceptions", {}).get(count)
         if error:
-            outputs.append({"output_type": "error", "ename": error.get("ename", ""),
-                            "evalue": error.get("evalue", ""), "traceback": list(error.get("traceback", []))})
+            outputs.append(
+                {
+                    "output_type": "error",
+                    "ename": error.get("ename", ""),
+                    "evalue": error.get("evalue", ""),
+                    "traceback": list(error.get("traceback", [])),
+                }
+            )
         return outputs
     # IPython 8: only the results (Out) are known
     result = shell.user_ns.get("Out", {}).get(count)
     if result is not None:
-        outputs.append({"output_type": "execute_result", "execution_count": count,
-                        "data": {"text/plain": _lines(repr(result))}, "metadata": {}})
+        outputs.append(
+            {
+                "output_type": "execute_result",
+                "execution_count": count,
+                "data": {"text/plain": _lines(repr(result))},
+                "metadata": {},
+            }
+        )
     return outputs
 
 
-def session_notebook(shell: Any, first: int | None, last: int | None,
-                     displays: dict[int, list[dict]] | None = None) -> dict[str, Any]:
+def session_notebook(
+    shell: Any, first: int | None, last: int | None, displays: dict[int, list[dict]] | None = None
+) -> dict[str, Any]:
     """An nbformat v4 notebook of the session's executed cells.
 
     Every executed cell is included as code; outputs only for the cells executed
@@ -84,14 +101,16 @@ def session_notebook(shell: Any, first: int | None, last: int | None,
     cells = []
     for count, source in sorted(_cell_source(shell).items()):
         active = first is not None and count >= first and (last is None or count <= last)
-        cells.append({
-            "cell_type": "code",
-            "id": uuid.uuid4().hex[:12],
-            "execution_count": count,
-            "metadata": {"nbtrack": {"run_active": active}},
-            "source": _lines(source),
-            "outputs": _outputs(shell, count, (displays or {}).get(count)) if active else [],
-        })
+        cells.append(
+            {
+                "cell_type": "code",
+                "id": uuid.uuid4().hex[:12],
+                "execution_count": count,
+                "metadata": {"nbtrack": {"run_active": active}},
+                "source": _lines(source),
+                "outputs": _outputs(shell, count, (displays or {}).get(count)) if active else [],
+            }
+        )
     return {
         "nbformat": 4,
         "nbformat_minor": 5,
@@ -148,8 +167,9 @@ def notebook_from_server(timeout: float = 1.0) -> Path | None:
         if not url:
             continue
         try:
-            reply = requests.get(f"{url}/api/sessions", timeout=timeout,
-                                 headers={"Authorization": f"token {server.get('token', '')}"})
+            reply = requests.get(
+                f"{url}/api/sessions", timeout=timeout, headers={"Authorization": f"token {server.get('token', '')}"}
+            )
             reply.raise_for_status()
             sessions = reply.json()
         except Exception:
@@ -178,8 +198,9 @@ def find_notebook(shell: Any, configured: str | None) -> tuple[Path | None, str 
     return None, None
 
 
-def save_session(run: Any, shell: Any, first_cell: int | None, last_cell: int | None,
-                 displays: dict[int, list[dict]] | None = None) -> dict[str, Any]:
+def save_session(
+    run: Any, shell: Any, first_cell: int | None, last_cell: int | None, displays: dict[int, list[dict]] | None = None
+) -> dict[str, Any]:
     """Write the session history (``.ipynb`` and ``.py``) and the notebook file into the
     run's ``code/`` folder; return what was saved, for the run's metadata."""
     code = Path(run.dir) / "code"
@@ -200,8 +221,11 @@ def save_session(run: Any, shell: Any, first_cell: int | None, last_cell: int | 
             (code / path.name).write_text(clean(path.read_text(errors="replace")))
         else:
             shutil.copy2(path, code / path.name)
-        saved["notebook"] = {"file": f"code/{path.name}", "source": source,
-                             "path": path.name if anonymous else str(path)}
+        saved["notebook"] = {
+            "file": f"code/{path.name}",
+            "source": source,
+            "path": path.name if anonymous else str(path),
+        }
     else:
         saved["notebook"] = None
     return saved

@@ -10,14 +10,19 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, TypeVar
 
 from .. import workers
 from ..errors import UsageError
+from ..records import StoredRun
 from . import reader, rescue
 from .packing import KeySet, RowPacker
 from .schema import NewerSchema, check_readable, connect, migrate
+from .shapes import HistoryRow, ReplayRow, SetAsideEntry, SystemRow
+
+T = TypeVar("T")
 
 DB_NAME = "nbtrack.db"
 AUTO_RESUME_MARKER = "auto-resume.json"
@@ -48,29 +53,39 @@ def unavailable(root: Path, exc: BaseException, *, reading: bool = False) -> Sto
     if isinstance(exc, NewerSchema):
         return StoreUnavailable(
             f"the store at {db} was written by a newer nbtrack (schema {exc.version}); upgrade nbtrack "
-            "(pip install -U nbtrack), or pass dir= another folder for new runs")
+            "(pip install -U nbtrack), or pass dir= another folder for new runs"
+        )
     if "not a database" in low or "malformed" in low or "corrupt" in low:
         return StoreUnavailable(
             f"the store at {db} is damaged ({text}); move it aside (mv {db} {db}.broken) to start a fresh "
-            "store there, or pass dir= another folder")
+            "store there, or pass dir= another folder"
+        )
     if "locked" in low or "busy" in low:
         return StoreUnavailable(
             f"the store at {db} is locked by another process ({text}); try again once that process is done "
-            "with it, or pass dir= another folder")
+            "with it, or pass dir= another folder"
+        )
     if code == errno.ENOSPC or "full" in low:
-        return StoreUnavailable(f"the disk holding {root} is full ({text}); free some space or pass dir= "
-                                "a folder on another disk")
+        return StoreUnavailable(
+            f"the disk holding {root} is full ({text}); free some space or pass dir= a folder on another disk"
+        )
     if code in (errno.ENOTDIR, errno.EEXIST) and not reading:
-        return StoreUnavailable(f"cannot create the store at {root}: a part of that path is not a folder ({text}); "
-                                "pass dir= a folder")
+        return StoreUnavailable(
+            f"cannot create the store at {root}: a part of that path is not a folder ({text}); pass dir= a folder"
+        )
     if reading:
-        return StoreUnavailable(f"cannot read the store at {db} ({text}); check that the file exists and is "
-                                "readable")
-    if (code in (errno.EROFS, errno.EACCES, errno.EPERM) or "readonly" in low or "read-only" in low
-            or "unable to open" in low or "permission" in low):
+        return StoreUnavailable(f"cannot read the store at {db} ({text}); check that the file exists and is readable")
+    if (
+        code in (errno.EROFS, errno.EACCES, errno.EPERM)
+        or "readonly" in low
+        or "read-only" in low
+        or "unable to open" in low
+        or "permission" in low
+    ):
         return StoreUnavailable(
             f"cannot write to the store at {root} ({text}): the folder or file is read-only; pass dir= a "
-            "writable folder (or set NBTRACK_DIR)")
+            "writable folder (or set NBTRACK_DIR)"
+        )
     return StoreUnavailable(f"cannot use the store at {root} ({text}); pass dir= another folder")
 
 
@@ -91,7 +106,7 @@ class LocalStore:
     processes use their own connections; SQLite's WAL mode serialises writers.
     """
 
-    _instances: dict[Path, "LocalStore"] = {}
+    _instances: dict[Path, LocalStore] = {}
     _instances_lock = threading.Lock()
 
     def __init__(self, root: Path) -> None:
@@ -116,7 +131,7 @@ class LocalStore:
             pass  # what could not be replayed stays in its file for the next opening
 
     @classmethod
-    def open(cls, dir: str | os.PathLike[str]) -> "LocalStore":
+    def open(cls, dir: str | os.PathLike[str]) -> LocalStore:
         """The store under ``dir``, opened (and created or upgraded) once per process.
 
         A handle whose database file was removed or replaced since (``rm -rf nbtrack``
@@ -154,7 +169,7 @@ class LocalStore:
 
     # ------------------------------------------------------------ transactions
     @contextlib.contextmanager
-    def transaction(self, busy_timeout: float | None = None) -> Iterator["Transaction"]:
+    def transaction(self, busy_timeout: float | None = None) -> Iterator[Transaction]:
         """``BEGIN IMMEDIATE`` on the caller's connection: the block runs holding the
         store's write lock, so what it reads cannot change before it commits."""
         with self.lock:
@@ -173,9 +188,9 @@ class LocalStore:
                 if busy_timeout is not None:
                     con.execute("PRAGMA busy_timeout = 30000")
 
-    def _tx(self, work, *args):
+    def _tx(self, work: Callable[[sqlite3.Connection], T]) -> T:
         with self.transaction() as tx:
-            return work(tx.con, *args)
+            return work(tx.con)
 
     def checkpoint(self) -> bool:
         """Copy the write-ahead log into the database file (``nbtrack.db`` alone then holds
@@ -199,70 +214,68 @@ class LocalStore:
     def write_batch(
         self,
         pk: int,
-        rows: Sequence[tuple],
+        rows: Sequence[HistoryRow],
         *,
-        summary: dict | None = None,
-        config: dict | None = None,
+        summary: dict[str, Any] | None = None,
+        config: dict[str, Any] | None = None,
         tags: Sequence[str] | None = None,
         fields: dict[str, Any] | None = None,
         heartbeat: float | None = None,
         last_step: int | None = None,
         runtime: float | None = None,
-        system: Sequence[tuple] = (),
-        set_aside: Sequence[tuple] = (),
+        system: Sequence[SystemRow] = (),
+        set_aside: Sequence[SetAsideEntry] = (),
     ) -> None:
         """Write one batch for a run in one transaction, on the writer's connection.
 
-        ``rows`` are ``history`` rows, ``(run_pk, step, ts, runtime, cell, keyset, data)``,
-        whose ``keyset`` may still be a ``KeySet`` without an id (see ``encode_rows``);
-        ``system`` are ``(ts, runtime, json)``; ``set_aside`` are ``(step, ts, what,
-        reason, text)``.  Raises ``sqlite3.Error`` and friends unchanged: the writer
+        ``rows`` may hold key sets not stored yet (see ``HistoryRow``); they are stored in
+        the same transaction.  Raises ``sqlite3.Error`` and friends unchanged: the writer
         decides what they mean.
         """
         with self.write_lock:
-            self._write_batch(pk, rows, summary, config, tags, fields, heartbeat, last_step, runtime, system,
-                              set_aside)
-
-    def _write_batch(self, pk, rows, summary, config, tags, fields, heartbeat, last_step, runtime, system,
-                     set_aside) -> None:
-        con = self.writer_connection()
-        con.execute("BEGIN IMMEDIATE")
-        try:
-            fresh = _resolve_keysets(con, rows) if rows else {}
-            if rows:
-                _insert_rows(con, rows, fresh)
-            if system:
-                con.executemany("INSERT OR IGNORE INTO system_metrics (run_pk, ts, runtime, data)"
-                                " VALUES (?, ?, ?, ?)", [(pk, *s) for s in system])
-            if set_aside:
-                con.executemany("INSERT INTO set_aside (run_pk, step, ts, what, reason, data)"
-                                " VALUES (?, ?, ?, ?, ?, ?)", [(pk, *s) for s in set_aside])
-            if summary is not None:
-                con.execute("UPDATE summaries SET data = ? WHERE run_pk = ?", (_dumps(summary), pk))
-            if config is not None:
-                con.execute("UPDATE configs SET data = ? WHERE run_pk = ?", (_dumps(config), pk))
-            if tags is not None:
-                _write_tags(con, pk, tags)
-            if fields:
-                sets = ", ".join(f"{k} = :{k}" for k in fields)
-                con.execute(f"UPDATE runs SET {sets} WHERE pk = :pk", {**fields, "pk": pk})
-            if heartbeat is not None or last_step is not None:
-                con.execute(
-                    "UPDATE run_state SET heartbeat = COALESCE(?, heartbeat),"
-                    " last_step = MAX(last_step, COALESCE(?, last_step)),"
-                    " runtime = COALESCE(?, runtime) WHERE run_pk = ?",
-                    (heartbeat, last_step, runtime, pk),
-                )
-        except BaseException:
-            _rollback(con)
-            raise
-        con.execute("COMMIT")
-        for keyset, kid in fresh.items():
-            keyset.id = kid
+            con = self.writer_connection()
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                fresh = _resolve_keysets(con, rows) if rows else {}
+                if rows:
+                    _insert_rows(con, rows, fresh)
+                if system:
+                    con.executemany(
+                        "INSERT OR IGNORE INTO system_metrics (run_pk, ts, runtime, data) VALUES (?, ?, ?, ?)",
+                        [(pk, *s) for s in system],
+                    )
+                if set_aside:
+                    con.executemany(
+                        "INSERT INTO set_aside (run_pk, step, ts, what, reason, data) VALUES (?, ?, ?, ?, ?, ?)",
+                        [(pk, *s) for s in set_aside],
+                    )
+                if summary is not None:
+                    con.execute("UPDATE summaries SET data = ? WHERE run_pk = ?", (_dumps(summary), pk))
+                if config is not None:
+                    con.execute("UPDATE configs SET data = ? WHERE run_pk = ?", (_dumps(config), pk))
+                if tags is not None:
+                    _write_tags(con, pk, tags)
+                if fields:
+                    sets = ", ".join(f"{k} = :{k}" for k in fields)
+                    con.execute(f"UPDATE runs SET {sets} WHERE pk = :pk", {**fields, "pk": pk})
+                if heartbeat is not None or last_step is not None:
+                    con.execute(
+                        "UPDATE run_state SET heartbeat = COALESCE(?, heartbeat),"
+                        " last_step = MAX(last_step, COALESCE(?, last_step)),"
+                        " runtime = COALESCE(?, runtime) WHERE run_pk = ?",
+                        (heartbeat, last_step, runtime, pk),
+                    )
+            except BaseException:
+                _rollback(con)
+                raise
+            con.execute("COMMIT")
+            for keyset, kid in fresh.items():
+                keyset.id = kid
 
     # ------------------------------------------------------------------ writes
-    def finish_run(self, pk: int, state: str, exit_code: int | None, runtime: float,
-                   busy_timeout: float | None = None) -> None:
+    def finish_run(
+        self, pk: int, state: str, exit_code: int | None, runtime: float, busy_timeout: float | None = None
+    ) -> None:
         now = time.time()
         with self.transaction(busy_timeout) as tx:
             tx.con.execute(
@@ -282,18 +295,27 @@ class LocalStore:
 
         self._tx(work)
 
-    def encode_rows(self, pk: int, rows: Iterable[tuple[int, float, float, int | None, dict]]) -> list[tuple]:
+    def encode_rows(self, pk: int, rows: Iterable[ReplayRow]) -> list[HistoryRow]:
         """``(step, ts, runtime, cell, data)`` rows as ``history`` rows: packed with
         ``RowPacker`` (the key set's id, or the ``KeySet`` itself until it is stored)."""
         encode = self.packer.encode
         out = []
         for step, ts, runtime, cell, data in rows:
             keyset, blob = encode(data)
-            out.append((pk, step, ts, runtime, cell,
-                        None if keyset is None else (keyset.id if keyset.id is not None else keyset), blob))
+            out.append(
+                (
+                    pk,
+                    step,
+                    ts,
+                    runtime,
+                    cell,
+                    None if keyset is None else (keyset.id if keyset.id is not None else keyset),
+                    blob,
+                )
+            )
         return out
 
-    def replay_rows(self, pk: int, rows: Iterable[tuple[int, float, float, int | None, dict]]) -> int:
+    def replay_rows(self, pk: int, rows: Iterable[ReplayRow]) -> int:
         """Insert rows kept outside the store (a rescue file) on the caller's connection;
         rows already there are left alone.  Returns how many were offered."""
         encoded = self.encode_rows(pk, rows)
@@ -326,12 +348,18 @@ class LocalStore:
             con.execute(
                 "UPDATE run_state SET state = ?, exit_code = ?, finished_at = ?, heartbeat = ?, runtime = ?"
                 " WHERE run_pk = ?",
-                (final["state"], final.get("exit_code"), final["finished_at"], final["finished_at"],
-                 final.get("runtime", 0.0), pk),
+                (
+                    final["state"],
+                    final.get("exit_code"),
+                    final["finished_at"],
+                    final["finished_at"],
+                    final.get("runtime", 0.0),
+                    pk,
+                ),
             )
 
     # ------------------------------------------------------------------- reads
-    def find_run(self, project: str, run_id: str) -> dict[str, Any] | None:
+    def find_run(self, project: str, run_id: str) -> StoredRun | None:
         with self.lock:
             return reader.get_run(self.con, project, run_id)
 
@@ -344,16 +372,17 @@ class LocalStore:
         with self.lock:
             return reader.count_runs(self.con, project)
 
-    def system_metrics(self, pk: int, keys: Iterable[str] | None = None, *, after: float | None = None,
-                       limit: int | None = None):
+    def system_metrics(
+        self, pk: int, keys: Iterable[str] | None = None, *, after: float | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
         with self.lock:
             return reader.system_metrics(self.con, pk, keys, after=after, limit=limit)
 
-    def run_by_pk(self, pk: int) -> dict[str, Any] | None:
+    def run_by_pk(self, pk: int) -> StoredRun | None:
         with self.lock:
             return reader.run_by_pk(self.con, pk)
 
-    def list_runs(self, project: str | None = None) -> list[dict[str, Any]]:
+    def list_runs(self, project: str | None = None) -> list[StoredRun]:
         with self.lock:
             return reader.list_runs(self.con, project)
 
@@ -367,12 +396,21 @@ class LocalStore:
             return reader.sync_state(self.con, pk, server)
 
     def save_sync_state(self, pk: int, server: str, data: dict[str, Any]) -> None:
-        self._tx(lambda con: con.execute(
-            "INSERT OR REPLACE INTO sync_state (run_pk, server, data) VALUES (?, ?, ?)",
-            (pk, server, _dumps(data))))
+        self._tx(
+            lambda con: con.execute(
+                "INSERT OR REPLACE INTO sync_state (run_pk, server, data) VALUES (?, ?, ?)", (pk, server, _dumps(data))
+            )
+        )
 
-    def history(self, pk: int, keys: Iterable[str] | None = None, max_step: int | None = None, *,
-                after_step: int | None = None, limit: int | None = None):
+    def history(
+        self,
+        pk: int,
+        keys: Iterable[str] | None = None,
+        max_step: int | None = None,
+        *,
+        after_step: int | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
         with self.lock:
             return reader.history(self.con, pk, keys, max_step=max_step, after_step=after_step, limit=limit)
 
@@ -412,7 +450,7 @@ class Transaction:
     def __init__(self, con: sqlite3.Connection) -> None:
         self.con = con
 
-    def find_run(self, project: str, run_id: str) -> dict[str, Any] | None:
+    def find_run(self, project: str, run_id: str) -> StoredRun | None:
         return reader.get_run(self.con, project, run_id)
 
     def count_runs(self, project: str) -> int:
@@ -439,6 +477,7 @@ class Transaction:
             {**run, "metadata": _dumps(run.get("metadata") or {})},
         )
         pk = cur.lastrowid
+        assert pk is not None  # an INSERT into a rowid table always has one
         con.execute(
             "INSERT INTO run_state (run_pk, state, started_at, heartbeat, pid, pid_start,"
             " boot_id) VALUES (?, 'running', ?, ?, ?, ?, ?)",
@@ -509,7 +548,7 @@ _INSERT = "INSERT OR IGNORE INTO history (run_pk, step, ts, runtime, cell, keyse
 _INSERT_FULL = _INSERT + ",".join(["(?,?,?,?,?,?,?)"] * ROWS_PER_STATEMENT)
 
 
-def _resolve_keysets(con: sqlite3.Connection, rows: Sequence[tuple]) -> dict[KeySet, int]:
+def _resolve_keysets(con: sqlite3.Connection, rows: Sequence[HistoryRow]) -> dict[KeySet, int]:
     """Ids for the key sets of ``rows`` not stored yet, inserted in the open transaction.
     They become the key sets' ids only once it commits."""
     fresh: dict[KeySet, int] = {}
@@ -524,7 +563,7 @@ def _resolve_keysets(con: sqlite3.Connection, rows: Sequence[tuple]) -> dict[Key
     return fresh
 
 
-def _insert_rows(con: sqlite3.Connection, rows: Sequence[tuple], fresh: dict[KeySet, int]) -> None:
+def _insert_rows(con: sqlite3.Connection, rows: Sequence[HistoryRow], fresh: dict[KeySet, int]) -> None:
     """Insert history rows, many per statement.
 
     ``executemany`` would step once per row, and the sqlite3 module releases and
@@ -580,8 +619,9 @@ def open_readonly(root: Path) -> sqlite3.Connection | None:
             # a store on read-only media cannot get its shared-memory file: read it as immutable
             if con is not None:
                 con.close()
-            con = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, check_same_thread=False,
-                                  isolation_level=None)
+            con = sqlite3.connect(
+                f"file:{path}?mode=ro&immutable=1", uri=True, check_same_thread=False, isolation_level=None
+            )
             check_readable(con)
     except (sqlite3.Error, OSError) as exc:
         if con is not None:
@@ -608,6 +648,6 @@ def _release_stores_after_fork() -> None:
         lock.release()
 
 
-_fork_held: list = []
+_fork_held: list[Any] = []
 workers.around_fork(_hold_stores_for_fork, _release_stores_after_fork)
 workers.on_fork_child(LocalStore.forget_all)

@@ -10,8 +10,10 @@ against several for JSON, which is what lets one writer thread keep up with
 from __future__ import annotations
 
 import json
+import sqlite3
 import struct
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 _CODES = {float: "d", int: "q", bool: "?"}
 
@@ -25,7 +27,7 @@ class KeySet:
     are encoded before that, so the writer resolves the ids inside its transaction.
     """
 
-    __slots__ = ("types", "spec", "struct", "id")
+    __slots__ = ("id", "spec", "struct", "types")
 
     def __init__(self, keys: tuple[str, ...], types: tuple[type, ...]) -> None:
         codes = "".join(_CODES[t] for t in types)
@@ -42,19 +44,21 @@ class RowPacker:
         # keys -> KeySet, or None when not packable.  Keyed by the keys alone: their
         # hashes are cached, while a tuple of types is not.
         self._specs: dict[tuple[str, ...], KeySet | None] = {}
-        self._other: dict[tuple, KeySet | None] = {}
+        self._other: dict[tuple[tuple[str, ...], tuple[type, ...]], KeySet | None] = {}
 
     def encode(self, data: dict[str, Any]) -> tuple[KeySet | None, Any]:
         """``(keyset, blob)`` for a packable row, else ``(None, json_text)``."""
         values = data.values()
         keys = tuple(data)
         types = tuple(map(type, values))
-        spec = self._specs.get(keys, False)
-        if spec is False:
+        if keys in self._specs:
+            spec = self._specs[keys]
+        else:
             spec = self._specs[keys] = self._new_spec(keys, types)
         if spec is not None and spec.types != types:
-            spec = self._other.get((keys, types), False)
-            if spec is False:
+            if (keys, types) in self._other:
+                spec = self._other[(keys, types)]
+            else:
                 spec = self._other[(keys, types)] = self._new_spec(keys, types)
         if spec is not None:
             try:
@@ -73,11 +77,11 @@ class RowPacker:
 class RowDecoder:
     """Decodes stored rows; loads key sets from a connection as they are met."""
 
-    def __init__(self, con, object_hook: Callable[[dict], Any] | None = None) -> None:
+    def __init__(self, con: sqlite3.Connection, object_hook: Callable[[dict[str, Any]], Any] | None = None) -> None:
         self._con = con
-        self._loads = json.JSONDecoder(object_hook=object_hook).decode
+        self._loads: Callable[[str], Any] = json.JSONDecoder(object_hook=object_hook).decode
         self._specs: dict[int, tuple[list[str], struct.Struct, str]] = {}
-        self._pickers: dict[tuple[str, ...], dict[int, list]] = {}
+        self._pickers: dict[tuple[str, ...], dict[int, list[tuple[str, struct.Struct, int]]]] = {}
 
     def spec(self, kid: int) -> tuple[list[str], struct.Struct, str]:
         spec = self._specs.get(kid)
@@ -89,7 +93,8 @@ class RowDecoder:
 
     def decode(self, kid: int | None, data: Any) -> dict[str, Any]:
         if kid is None:
-            return self._loads(data)
+            decoded: dict[str, Any] = self._loads(data)
+            return decoded
         keys, st, _ = self.spec(kid)
         return dict(zip(keys, st.unpack(data)))
 
@@ -103,8 +108,7 @@ class RowDecoder:
             for key, code in zip(keys, codes):
                 offsets[key] = (code, at)
                 at += struct.calcsize("<" + code)
-            pick = cache[kid] = [(k, struct.Struct("<" + offsets[k][0]), offsets[k][1]) for k in wanted
-                                 if k in offsets]
+            pick = cache[kid] = [(k, struct.Struct("<" + offsets[k][0]), offsets[k][1]) for k in wanted if k in offsets]
         return pick
 
     def decode_keys(self, kid: int | None, data: Any, wanted: list[str]) -> dict[str, Any]:

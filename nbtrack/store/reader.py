@@ -5,12 +5,20 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from typing import Any, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from ..proc import boot_id, process_alive
+from ..records import StoredRun
 from .packing import RowDecoder
 
 DEFAULT_STALE_AFTER = 60.0
+
+
+def _scalar(con: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> int:
+    (value,) = con.execute(sql, args).fetchone()
+    return int(value)
+
 
 _RUN_COLUMNS = (
     "r.pk, r.project, r.run_id, r.entity, r.name, r.notes, r.run_group, r.job_type, r.mode,"
@@ -23,14 +31,38 @@ _RUN_FROM = (
     " LEFT JOIN configs c ON c.run_pk = r.pk LEFT JOIN summaries m ON m.run_pk = r.pk"
 )
 _NAMES = (
-    "pk", "project", "run_id", "entity", "name", "notes", "group", "job_type", "mode",
-    "created_at", "folder", "parent_id", "branch_step", "resume_count", "rewinds",
-    "metadata", "stored_state", "exit_code", "started_at", "finished_at", "heartbeat", "pid",
-    "pid_start", "boot_id", "last_step", "runtime", "config", "summary",
+    "pk",
+    "project",
+    "run_id",
+    "entity",
+    "name",
+    "notes",
+    "group",
+    "job_type",
+    "mode",
+    "created_at",
+    "folder",
+    "parent_id",
+    "branch_step",
+    "resume_count",
+    "rewinds",
+    "metadata",
+    "stored_state",
+    "exit_code",
+    "started_at",
+    "finished_at",
+    "heartbeat",
+    "pid",
+    "pid_start",
+    "boot_id",
+    "last_step",
+    "runtime",
+    "config",
+    "summary",
 )
 
 
-def effective_state(row: dict[str, Any], stale_after: float = DEFAULT_STALE_AFTER) -> str:
+def effective_state(row: StoredRun, stale_after: float = DEFAULT_STALE_AFTER) -> str:
     """The stored state, except that a 'running' run whose owner is gone reads 'crashed'.
 
     On this machine's current boot the owner's pid and start time decide; for a run
@@ -45,15 +77,16 @@ def effective_state(row: dict[str, Any], stale_after: float = DEFAULT_STALE_AFTE
     return "crashed" if time.time() - row["heartbeat"] > stale_after else "running"
 
 
-def _decode(row: tuple, tags: list[str], stale_after: float) -> dict[str, Any]:
-    out = dict(zip(_NAMES, row))
+def _decode(row: tuple[Any, ...], tags: list[str], stale_after: float) -> StoredRun:
+    out: Any = dict(zip(_NAMES, row))
     out["config"] = json.loads(out["config"] or "{}")
     out["summary"] = json.loads(out["summary"] or "{}")
     out["metadata"] = json.loads(out["metadata"] or "{}")
     out["rewinds"] = json.loads(out["rewinds"] or "[]")
     out["tags"] = tuple(tags)
     out["state"] = effective_state(out, stale_after)
-    return out
+    run: StoredRun = out
+    return run
 
 
 def _tags_for(con: sqlite3.Connection, pks: list[int]) -> dict[int, list[str]]:
@@ -73,7 +106,7 @@ def _tags_for(con: sqlite3.Connection, pks: list[int]) -> dict[int, list[str]]:
 
 def get_run(
     con: sqlite3.Connection, project: str, run_id: str, stale_after: float = DEFAULT_STALE_AFTER
-) -> dict[str, Any] | None:
+) -> StoredRun | None:
     row = con.execute(
         f"SELECT {_RUN_COLUMNS}{_RUN_FROM} WHERE r.project = ? AND r.run_id = ?",
         (project, run_id),
@@ -88,7 +121,7 @@ def list_runs(
     project: str | None = None,
     limit: int | None = None,
     stale_after: float = DEFAULT_STALE_AFTER,
-) -> list[dict[str, Any]]:
+) -> list[StoredRun]:
     """Runs, newest first, of one project or of all."""
     sql = f"SELECT {_RUN_COLUMNS}{_RUN_FROM}"
     args: list[Any] = []
@@ -105,7 +138,7 @@ def list_runs(
 
 
 def count_runs(con: sqlite3.Connection, project: str) -> int:
-    return con.execute("SELECT COUNT(*) FROM runs WHERE project = ?", (project,)).fetchone()[0]
+    return _scalar(con, "SELECT COUNT(*) FROM runs WHERE project = ?", (project,))
 
 
 def history(
@@ -116,7 +149,7 @@ def history(
     max_step: int | None = None,
     after_step: int | None = None,
     limit: int | None = None,
-    object_hook: Any = None,
+    object_hook: Callable[[dict[str, Any]], Any] | None = None,
 ) -> list[dict[str, Any]]:
     """A run's history rows in step order, each with ``_step``, ``_timestamp``, ``_runtime``.
 
@@ -137,11 +170,11 @@ def history(
         sql += " LIMIT ?"
         args.append(int(limit))
     wanted = None if keys is None else list(keys)
-    out = []
+    out: list[dict[str, Any]] = []
     append = out.append
     decoder = RowDecoder(con, object_hook)
     decode = decoder.decode
-    picks: dict[int, list] = {}  # key set -> how to read the wanted keys from a packed row
+    picks: dict[int, list[tuple[str, Any, int]]] = {}  # key set -> how to read the wanted keys from a packed row
     for step, ts, runtime, cell, kid, data in con.execute(sql, args):
         if wanted is None:
             values = decode(kid, data)
@@ -171,8 +204,14 @@ def history(
     return out
 
 
-def system_metrics(con: sqlite3.Connection, pk: int, keys: Iterable[str] | None = None, *,
-                   after: float | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+def system_metrics(
+    con: sqlite3.Connection,
+    pk: int,
+    keys: Iterable[str] | None = None,
+    *,
+    after: float | None = None,
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
     """A run's system metric samples in time order, each with ``_timestamp`` and ``_runtime``."""
     wanted = None if keys is None else list(keys)
     out = []
@@ -197,7 +236,7 @@ def system_metrics(con: sqlite3.Connection, pk: int, keys: Iterable[str] | None 
 
 def max_step(con: sqlite3.Connection, pk: int) -> int:
     """The highest step in a run's history, or -1."""
-    return con.execute("SELECT COALESCE(MAX(step), -1) FROM history WHERE run_pk = ?", (pk,)).fetchone()[0]
+    return _scalar(con, "SELECT COALESCE(MAX(step), -1) FROM history WHERE run_pk = ?", (pk,))
 
 
 def set_aside(con: sqlite3.Connection, pk: int) -> list[dict[str, Any]]:
@@ -205,24 +244,28 @@ def set_aside(con: sqlite3.Connection, pk: int) -> list[dict[str, Any]]:
     return [
         {"step": step, "ts": ts, "what": what, "reason": reason, "data": data}
         for step, ts, what, reason, data in con.execute(
-            "SELECT step, ts, what, reason, data FROM set_aside WHERE run_pk = ? ORDER BY id", (pk,))
+            "SELECT step, ts, what, reason, data FROM set_aside WHERE run_pk = ? ORDER BY id", (pk,)
+        )
     ]
 
 
 def count_history(con: sqlite3.Connection, pk: int, after_step: int = -1) -> int:
-    return con.execute("SELECT COUNT(*) FROM history WHERE run_pk = ? AND step > ?", (pk, after_step)).fetchone()[0]
+    return _scalar(con, "SELECT COUNT(*) FROM history WHERE run_pk = ? AND step > ?", (pk, after_step))
 
 
 def count_system(con: sqlite3.Connection, pk: int, after: float = 0.0) -> int:
-    return con.execute("SELECT COUNT(*) FROM system_metrics WHERE run_pk = ? AND ts > ?", (pk, after)).fetchone()[0]
+    return _scalar(con, "SELECT COUNT(*) FROM system_metrics WHERE run_pk = ? AND ts > ?", (pk, after))
 
 
 def sync_state(con: sqlite3.Connection, pk: int, server: str) -> dict[str, Any] | None:
     row = con.execute("SELECT data FROM sync_state WHERE run_pk = ? AND server = ?", (pk, server)).fetchone()
-    return None if row is None else json.loads(row[0])
+    if row is None:
+        return None
+    state: dict[str, Any] = json.loads(row[0])
+    return state
 
 
-def run_by_pk(con: sqlite3.Connection, pk: int, stale_after: float = DEFAULT_STALE_AFTER) -> dict[str, Any] | None:
+def run_by_pk(con: sqlite3.Connection, pk: int, stale_after: float = DEFAULT_STALE_AFTER) -> StoredRun | None:
     row = con.execute(f"SELECT {_RUN_COLUMNS}{_RUN_FROM} WHERE r.pk = ?", (pk,)).fetchone()
     if row is None:
         return None

@@ -17,8 +17,9 @@ from __future__ import annotations
 import itertools
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 try:
     import fcntl
@@ -46,7 +47,7 @@ class RescueFile:
         self.rows = 0
         self._write([{"run": [project, run_id], "owner": owner}])
 
-    def add_rows(self, rows: Iterable[tuple[int, float, float, int | None, dict]]) -> int:
+    def add_rows(self, rows: Iterable[tuple[int, float, float, int | None, dict[str, Any]]]) -> int:
         """Append ``(step, ts, runtime, cell, data)`` rows; durable when this returns."""
         lines = [{"s": step, "t": ts, "r": runtime, "c": cell, "d": data} for step, ts, runtime, cell, data in rows]
         self._write(lines)
@@ -58,7 +59,7 @@ class RescueFile:
         last ``summary``, ``config``, ``tags`` and ``fields`` when they were not written."""
         self._write([{"final": final}])
 
-    def _write(self, items: list[dict]) -> None:
+    def _write(self, items: list[dict[str, Any]]) -> None:
         self._file.write("".join(_dumps(item) + "\n" for item in items))
         self._file.flush()
         os.fsync(self._file.fileno())
@@ -68,7 +69,7 @@ class RescueFile:
             self._file.close()  # releases the lock
 
 
-def recover(store: "LocalStore") -> int:
+def recover(store: LocalStore) -> int:
     """Replay every rescue file under ``store`` that no live process is writing; return
     how many rows were offered to the store."""
     folder = store.root / FOLDER
@@ -77,11 +78,11 @@ def recover(store: "LocalStore") -> int:
     return sum(replay(store, path) for path in sorted(folder.glob("*.jsonl")))
 
 
-def replay(store: "LocalStore", path: Path) -> int:
+def replay(store: LocalStore, path: Path) -> int:
     """Put one rescue file's contents into the store and remove it; 0 when another
     process holds it, or its run is not in this store (then it is left in place)."""
     try:
-        handle = open(path, "r", encoding="ascii")
+        handle = open(path, encoding="ascii")
     except OSError:
         return 0
     with handle:
@@ -111,8 +112,12 @@ def replay(store: "LocalStore", path: Path) -> int:
             return 0
         offered = store.replay_rows(found["pk"], rows)
         owner = header.get("owner") or {}
-        if final is not None and found["stored_state"] == "running" and found["pid"] == owner.get("pid") \
-                and found["pid_start"] == owner.get("pid_start"):
+        if (
+            final is not None
+            and found["stored_state"] == "running"
+            and found["pid"] == owner.get("pid")
+            and found["pid_start"] == owner.get("pid_start")
+        ):
             store.apply_final(found["pk"], final)
         path.unlink(missing_ok=True)
     return offered

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from typing import Callable
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 def _v1_runs_and_history(con: sqlite3.Connection) -> None:
@@ -127,8 +130,10 @@ class NewerSchema(sqlite3.DatabaseError):
     """The store was written by a newer nbtrack."""
 
     def __init__(self, version: int) -> None:
-        super().__init__(f"the store was written by a newer nbtrack (schema {version}, "
-                         f"this one reads up to {SCHEMA_VERSION}); upgrade nbtrack (pip install -U nbtrack)")
+        super().__init__(
+            f"the store was written by a newer nbtrack (schema {version}, "
+            f"this one reads up to {SCHEMA_VERSION}); upgrade nbtrack (pip install -U nbtrack)"
+        )
         self.version = version
 
 
@@ -136,12 +141,17 @@ def connect(path: str, *, readonly: bool = False, busy_timeout_ms: int = BUSY_TI
     """Open the store's database with the pragmas every connection needs."""
     if readonly:
         con = sqlite3.connect(
-            f"file:{path}?mode=ro", uri=True, timeout=busy_timeout_ms / 1000,
-            check_same_thread=False, isolation_level=None,
+            f"file:{path}?mode=ro",
+            uri=True,
+            timeout=busy_timeout_ms / 1000,
+            check_same_thread=False,
+            isolation_level=None,
         )
     else:
         con = sqlite3.connect(
-            path, timeout=busy_timeout_ms / 1000, check_same_thread=False,
+            path,
+            timeout=busy_timeout_ms / 1000,
+            check_same_thread=False,
             isolation_level=None,
         )
     con.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
@@ -149,8 +159,11 @@ def connect(path: str, *, readonly: bool = False, busy_timeout_ms: int = BUSY_TI
         # WAL is a property of the file, set once by whoever creates it.  Switching
         # needs an exclusive lock and SQLite does not wait for it on its own, so
         # several processes opening a new store at once retry here.
-        _retry_locked(lambda: con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-                      or con.execute("PRAGMA journal_mode = WAL"))
+        _retry_locked(
+            lambda: (
+                con.execute("PRAGMA journal_mode").fetchone()[0] == "wal" or con.execute("PRAGMA journal_mode = WAL")
+            )
+        )
         # WAL + NORMAL: a committed batch survives the process being killed.
         con.execute("PRAGMA synchronous = NORMAL")
         # Checkpoints (copying the WAL into the database, with an fsync) are the
@@ -161,7 +174,7 @@ def connect(path: str, *, readonly: bool = False, busy_timeout_ms: int = BUSY_TI
     return con
 
 
-def _retry_locked(work):
+def _retry_locked(work: Callable[[], T]) -> T:
     deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
     delay = 0.005
     while True:
@@ -202,7 +215,7 @@ def check_readable(con: sqlite3.Connection) -> int:
 
 def migrate(con: sqlite3.Connection) -> bool:
     """Bring the store up to ``SCHEMA_VERSION``; return whether anything was created."""
-    return _retry_locked(lambda: _migrate(con))
+    return bool(_retry_locked(lambda: _migrate(con)))
 
 
 def _migrate(con: sqlite3.Connection) -> bool:
@@ -215,8 +228,7 @@ def _migrate(con: sqlite3.Connection) -> bool:
         version = check_readable(con)
         for number in range(version + 1, SCHEMA_VERSION + 1):
             MIGRATIONS[number](con)
-        con.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
-                    (str(SCHEMA_VERSION),))
+        con.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
     except BaseException:
         con.execute("ROLLBACK")
         raise

@@ -24,17 +24,20 @@ When writing fails:
 from __future__ import annotations
 
 import collections
+import dataclasses
 import itertools
 import sqlite3
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from .. import diagnostics, workers
 from ..diagnostics import NbtrackWarning
 from .local import LocalStore
 from .packing import encode_json
 from .rescue import RescueFile, replay
+from .shapes import HistoryRow, QueuedRow, QueuedSample, SetAsideEntry, SystemRow
 
 __all__ = ["BatchWriter", "NbtrackWarning", "RunSink"]
 
@@ -50,8 +53,18 @@ SET_ASIDE_INLINE = 1000  # characters of a set-aside row kept in the table; long
 def classify(exc: BaseException) -> str:
     """``"data"`` when the content itself was refused (the same write would fail again),
     else ``"store"`` (busy, locked, full, read-only, gone: the store may take it later)."""
-    if isinstance(exc, (sqlite3.DataError, sqlite3.IntegrityError, sqlite3.InterfaceError, OverflowError,
-                        ValueError, TypeError, RecursionError)):
+    if isinstance(
+        exc,
+        (
+            sqlite3.DataError,
+            sqlite3.IntegrityError,
+            sqlite3.InterfaceError,
+            OverflowError,
+            ValueError,
+            TypeError,
+            RecursionError,
+        ),
+    ):
         return "data"
     if isinstance(exc, sqlite3.OperationalError) and "too big" in str(exc):
         return "data"
@@ -68,7 +81,7 @@ class RunSink:
         *,
         t0: float,
         runtime_offset: float,
-        summary: Callable[[], dict],
+        summary: Callable[[], dict[str, Any]],
         heartbeat_interval: float,
         label: str,
         project: str,
@@ -77,13 +90,13 @@ class RunSink:
     ) -> None:
         self.store = store
         self.pk = pk
-        self.rows: collections.deque = collections.deque()  # (step, ts, cell, data), oldest first
-        self.system: collections.deque = collections.deque()  # (ts, {system/...: value})
+        self.rows: collections.deque[QueuedRow] = collections.deque()  # oldest first
+        self.system: collections.deque[QueuedSample] = collections.deque()
         self.t0 = t0
         self.runtime_offset = runtime_offset
         self._summary = summary
         self.summary_dirty = False
-        self.config: dict | None = None
+        self.config: dict[str, Any] | None = None
         self.tags: tuple[str, ...] | None = None
         self.fields: dict[str, Any] = {}
         self.heartbeat_interval = heartbeat_interval
@@ -105,7 +118,7 @@ class RunSink:
         self._warned_held = False
 
     # called on the caller's thread, never on the hot path of log()
-    def set_config(self, config: dict) -> None:
+    def set_config(self, config: dict[str, Any]) -> None:
         self.config = config
 
     def set_tags(self, tags: tuple[str, ...]) -> None:
@@ -122,13 +135,19 @@ class RunSink:
     @property
     def idle(self) -> bool:
         """Nothing left to write: no rows, samples or changes."""
-        return not (self.rows or self.system or self.summary_dirty or self.config is not None
-                    or self.tags is not None or self.fields)
+        return not (
+            self.rows
+            or self.system
+            or self.summary_dirty
+            or self.config is not None
+            or self.tags is not None
+            or self.fields
+        )
 
     def runtime(self, now: float | None = None) -> float:
         return (now if now is not None else time.time()) - self.t0 + self.runtime_offset
 
-    def wait_for_room(self, writer: "BatchWriter") -> None:
+    def wait_for_room(self, writer: BatchWriter) -> None:
         """Called by ``log()`` when ``MAX_QUEUED`` rows are queued: wait while the writer
         makes progress, until half of them are written.  Returns at once while the store
         does not take writes, and after ``PROGRESS_WAIT`` seconds without any progress."""
@@ -154,7 +173,7 @@ class RunSink:
 class BatchWriter(workers.Worker):
     """The process's one writer thread; ``BatchWriter.get()`` returns it."""
 
-    _instance: "BatchWriter | None" = None
+    _instance: BatchWriter | None = None
     _instance_lock = threading.Lock()
 
     def __init__(self) -> None:
@@ -164,7 +183,7 @@ class BatchWriter(workers.Worker):
         self._sinks_lock = threading.Lock()
 
     @classmethod
-    def get(cls) -> "BatchWriter":
+    def get(cls) -> BatchWriter:
         with cls._instance_lock:
             if cls._instance is None:
                 cls._instance = cls()
@@ -250,29 +269,44 @@ class BatchWriter(workers.Worker):
         if not (items or samples or summary_dirty or config is not None or tags is not None or fields or beat):
             return False
         if beat and not sink.store.still_there():
-            diagnostics.warn_once(f"removed:{sink.label}:{id(sink)}",
-                                  f"nbtrack: the store {sink.store.path} was removed while run {sink.label} was "
-                                  "running; what it logs now goes to the removed file. Start a new run "
-                                  "(nbtrack.init()) to write to a new store at that place")
+            diagnostics.warn_once(
+                f"removed:{sink.label}:{id(sink)}",
+                f"nbtrack: the store {sink.store.path} was removed while run {sink.label} was "
+                "running; what it logs now goes to the removed file. Start a new run "
+                "(nbtrack.init()) to write to a new store at that place",
+            )
         encoded, raw, refused = self._encode(sink, items)
         change = _Change(
-            summary=dict(sink._summary()) if summary_dirty else None, config=config, tags=tags,
-            fields=fields or None, system=[(ts, sink.runtime(ts), encode_json(v)) for ts, v in samples],
-            heartbeat=now if (beat or items) else None, runtime=sink.runtime(now),
+            summary=dict(sink._summary()) if summary_dirty else None,
+            config=config,
+            tags=tags,
+            fields=fields or None,
+            system=[(ts, sink.runtime(ts), encode_json(v)) for ts, v in samples],
+            heartbeat=now if (beat or items) else None,
+            runtime=sink.runtime(now),
             last_step=items[-1][0] if items else None,
         )
         try:
-            sink.store.write_batch(sink.pk, encoded, summary=change.summary, config=change.config, tags=change.tags,
-                                   fields=change.fields, heartbeat=change.heartbeat, last_step=change.last_step,
-                                   runtime=change.runtime, system=change.system, set_aside=refused)
+            sink.store.write_batch(
+                sink.pk,
+                encoded,
+                summary=change.summary,
+                config=change.config,
+                tags=change.tags,
+                fields=change.fields,
+                heartbeat=change.heartbeat,
+                last_step=change.last_step,
+                runtime=change.runtime,
+                system=change.system,
+                set_aside=refused,
+            )
         except Exception as exc:
             if classify(exc) == "store":
                 self._restore(sink, summary_dirty)
                 self._held(sink, exc)
                 return False
             try:
-                self._isolate(sink, encoded, raw if raw is not None else [item[3] for item in items], change,
-                              refused)
+                self._isolate(sink, encoded, raw if raw is not None else [item[3] for item in items], change, refused)
             except _StoreError as held:
                 self._restore(sink, summary_dirty)
                 self._held(sink, held.error)
@@ -284,18 +318,29 @@ class BatchWriter(workers.Worker):
                 sink.last_cell = items[-1][2]
         return len(rows) >= BATCH_ROWS
 
-    def _encode(self, sink: RunSink, items: list) -> tuple[list[tuple], list[dict] | None, list[tuple]]:
+    def _encode(
+        self, sink: RunSink, items: list[QueuedRow]
+    ) -> tuple[list[HistoryRow], list[dict[str, Any]] | None, list[SetAsideEntry]]:
         """The rows as the store takes them, their data as logged when some rows could not
         even be encoded (else None: it is ``items``' data), and those rows' set-aside entries."""
         t0, offset, pk = sink.t0, sink.runtime_offset, sink.pk
         encode = sink.store.packer.encode
         try:
-            encoded = []
+            encoded: list[HistoryRow] = []
             append = encoded.append
             for step, ts, cell, data in items:
                 keyset, blob = encode(data)
-                append((pk, step, ts, ts - t0 + offset, cell,
-                        None if keyset is None else (keyset.id if keyset.id is not None else keyset), blob))
+                append(
+                    (
+                        pk,
+                        step,
+                        ts,
+                        ts - t0 + offset,
+                        cell,
+                        None if keyset is None else (keyset.id if keyset.id is not None else keyset),
+                        blob,
+                    )
+                )
             return encoded, None, []
         except Exception:  # nothing a row can hold should fail here; if it does, it fails alone
             pass
@@ -309,11 +354,18 @@ class BatchWriter(workers.Worker):
         self._report_set_aside(sink, refused)
         return encoded, raw, refused
 
-    def _isolate(self, sink: RunSink, encoded: list, raw: list, change: "_Change", refused: list) -> None:
+    def _isolate(
+        self,
+        sink: RunSink,
+        encoded: list[HistoryRow],
+        raw: list[dict[str, Any]],
+        change: _Change,
+        refused: list[SetAsideEntry],
+    ) -> None:
         """SQLite refused a batch for its content: write the rows in halves until each
         refused row is alone, set those aside, then write the other changes one by one."""
         store, pk = sink.store, sink.pk
-        aside: list[tuple] = []
+        aside: list[SetAsideEntry] = []
 
         def attempt(start: int, end: int) -> None:
             try:
@@ -344,7 +396,7 @@ class BatchWriter(workers.Worker):
         if aside:
             self._report_set_aside(sink, aside)
 
-    def _store_set_aside(self, sink: RunSink, entries: list[tuple]) -> None:
+    def _store_set_aside(self, sink: RunSink, entries: list[SetAsideEntry]) -> None:
         """Keep refused rows (or changes) in the ``set_aside`` table; a long one's full text
         goes to a file in the run's folder (SQLite may have refused it for its size) and
         the table holds its start and the file's name."""
@@ -368,21 +420,30 @@ class BatchWriter(workers.Worker):
             sink.set_aside += 1
 
     @staticmethod
-    def _report_set_aside(sink: RunSink, entries: list[tuple]) -> None:
+    def _report_set_aside(sink: RunSink, entries: list[SetAsideEntry]) -> None:
         step, _ts, what, reason, _text = entries[0]
         at = f"the row at step {step}" if what == "row" else f"its {what}"
         diagnostics.warn_once(
             f"set-aside:{sink.label}:{id(sink)}",
             f"nbtrack: SQLite refused {at} of run {sink.label} ({reason}); it was set aside as text in the "
             "store's set_aside table and every other row was written (later such rows of this run are set "
-            "aside without another warning)")
+            "aside without another warning)",
+        )
 
     def _restore(self, sink: RunSink, summary_dirty: bool) -> None:
         if summary_dirty:
             sink.summary_dirty = True
 
-    def _committed(self, sink: RunSink, rows: int, samples: int, config: Any, tags: Any, fields: dict,
-                   beat: float | None) -> None:
+    def _committed(
+        self,
+        sink: RunSink,
+        rows: int,
+        samples: int,
+        config: Any,
+        tags: Any,
+        fields: dict[str, Any],
+        beat: float | None,
+    ) -> None:
         for _ in range(rows):
             sink.rows.popleft()
         for _ in range(samples):
@@ -409,7 +470,8 @@ class BatchWriter(workers.Worker):
             diagnostics.warn(
                 f"nbtrack: could not write run {sink.label} to {sink.store.root}: {sink.held}. Its rows are kept "
                 f"({len(sink.rows):,} now) and written as soon as the store takes writes again; logging goes on",
-                stacklevel=3)
+                stacklevel=3,
+            )
         excess = len(sink.rows) - MAX_HELD_ROWS
         if excess > 0:
             self.rescue_rows(sink, excess + MAX_HELD_ROWS // 2)
@@ -421,14 +483,16 @@ class BatchWriter(workers.Worker):
             diagnostics.warn_once(
                 f"dropped:{sink.label}:{id(sink)}",
                 f"nbtrack: run {sink.label} holds {MAX_MEMORY_ROWS:,} rows its store has not taken and no rescue "
-                f"file could be written; the oldest rows are dropped ({sink.dropped:,} so far)")
+                f"file could be written; the oldest rows are dropped ({sink.dropped:,} so far)",
+            )
 
     def _recovered(self, sink: RunSink) -> None:
         sink.held = None
         if sink._warned_held:
             sink._warned_held = False
-            diagnostics.warn(f"nbtrack: the store {sink.store.root} takes writes again; run {sink.label} is "
-                             "written", stacklevel=4)
+            diagnostics.warn(
+                f"nbtrack: the store {sink.store.root} takes writes again; run {sink.label} is written", stacklevel=4
+            )
         if sink._rescue is not None:
             rescue, sink._rescue = sink._rescue, None
             rescue.close()
@@ -447,8 +511,9 @@ class BatchWriter(workers.Worker):
         try:
             sink.rescue_file().add_rows((step, ts, sink.runtime(ts), cell, data) for step, ts, cell, data in items)
         except OSError as exc:
-            diagnostics.warn_once(f"rescue:{sink.label}:{id(sink)}",
-                                  f"nbtrack: cannot write a rescue file for run {sink.label} ({exc})")
+            diagnostics.warn_once(
+                f"rescue:{sink.label}:{id(sink)}", f"nbtrack: cannot write a rescue file for run {sink.label} ({exc})"
+            )
             return 0
         for _ in range(count):
             sink.rows.popleft()
@@ -456,14 +521,20 @@ class BatchWriter(workers.Worker):
         return count
 
 
+@dataclasses.dataclass
 class _Change:
     """A run's non-row writes of one round."""
 
-    def __init__(self, *, summary, config, tags, fields, system, heartbeat, runtime, last_step) -> None:
-        self.summary, self.config, self.tags, self.fields = summary, config, tags, fields
-        self.system, self.heartbeat, self.runtime, self.last_step = system, heartbeat, runtime, last_step
+    summary: dict[str, Any] | None
+    config: dict[str, Any] | None
+    tags: tuple[str, ...] | None
+    fields: dict[str, Any] | None
+    system: list[SystemRow]
+    heartbeat: float | None
+    runtime: float
+    last_step: int | None
 
-    def parts(self):
+    def parts(self) -> Iterator[tuple[str, dict[str, Any]]]:
         """Each change alone, as ``write_batch`` keyword arguments, with its name."""
         for name in ("summary", "config", "tags", "fields", "system"):
             value = getattr(self, name)
@@ -479,7 +550,7 @@ class _StoreError(Exception):
         self.error = error
 
 
-def _set_aside_entry(step: int | None, ts: float, what: str, exc: BaseException, data: Any) -> tuple:
+def _set_aside_entry(step: int | None, ts: float, what: str, exc: BaseException, data: Any) -> SetAsideEntry:
     try:
         text = encode_json(data)
     except Exception:

@@ -8,4 +8,4 @@ from .client import Client, ItemRejected, Server
 from .service import RunSync, SyncService
 from .uploader import Progress, RunUploader
 
-__all__ = ["Client", "ItemRejected", "Server", "RunSync", "SyncService", "Progress", "RunUploader"]
+__all__ = ["Client", "ItemRejected", "Progress", "RunSync", "RunUploader", "Server", "SyncService"]

@@ -14,8 +14,9 @@ import random
 import threading
 import time
 import urllib.parse
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from ..errors import AuthenticationError, CommError
 
@@ -46,7 +47,7 @@ class Server:
     verify: Any = True
 
     @classmethod
-    def resolve(cls, uri: str, environ: Mapping[str, str] | None = None, insecure: bool | None = None) -> "Server":
+    def resolve(cls, uri: str, environ: Mapping[str, str] | None = None, insecure: bool | None = None) -> Server:
         """Build from a tracking URI and the environment.
 
         Credentials: ``NBTRACK_TRACKING_TOKEN`` / ``MLFLOW_TRACKING_TOKEN`` (bearer), or
@@ -71,11 +72,11 @@ class Server:
             host = f"[{parts.hostname}]" + (f":{parts.port}" if parts.port else "")
         clean = urllib.parse.urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
         headers: tuple[tuple[str, str], ...] = ()
-        token = pick("TOKEN")
+        token, user = pick("TOKEN"), pick("USERNAME")
         if token:
             headers = (("Authorization", f"Bearer {token}"),)
-        elif pick("USERNAME"):
-            auth = (pick("USERNAME"), pick("PASSWORD") or "")
+        elif user:
+            auth = (user, pick("PASSWORD") or "")
         if insecure is None:
             insecure = (pick("INSECURE_TLS") or "").strip().lower() in ("1", "true", "yes", "on")
         verify: Any = False if insecure else (env.get("MLFLOW_TRACKING_SERVER_CERT_PATH") or True)
@@ -89,8 +90,9 @@ class Client:
     """Calls to one server.  Thread-safe for the way sync uses it (one session per client,
     guarded by a lock: requests' Session is not documented as thread-safe)."""
 
-    def __init__(self, server: Server, *, timeout: float = 10.0, retries: int = 4,
-                 backoff: float = 0.5, max_backoff: float = 8.0) -> None:
+    def __init__(
+        self, server: Server, *, timeout: float = 10.0, retries: int = 4, backoff: float = 0.5, max_backoff: float = 8.0
+    ) -> None:
         import requests  # here, not at import: offline runs never load it
 
         self.requests = requests
@@ -113,8 +115,17 @@ class Client:
         self.session.close()
 
     # ------------------------------------------------------------ transport
-    def call(self, method: str, path: str, *, json: Any = None, params: Any = None, data: Any = None,
-             retries: int | None = None, deadline: float | None = None) -> Any:
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Any = None,
+        data: Any = None,
+        retries: int | None = None,
+        deadline: float | None = None,
+    ) -> Any:
         """One API call with retries; returns the decoded JSON body (or None)."""
         url = self.server.url + path
         attempts = (self.retries if retries is None else retries) + 1
@@ -129,12 +140,15 @@ class Client:
             try:
                 with self._lock:
                     self.requests_sent += 1
-                    response = self.session.request(method, url, json=json, params=params, data=data,
-                                                    timeout=(min(timeout, 5.0), timeout))
+                    response = self.session.request(
+                        method, url, json=json, params=params, data=data, timeout=(min(timeout, 5.0), timeout)
+                    )
             except self.requests.exceptions.SSLError as exc:
-                raise CommError(f"TLS verification failed for {self.server.label}: {exc}. Point "
-                                "MLFLOW_TRACKING_SERVER_CERT_PATH at the CA bundle, or set "
-                                "MLFLOW_TRACKING_INSECURE_TLS=true to skip verification") from None
+                raise CommError(
+                    f"TLS verification failed for {self.server.label}: {exc}. Point "
+                    "MLFLOW_TRACKING_SERVER_CERT_PATH at the CA bundle, or set "
+                    "MLFLOW_TRACKING_INSECURE_TLS=true to skip verification"
+                ) from None
             except (self.requests.exceptions.ConnectionError, self.requests.exceptions.Timeout) as exc:
                 last = CommError(f"cannot reach {self.server.label}: {_short(exc)}")
             else:
@@ -144,11 +158,14 @@ class Client:
                 if status in (401, 403):
                     raise AuthenticationError(
                         f"{self.server.label} refused the credentials (HTTP {status}); set "
-                        "MLFLOW_TRACKING_TOKEN, or MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD")
+                        "MLFLOW_TRACKING_TOKEN, or MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
+                    )
                 if status not in RETRY_STATUS:
                     body = _body(response) or {}
                     code = body.get("error_code", "") if isinstance(body, dict) else ""
-                    message = body.get("message", response.text[:300]) if isinstance(body, dict) else response.text[:300]
+                    message = (
+                        body.get("message", response.text[:300]) if isinstance(body, dict) else response.text[:300]
+                    )
                     raise ItemRejected(status, code, message)
                 last = CommError(f"{self.server.label} answered HTTP {status}")
                 retry_after = response.headers.get("Retry-After")
@@ -167,37 +184,49 @@ class Client:
         """The id of the experiment called ``name``, created when missing."""
         try:
             found = self.call("GET", API + "experiments/get-by-name", params={"experiment_name": name}, **kw)
-            return found["experiment"]["experiment_id"]
+            return str(found["experiment"]["experiment_id"])
         except ItemRejected as exc:
             if exc.code != "RESOURCE_DOES_NOT_EXIST" and exc.status != 404:
                 raise
         try:
-            return self.call("POST", API + "experiments/create", json={"name": name}, **kw)["experiment_id"]
+            return str(self.call("POST", API + "experiments/create", json={"name": name}, **kw)["experiment_id"])
         except ItemRejected as exc:
             if exc.code != "RESOURCE_ALREADY_EXISTS":
                 raise
             # created by someone else in between
             found = self.call("GET", API + "experiments/get-by-name", params={"experiment_name": name}, **kw)
-            return found["experiment"]["experiment_id"]
+            return str(found["experiment"]["experiment_id"])
 
     def find_run(self, experiment_id: str, tag: str, value: str, **kw: Any) -> dict[str, Any] | None:
         quoted = value.replace("'", "\\'")
-        found = self.call("POST", API + "runs/search", json={
-            "experiment_ids": [experiment_id], "filter": f"tags.`{tag}` = '{quoted}'", "max_results": 1,
-            "run_view_type": "ALL"}, **kw)
+        found = self.call(
+            "POST",
+            API + "runs/search",
+            json={
+                "experiment_ids": [experiment_id],
+                "filter": f"tags.`{tag}` = '{quoted}'",
+                "max_results": 1,
+                "run_view_type": "ALL",
+            },
+            **kw,
+        )
         runs = (found or {}).get("runs") or []
         return runs[0]["info"] if runs else None
 
-    def create_run(self, experiment_id: str, name: str, start_ms: int, tags: list[dict[str, str]],
-                   **kw: Any) -> dict[str, Any]:
+    def create_run(
+        self, experiment_id: str, name: str, start_ms: int, tags: list[dict[str, str]], **kw: Any
+    ) -> dict[str, Any]:
         body = {"experiment_id": experiment_id, "run_name": name, "start_time": start_ms, "tags": tags}
-        return self.call("POST", API + "runs/create", json=body, **kw)["run"]["info"]
+        info: dict[str, Any] = self.call("POST", API + "runs/create", json=body, **kw)["run"]["info"]
+        return info
 
     def get_run(self, run_id: str, **kw: Any) -> dict[str, Any]:
-        return self.call("GET", API + "runs/get", params={"run_id": run_id}, **kw)["run"]
+        run: dict[str, Any] = self.call("GET", API + "runs/get", params={"run_id": run_id}, **kw)["run"]
+        return run
 
-    def update_run(self, run_id: str, status: str, end_ms: int | None = None, name: str | None = None,
-                   **kw: Any) -> None:
+    def update_run(
+        self, run_id: str, status: str, end_ms: int | None = None, name: str | None = None, **kw: Any
+    ) -> None:
         body: dict[str, Any] = {"run_id": run_id, "status": status}
         if end_ms is not None:
             body["end_time"] = end_ms
@@ -205,7 +234,15 @@ class Client:
             body["run_name"] = name
         self.call("POST", API + "runs/update", json=body, **kw)
 
-    def log_batch(self, run_id: str, *, metrics=(), params=(), tags=(), **kw: Any) -> None:
+    def log_batch(
+        self,
+        run_id: str,
+        *,
+        metrics: Sequence[dict[str, Any]] = (),
+        params: Sequence[dict[str, Any]] = (),
+        tags: Sequence[dict[str, Any]] = (),
+        **kw: Any,
+    ) -> None:
         body: dict[str, Any] = {"run_id": run_id}
         if metrics:
             body["metrics"] = list(metrics)

@@ -38,12 +38,22 @@ class Bar:
             self.stream.flush()
 
 
-def sync(dir: str | None, project: str | None, run_id: str | None, dry_run: bool, tracking_uri: str | None,
-         out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+def sync(
+    dir: str | None,
+    project: str | None,
+    run_id: str | None,
+    dry_run: bool,
+    tracking_uri: str | None,
+    out: TextIO = sys.stdout,
+    err: TextIO = sys.stderr,
+) -> int:
     uri = tracking_uri or Settings().resolve().tracking_uri
     if not uri:
-        print("nbtrack sync: no tracking server; pass --tracking-uri URL or set NBTRACK_TRACKING_URI "
-              "(or MLFLOW_TRACKING_URI)", file=err)
+        print(
+            "nbtrack sync: no tracking server; pass --tracking-uri URL or set NBTRACK_TRACKING_URI "
+            "(or MLFLOW_TRACKING_URI)",
+            file=err,
+        )
         return 2
     try:
         server = Server.resolve(uri)
@@ -63,13 +73,17 @@ def sync(dir: str | None, project: str | None, run_id: str | None, dry_run: bool
     client = Client(server)
     totals = Progress()
     failed = 0
-    print(f"nbtrack sync: {len(runs)} run(s) under {root} -> {server.label}" + (" (dry run)" if dry_run else ""),
-          file=out)
+    print(
+        f"nbtrack sync: {len(runs)} run(s) under {root} -> {server.label}" + (" (dry run)" if dry_run else ""), file=out
+    )
     for run in runs:
         label = f"{run['project']}/{run['run_id']}"
         if run["state"] == "running":
-            print(f"  {label}: skipped, still running in process {run['pid']} (it syncs itself if online; "
-                  "run sync again once it ends)", file=out)
+            print(
+                f"  {label}: skipped, still running in process {run['pid']} (it syncs itself if online; "
+                "run sync again once it ends)",
+                file=out,
+            )
             continue
         uploader = RunUploader(store, run["pk"], client, warn=lambda m: print(f"  {m}", file=err))
         rows, samples = uploader.pending()
@@ -100,7 +114,10 @@ def sync(dir: str | None, project: str | None, run_id: str | None, dry_run: bool
         else:
             what = "up to date"
         print(f"  {label}: {what}; {progress.status}; {uploader.url}", file=out)
-    print(f"nbtrack sync: {totals.rows_sent} rows, {totals.system_sent} system samples and {totals.files_sent} "
-          f"files sent" + (f"; {failed} run(s) not finished, run it again" if failed else ""), file=out)
+    print(
+        f"nbtrack sync: {totals.rows_sent} rows, {totals.system_sent} system samples and {totals.files_sent} "
+        f"files sent" + (f"; {failed} run(s) not finished, run it again" if failed else ""),
+        file=out,
+    )
     client.close()
     return 1 if failed else 0

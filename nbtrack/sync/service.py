@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .. import workers
 from ..errors import AuthenticationError, CommError
@@ -25,8 +26,9 @@ MAX_PAUSE = 60.0
 class RunSync:
     """One online run's sync, as the run, the panel and ``finish()`` see it."""
 
-    def __init__(self, service: "SyncService", uploader: RunUploader, label: str, sync_command: str,
-                 say: Callable[[str], None]) -> None:
+    def __init__(
+        self, service: SyncService, uploader: RunUploader, label: str, sync_command: str, say: Callable[[str], None]
+    ) -> None:
         self.service = service
         self.uploader = uploader
         self.label = label
@@ -61,8 +63,13 @@ class RunSync:
             state = "synced"
         else:
             state = "syncing"  # with ``error`` set while the server does not answer
-        return {"server": self.server, "state": state, "sent": self.rows_sent, "pending": self.rows_pending,
-                "error": self.error}
+        return {
+            "server": self.server,
+            "state": state,
+            "sent": self.rows_sent,
+            "pending": self.rows_pending,
+            "error": self.error,
+        }
 
     # the service thread calls these
     def run_pass(self) -> None:
@@ -78,15 +85,17 @@ class RunSync:
         except CommError as exc:
             self.failures += 1
             self.error = str(exc)
-            self.next_try = time.monotonic() + min(MAX_PAUSE, 2.0 ** self.failures)
-            self._notice(f"nbtrack: {exc}. Run {self.label} goes on offline and is sent when the server "
-                         f"answers (or later with: {self.sync_command})")
+            self.next_try = time.monotonic() + min(MAX_PAUSE, 2.0**self.failures)
+            self._notice(
+                f"nbtrack: {exc}. Run {self.label} goes on offline and is sent when the server "
+                f"answers (or later with: {self.sync_command})"
+            )
             self._record_error(str(exc))
             return
         except Exception as exc:  # a bug in sync must not take the run down
             self.failures += 1
             self.error = f"{type(exc).__name__}: {exc}"
-            self.next_try = time.monotonic() + min(MAX_PAUSE, 2.0 ** self.failures)
+            self.next_try = time.monotonic() + min(MAX_PAUSE, 2.0**self.failures)
             self._notice(f"nbtrack: sync of run {self.label} failed ({self.error}); the run is kept locally")
             return
         self._progress(progress)
@@ -126,8 +135,10 @@ class RunSync:
             pending = self.uploader.pending() if not self.gave_up else None
             self.rows_pending = pending[0] if pending else self.rows_pending
             left = f"{pending[0]} rows and {pending[1]} system samples" if pending else "the run"
-            self.say(f"nbtrack: {left} of run {self.label} are not on {self.server} yet; they are kept "
-                     f"locally. Send them with: {self.sync_command}")
+            self.say(
+                f"nbtrack: {left} of run {self.label} are not on {self.server} yet; they are kept "
+                f"locally. Send them with: {self.sync_command}"
+            )
         self.service.remove(self)
         return finished
 
@@ -135,7 +146,7 @@ class RunSync:
 class SyncService(workers.Worker):
     """The process's one sync thread: a pass over every online run each second."""
 
-    _instance: "SyncService | None" = None
+    _instance: SyncService | None = None
     _instance_lock = threading.Lock()
 
     def __init__(self) -> None:
@@ -152,7 +163,7 @@ class SyncService(workers.Worker):
         SyncService._instance_lock = threading.Lock()
 
     @classmethod
-    def get(cls) -> "SyncService":
+    def get(cls) -> SyncService:
         with cls._instance_lock:
             if cls._instance is None:
                 cls._instance = cls()
@@ -165,8 +176,17 @@ class SyncService(workers.Worker):
                 client = self._clients[server] = Client(server, timeout=timeout)
             return client
 
-    def attach(self, store: LocalStore, pk: int, server: Server, *, label: str, sync_command: str,
-               connect_timeout: float, say: Callable[[str], None]) -> RunSync:
+    def attach(
+        self,
+        store: LocalStore,
+        pk: int,
+        server: Server,
+        *,
+        label: str,
+        sync_command: str,
+        connect_timeout: float,
+        say: Callable[[str], None],
+    ) -> RunSync:
         """Start syncing a run: create its remote run now (bounded by ``connect_timeout``);
         if that fails the run is synced in the background once the server answers."""
         client = self.client(server)
@@ -184,8 +204,10 @@ class SyncService(workers.Worker):
             entry.failures = 1
             entry.next_try = time.monotonic() + 2.0
             entry._noticed = True
-            say(f"nbtrack: {exc}. Run {label} goes on offline and is sent when the server answers "
-                f"(or later with: {sync_command})")
+            say(
+                f"nbtrack: {exc}. Run {label} goes on offline and is sent when the server answers "
+                f"(or later with: {sync_command})"
+            )
         with self._lock:
             self._runs.append(entry)
         self.start()
@@ -204,4 +226,3 @@ class SyncService(workers.Worker):
             if entry.gave_up or entry.done.is_set() or entry.next_try > now:
                 continue
             entry.run_pass()
-

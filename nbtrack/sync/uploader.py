@@ -23,13 +23,17 @@ import hashlib
 import json
 import math
 import warnings
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, TypeVar
 
-from ..store.local import LocalStore
 from ..diagnostics import NbtrackWarning
+from ..records import StoredRun
+from ..store.local import LocalStore
 from .client import Client, ItemRejected
+
+T = TypeVar("T")
 
 MAX_ITEMS = 1000  # metrics + params + tags in one log-batch
 MAX_PARAMS_TAGS = 100  # params or tags in one log-batch
@@ -89,8 +93,7 @@ def _text(value: Any) -> str:
 class RunUploader:
     """Sends what one run has and the server lacks.  ``push`` does one pass."""
 
-    def __init__(self, store: LocalStore, pk: int, client: Client,
-                 warn: Callable[[str], None] | None = None) -> None:
+    def __init__(self, store: LocalStore, pk: int, client: Client, warn: Callable[[str], None] | None = None) -> None:
         self.store = store
         self.pk = pk
         self.client = client
@@ -101,9 +104,22 @@ class RunUploader:
 
     @staticmethod
     def _fresh(generation: int) -> dict[str, Any]:
-        return {"experiment_id": None, "remote_id": None, "artifact_uri": None, "generation": generation,
-                "step": -1, "system_ts": 0.0, "system_n": 0, "params": {}, "tags": {}, "files": {},
-                "status": None, "name": None, "rows_sent": 0, "error": None}
+        return {
+            "experiment_id": None,
+            "remote_id": None,
+            "artifact_uri": None,
+            "generation": generation,
+            "step": -1,
+            "system_ts": 0.0,
+            "system_n": 0,
+            "params": {},
+            "tags": {},
+            "files": {},
+            "status": None,
+            "name": None,
+            "rows_sent": 0,
+            "error": None,
+        }
 
     def _save(self) -> None:
         self.store.save_sync_state(self.pk, self.server, self.state)
@@ -117,8 +133,13 @@ class RunUploader:
         return self.store.pending(self.pk, self.state["step"], self.state["system_ts"])
 
     # --------------------------------------------------------------- a pass
-    def push(self, *, deadline: float | None = None, final: bool = False,
-             on_progress: Callable[[Progress], None] | None = None) -> Progress:
+    def push(
+        self,
+        *,
+        deadline: float | None = None,
+        final: bool = False,
+        on_progress: Callable[[Progress], None] | None = None,
+    ) -> Progress:
         """Send everything pending; raises CommError/AuthenticationError when the server
         cannot take it (the cursors keep what was accepted)."""
         kw = {"deadline": deadline}
@@ -157,7 +178,7 @@ class RunUploader:
                 self._save()
 
     # -------------------------------------------------------------- pieces
-    def _connect(self, run: dict[str, Any], kw: dict) -> None:
+    def _connect(self, run: StoredRun, kw: dict[str, Any]) -> None:
         c = self.client
         experiment = c.experiment_id(run["project"], **kw)
         generation = self.state["generation"]
@@ -171,14 +192,18 @@ class RunUploader:
                 previous = self.state.get("previous_remote")
                 if previous:
                     tags.append({"key": "nbtrack.rewind_of", "value": previous})
-            info = c.create_run(experiment, run["name"], int(run["created_at"] * 1000), tags[:MAX_PARAMS_TAGS],
-                                **kw)
+            info = c.create_run(experiment, run["name"], int(run["created_at"] * 1000), tags[:MAX_PARAMS_TAGS], **kw)
             self.state["tags"] = {t["key"]: t["value"] for t in tags[:MAX_PARAMS_TAGS]}
-        self.state.update(experiment_id=experiment, remote_id=info["run_id"],
-                          artifact_uri=info.get("artifact_uri"), status=info.get("status"), name=run["name"])
+        self.state.update(
+            experiment_id=experiment,
+            remote_id=info["run_id"],
+            artifact_uri=info.get("artifact_uri"),
+            status=info.get("status"),
+            name=run["name"],
+        )
         self._save()
 
-    def _follow_rewinds(self, run: dict[str, Any], kw: dict) -> None:
+    def _follow_rewinds(self, run: StoredRun, kw: dict[str, Any]) -> None:
         """MLflow cannot delete metric points.  A rewound run continues in a new MLflow
         run holding the kept history; the old one is tagged and marked KILLED."""
         rewinds = len(run["rewinds"])
@@ -200,7 +225,7 @@ class RunUploader:
         self._connect(run, kw)
         self.client.log_batch(old, tags=[{"key": "nbtrack.superseded_by", "value": self.state["remote_id"]}], **kw)
 
-    def _tags(self, run: dict[str, Any]) -> dict[str, str]:
+    def _tags(self, run: StoredRun) -> dict[str, str]:
         meta = run["metadata"] or {}
         tags = {
             "mlflow.runName": run["name"],
@@ -243,11 +268,13 @@ class RunUploader:
     def _fit(self, value: str, limit: int, what: str) -> str:
         if len(value) <= limit:
             return value
-        self.warn(f"nbtrack: {what} is {len(value)} characters, over MLflow's limit of {limit}; the server gets "
-                  "the first part (the full value stays in the local store and in nbtrack/config.json)")
+        self.warn(
+            f"nbtrack: {what} is {len(value)} characters, over MLflow's limit of {limit}; the server gets "
+            "the first part (the full value stays in the local store and in nbtrack/config.json)"
+        )
         return value[: limit - 3] + "..."
 
-    def _send_tags(self, run: dict[str, Any], remote: str, kw: dict) -> None:
+    def _send_tags(self, run: StoredRun, remote: str, kw: dict[str, Any]) -> None:
         wanted = self._tags(run)
         sent = self.state["tags"]
         changed = [{"key": k, "value": v} for k, v in wanted.items() if sent.get(k) != v]
@@ -259,7 +286,7 @@ class RunUploader:
                 sent[item["key"]] = item["value"]
             self._save()
 
-    def _send_params(self, run: dict[str, Any], remote: str, kw: dict) -> None:
+    def _send_params(self, run: StoredRun, remote: str, kw: dict[str, Any]) -> None:
         flat = flatten(run["config"] or {})
         sent = self.state["params"]
         fresh = []
@@ -269,16 +296,20 @@ class RunUploader:
             if name not in sent:
                 fresh.append({"key": name, "value": text})
             elif sent[name] != text:
-                self.warn(f"nbtrack: config {key!r} changed to {text[:60]!r} after it was sent to "
-                          f"{self.server}; MLflow params cannot change, so the server keeps "
-                          f"{sent[name][:60]!r} (nbtrack/config.json has the current config)")
+                self.warn(
+                    f"nbtrack: config {key!r} changed to {text[:60]!r} after it was sent to "
+                    f"{self.server}; MLflow params cannot change, so the server keeps "
+                    f"{sent[name][:60]!r} (nbtrack/config.json has the current config)"
+                )
                 sent[name] = text
         for chunk in _chunks(fresh, MAX_PARAMS_TAGS):
             for item in self._send_items(remote, "params", chunk, kw):
                 sent[item["key"]] = item["value"]
             self._save()
 
-    def _send_items(self, remote: str, kind: str, items: list[dict], kw: dict) -> list[dict]:
+    def _send_items(
+        self, remote: str, kind: str, items: list[dict[str, Any]], kw: dict[str, Any]
+    ) -> list[dict[str, Any]]:
         """Send a batch; when the server refuses it, halve until the refused items are
         found, drop those with a warning and send the rest.  Returns what was accepted."""
         if not items:
@@ -289,23 +320,37 @@ class RunUploader:
         except ItemRejected as exc:
             if len(items) == 1:
                 item = items[0]
-                self.warn(f"nbtrack: {self.server} refused {kind[:-1]} {item['key']!r} ({exc.message[:200]}); "
-                          "it stays in the local store only")
+                self.warn(
+                    f"nbtrack: {self.server} refused {kind[:-1]} {item['key']!r} ({exc.message[:200]}); "
+                    "it stays in the local store only"
+                )
                 if kind == "metrics":
                     self.rejected.add(item["key"])
                 return []
             half = len(items) // 2
             return self._send_items(remote, kind, items[:half], kw) + self._send_items(remote, kind, items[half:], kw)
 
-    def _send_metric_batches(self, remote: str, batches: Iterable[tuple[list[dict], Any]],
-                             on_sent: Callable[[Any], None], kw: dict) -> None:
+    def _send_metric_batches(
+        self,
+        remote: str,
+        batches: Iterable[tuple[list[dict[str, Any]], Any]],
+        on_sent: Callable[[Any], None],
+        kw: dict[str, Any],
+    ) -> None:
         for items, mark in batches:
             items = [m for m in items if m["key"] not in self.rejected]
             self._send_items(remote, "metrics", items, kw)
             if mark is not None:  # None: the first parts of a row wider than one batch
                 on_sent(mark)
 
-    def _send_stream(self, remote: str, stream: str, progress: Progress, on_progress, kw: dict) -> None:
+    def _send_stream(
+        self,
+        remote: str,
+        stream: str,
+        progress: Progress,
+        on_progress: Callable[[Progress], None] | None,
+        kw: dict[str, Any],
+    ) -> None:
         """Send one stream after its cursor: ``history`` (cursor: last step, metric step =
         the row's step) or ``system`` (cursor: last sample time, metric step = sample
         number).  The cursor moves after each accepted batch."""
@@ -335,19 +380,22 @@ class RunUploader:
             batches = _metric_batches(rows, lambda r: r["_step"] if history else r["_timestamp"])
             self._send_metric_batches(remote, batches, sent, kw)
 
-    def _send_files(self, run: dict[str, Any], kw: dict) -> int:
+    def _send_files(self, run: StoredRun, kw: dict[str, Any]) -> int:
         uri = self.state.get("artifact_uri")
         if not uri:
             return 0
         if not uri.startswith("mlflow-artifacts:"):
             if not self.state.get("artifacts_note"):
-                self.warn(f"nbtrack: {self.server} does not serve artifacts for this run ({uri}); saved code and "
-                          "the config file stay local (start the server with artifact serving, the default)")
+                self.warn(
+                    f"nbtrack: {self.server} does not serve artifacts for this run ({uri}); saved code and "
+                    "the config file stay local (start the server with artifact serving, the default)"
+                )
                 self.state["artifacts_note"] = True
                 self._save()
             return 0
         files: dict[str, bytes | Path] = {
-            "nbtrack/config.json": json.dumps(run["config"] or {}, indent=1, default=str).encode()}
+            "nbtrack/config.json": json.dumps(run["config"] or {}, indent=1, default=str).encode()
+        }
         folder = self.store.run_folder(run["folder"])
         if folder.is_dir():
             for path in sorted(folder.rglob("*")):
@@ -373,7 +421,7 @@ class RunUploader:
             self._save()
         return count
 
-    def _send_status(self, run: dict[str, Any], progress: Progress, kw: dict) -> None:
+    def _send_status(self, run: StoredRun, progress: Progress, kw: dict[str, Any]) -> None:
         target = STATUS.get(run["state"], "RUNNING")
         if target != "RUNNING" and not progress.done:
             return  # the end state goes last, after every row
@@ -387,10 +435,12 @@ class RunUploader:
         self._save()
 
 
-def _metric_batches(rows: list[dict[str, Any]], mark_of: Callable[[dict], Any]):
+def _metric_batches(
+    rows: list[dict[str, Any]], mark_of: Callable[[dict[str, Any]], Any]
+) -> Iterator[tuple[list[dict[str, Any]], tuple[Any, int] | None]]:
     """Yield (metrics, (mark, rows in batch)) with whole rows per batch where they fit;
     a row wider than a batch is split, and only its last part carries a mark."""
-    items: list[dict] = []
+    items: list[dict[str, Any]] = []
     size = 0
     count = 0
     mark = None
@@ -419,9 +469,9 @@ def _metric_batches(rows: list[dict[str, Any]], mark_of: Callable[[dict], Any]):
         yield items, (mark, count)
 
 
-def _chunks(items: list, size: int):
+def _chunks(items: list[T], size: int) -> Iterator[list[T]]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
 def _warn(message: str) -> None:
