@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import diagnostics, events
+from .diagnostics import NbtrackWarning
 from .errors import UsageError
 from .hyperparams import Config
 from .media import Media, MediaStore
@@ -40,7 +41,7 @@ __all__ = ["RESERVED_KEYS", "DisabledRun", "Run", "StepWarning"]
 _now = time.time
 
 
-class StepWarning(UserWarning):
+class StepWarning(NbtrackWarning):
     """A logged row was dropped because its step was lower than the run's current step."""
 
 
@@ -348,7 +349,8 @@ class Run:
         self._step_once("integrations", self._undo_integrations)
         self._step_once("sampler", lambda: self._sampler is not None and self._sampler.stop())
         self._step_once("ending", lambda: events.bus.emit(events.RUN_ENDING, run=self))
-        self._step_once("store", lambda: self._write_end(quiet))
+        self._step_once("store", self._write_end)
+        self._step_once("said", lambda: diagnostics.say(self._ending_line(), quiet=quiet))
         self._step_once("manager", lambda: self._on_closed(self))
         if self._sync is not None:
             self._step_once("sync", lambda: self._sync.finish(self._settings.sync_timeout))
@@ -384,7 +386,11 @@ class Run:
             except Exception as exc:
                 diagnostics.warn(f"nbtrack: finishing an integration of run {self._sink.label} failed ({exc!r})")
 
-    def _write_end(self, quiet: bool) -> None:
+    def _ending_line(self) -> str:
+        where = self._sink.store.root if self.storage["rescued"] else self._folder
+        return f"run {self._name} ({self._id}) {self._state}: {self.rows_logged:,} rows; data in {where}"
+
+    def _write_end(self) -> None:
         """Everything queued into the store, then the run's end; what the store does not
         take within ``finish_timeout`` goes to a rescue file, replayed later."""
         sink, writer = self._sink, self._writer

@@ -114,12 +114,22 @@ class Api:
     dir
         The ``dir`` the runs were written with; default ``NBTRACK_DIR``, else the
         working directory.  Runs are read from ``<dir>/nbtrack/``.
+    stale_after
+        Seconds without a heartbeat after which a ``running`` run of another machine
+        (or an earlier boot) reads as ``crashed``; default ``NBTRACK_STALE_AFTER``, else 60.
+
+    Raises
+    ------
+    UsageError
+        When reading a store that is damaged or was written by a newer nbtrack.
     """
 
-    def __init__(self, dir: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, dir: str | os.PathLike[str] | None = None, stale_after: float | None = None) -> None:
+        settings = Settings(stale_after=stale_after).resolve()
         if dir is None:
-            dir = os.environ.get("NBTRACK_DIR") or Path.cwd()
+            dir = settings.dir or Path.cwd()
         self.root = store_root(dir)
+        self.stale_after = settings.stale_after
         self._con: sqlite3.Connection | None = None
 
     def _connection(self) -> sqlite3.Connection | None:
@@ -154,7 +164,8 @@ class Api:
         found.project = project
         if con is not None:
             found.extend(
-                RunRecord(row, self._history, self._system, self.root) for row in reader.list_runs(con, project, limit)
+                RunRecord(row, self._history, self._system, self.root)
+                for row in reader.list_runs(con, project, limit, self.stale_after)
             )
         return found
 
@@ -164,7 +175,7 @@ class Api:
             raise UsageError(f"Api.run: expected 'project/run_id' or 'entity/project/run_id', got {path!r}")
         project, run_id = path.split("/")[-2:]
         con = self._connection()
-        row = reader.get_run(con, project, run_id) if con is not None else None
+        row = reader.get_run(con, project, run_id, self.stale_after) if con is not None else None
         if row is None:
             raise UsageError(f"Api.run: no run {run_id!r} in project {project!r} under {self.root}")
         return RunRecord(row, self._history, self._system, self.root)

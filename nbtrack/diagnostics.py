@@ -1,14 +1,20 @@
-"""How nbtrack tells the user about problems it worked around: one warning class, once per key.
+"""How nbtrack talks to the user: warnings for problems, lines for what happened.
 
 Every warning nbtrack issues is an ``nbtrack.NbtrackWarning`` (a ``UserWarning``), so
 users can filter them as one (``warnings.filterwarnings("ignore", category=
 nbtrack.NbtrackWarning)``).  ``warn_once`` keys each kind of problem so that a loop
 that hits the same one a million times says so once.
+
+``say`` prints a line about what happened ("started run ...") unless ``quiet``;
+``notice`` prints one the user must see even then (where their data is not).  Both go
+to stderr, or to stdout once the notebook layer asks (a kernel shows stderr as an
+alarming red block).  Only the command line and the notebook layer print otherwise.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import warnings
 
@@ -19,6 +25,24 @@ class NbtrackWarning(UserWarning):
 
 _seen: set[str] = set()
 _lock = threading.Lock()
+_to_stdout = False
+
+
+def lines_to_stdout(flag: bool) -> None:
+    """Send ``say``/``notice`` lines to stdout (the notebook layer asks for it)."""
+    global _to_stdout
+    _to_stdout = flag
+
+
+def notice(message: str) -> None:
+    """Print a line the user must see, ``quiet`` or not."""
+    print(message, file=sys.stdout if _to_stdout else sys.stderr, flush=True)
+
+
+def say(message: str, *, quiet: bool = False) -> None:
+    """Print ``nbtrack: message`` unless ``quiet``."""
+    if not quiet:
+        notice(message if message.startswith("nbtrack:") else f"nbtrack: {message}")
 
 
 def warn(message: str, *, stacklevel: int = 2) -> None:

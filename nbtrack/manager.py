@@ -25,9 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import environment, events, workers
+from . import diagnostics, environment, events, workers
 from .active_run import DisabledRun, Run
-from .diagnostics import NbtrackWarning
 from .errors import UsageError, choices
 from .hyperparams import build_config, load_config
 from .naming import check_project, check_run_id, check_tags, check_text, new_run_id
@@ -73,16 +72,6 @@ class InitArgs:
     monitor_gym: bool
     settings: Any
     extras: dict[str, Any] = field(default_factory=dict)
-
-
-def _say(message: str, quiet: bool) -> None:
-    if not quiet:
-        print(f"nbtrack: {message}", file=sys.stderr if not environment.in_notebook() else sys.stdout)
-
-
-def _notice(message: str) -> None:
-    """A line the user must see even with ``quiet``: where their data is not."""
-    print(message, file=sys.stderr if not environment.in_notebook() else sys.stdout, flush=True)
 
 
 def _bool_or_none(value: Any, argument: str) -> bool | None:
@@ -268,7 +257,9 @@ class RunManager:
                     "Settings(tracking_uri=...), NBTRACK_TRACKING_URI or MLFLOW_TRACKING_URI"
                 )
             if not s.tracking_uri:
-                _say("no tracking server is configured (NBTRACK_TRACKING_URI); this run is stored offline", s.quiet)
+                diagnostics.say(
+                    "no tracking server is configured (NBTRACK_TRACKING_URI); this run is stored offline", quiet=s.quiet
+                )
                 a.mode = "offline"
             else:
                 server = self._server(s, a)
@@ -279,9 +270,9 @@ class RunManager:
                 return previous
             run = self._start(a)
             if server is not None:
-                run.start_sync(server, _sync_command(run), _notice)
+                run.start_sync(server, _sync_command(run), diagnostics.notice)
                 if run.url:
-                    _say(f"syncing to {run.url}", s.quiet)
+                    diagnostics.say(f"syncing to {run.url}", quiet=s.quiet)
             self.active.append(run)
             if a.reinit != "create_new":
                 self.current = run
@@ -369,11 +360,10 @@ class RunManager:
             if kw.get("config") is not None and any(run.config.get(k, object()) != v for k, v in a.config.items()):
                 differs.append("config")
             if differs:
-                warnings.warn(
+                diagnostics.warn(
                     f"nbtrack: init() returned the active run {run.name} ({run.id}) because "
                     f"reinit='return_previous'; these arguments were ignored: {', '.join(differs)}. "
                     "Pass reinit='finish_previous' or 'create_new' to start a new run",
-                    NbtrackWarning,
                     stacklevel=4,
                 )
             return run
@@ -381,9 +371,9 @@ class RunManager:
             finished = list(self.active)
             for run in finished:
                 run.finish()
-            _say(
+            diagnostics.say(
                 "finished " + ", ".join(f"{r.name} ({r.id})" for r in finished) + " before starting a new run",
-                a.settings.quiet,
+                quiet=a.settings.quiet,
             )
         return None
 
@@ -429,7 +419,7 @@ class RunManager:
             store_root=store.root,
         )
         try:
-            with store.transaction(busy_timeout=max(s.init_timeout, 1.0)) as tx:
+            with store.transaction(busy_timeout=max(s.init_timeout, 1.0), stale_after=s.stale_after) as tx:
                 started = plan.claim(tx, ctx)
         except UsageError:
             raise
@@ -460,7 +450,7 @@ class RunManager:
             if saved:
                 run.record_code({"program": saved})
         verb = {"new": "started", "fork": "forked", "resume": "resumed", "rewind": "rewound"}[started.kind]
-        _say(f"{verb} run {run.name} ({run.id}) in project {a.project}; data in {run.dir}", s.quiet)
+        diagnostics.say(f"{verb} run {run.name} ({run.id}) in project {a.project}; data in {run.dir}", quiet=s.quiet)
         return run
 
     def _is_active(self, project: str, run_id: str) -> bool:
@@ -566,7 +556,7 @@ def _save_program(folder: Path) -> str | None:
         code.mkdir(exist_ok=True)
         shutil.copy2(program, code / program.name)
     except OSError as exc:
-        warnings.warn(f"nbtrack: could not save {program}: {exc}", NbtrackWarning, stacklevel=4)
+        diagnostics.warn(f"nbtrack: could not save {program}: {exc}", stacklevel=4)
         return None
     return f"code/{program.name}"
 

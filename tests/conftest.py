@@ -18,6 +18,13 @@ from nbtrack.manager import manager
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def pytest_collection_modifyitems(items: list) -> None:
+    """A test that takes a real kernel is end to end, as whole modules of servers and browsers are."""
+    for item in items:
+        if "kernel" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.e2e)
+
+
 @pytest.fixture(autouse=True)
 def isolated(tmp_path, monkeypatch):
     """Each test starts in its own working directory with no NBTRACK_* variables,

@@ -96,3 +96,22 @@ def test_history_of_several_keys_across_packed_and_json_rows(store_dir):
     ]
     assert rows == [{"_step": 0, "a": 1.0, "c": True}, {"_step": 1, "a": 3.0}, {"_step": 2, "c": False}]
     assert type(rows[0]["c"]) is bool and [r["b"] for r in record.history(keys=["b"])] == [2, 5]
+
+
+def test_a_running_run_of_another_machine_reads_crashed_after_stale_after(store_dir, monkeypatch):
+    """A run owned by another machine (or an earlier boot) cannot be checked by pid:
+    its heartbeat decides, against Api(stale_after=) or NBTRACK_STALE_AFTER (60 s)."""
+    import sqlite3
+    import time
+
+    run = nbtrack.init(project="p", dir=store_dir, id="elsewhere")
+    run.finish()
+    con = sqlite3.connect(store_dir / "nbtrack" / "nbtrack.db")
+    con.execute(
+        "UPDATE run_state SET state = 'running', boot_id = 'another-machine', heartbeat = ?", (time.time() - 30,)
+    )
+    con.commit()
+    assert nbtrack.Api(store_dir).run("p/elsewhere").state == "running"  # 30 s < 60 s
+    assert nbtrack.Api(store_dir, stale_after=10).run("p/elsewhere").state == "crashed"
+    monkeypatch.setenv("NBTRACK_STALE_AFTER", "5")
+    assert nbtrack.Api(store_dir).run("p/elsewhere").state == "crashed"

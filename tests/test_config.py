@@ -3,7 +3,6 @@ import dataclasses
 import datetime
 import enum
 
-import numpy as np
 import pytest
 from conftest import read_run, run_python
 
@@ -43,7 +42,7 @@ def test_argparse_namespace_and_plain_objects(store_dir):
 
 
 def test_absl_flags(store_dir):
-    from absl import flags
+    flags = pytest.importorskip("absl.flags", reason="absl-py is in the test extra")
 
     values = flags.FlagValues()
     flags.DEFINE_float("learning_rate", 0.3, "lr", flag_values=values)
@@ -126,6 +125,7 @@ class Opt:
 
 
 def test_values_become_json_friendly(store_dir):
+    np = pytest.importorskip("numpy")
     config = {
         "np_float": np.float32(0.5),
         "np_int": np.int64(7),

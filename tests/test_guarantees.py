@@ -25,7 +25,7 @@ import pytest
 from conftest import ROOT, read_run, run_python, spawn_python, wait_for
 
 import nbtrack
-from nbtrack.diagnostics import NbtrackWarning
+from nbtrack import NbtrackWarning
 from nbtrack.store import writer as writer_module
 
 
@@ -157,6 +157,7 @@ def test_kill_9_in_a_tight_loop_loses_at_most_the_documented_bound(tmp_path):
         assert read_run(store_dir, "p", run_id).state == "crashed"
 
 
+@pytest.mark.e2e
 def test_ctrl_c_in_a_notebook_cell_keeps_every_row_and_the_run(tmp_path, store_dir):
     """Interrupting the kernel mid-loop (the notebook's Ctrl-C) leaves the run running with
     every row whose log() returned; the next cell goes on logging after them."""

@@ -165,6 +165,7 @@ print(run.id)
         assert secret not in stored
 
 
+@pytest.mark.e2e
 def test_anonymous_must_in_a_notebook_stores_no_home_path_or_user_name(tmp_path):
     """With anonymous='must' and save_code in a real kernel: the database, the session
     history, the copied notebook and every other file stored hold neither the home folder

@@ -6,8 +6,11 @@ import signal
 import time
 
 import nbformat
+import pytest
 from conftest import read_run
 from kernels import Kernel
+
+pytestmark = pytest.mark.e2e  # starts kernels, servers or a browser: deselect with -m "not e2e"
 
 
 def last_line(text):

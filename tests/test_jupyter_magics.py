@@ -324,3 +324,28 @@ def test_a_yaml_bomb_in_track_init_config_is_one_usage_error_line(shell):
     line = usage_error(shell, f"%track_init -p p --config 'deep=[{', '.join(levels)}]'")
     assert "--config deep" in line and "expands to more than 1,000,000 values" in line
     assert nbtrack.run is None
+
+
+def test_load_ext_puts_nbtrack_in_the_namespace(shell):
+    assert shell.user_ns["nbtrack"] is nbtrack  # the README's notebook example needs no import
+    ok(shell, "run = %track_init -p ns\nnbtrack.log({'a': 1})\n%track_finish")
+    shell.user_ns["nbtrack"] = "mine"
+    ok(shell, "%reload_ext nbtrack")
+    assert shell.user_ns["nbtrack"] == "mine"  # a name the user bound is left alone
+
+
+def test_displays_are_kept_only_while_a_run_saves_code(shell):
+    layer = extension.layer_for(shell)
+
+    def cell(code):  # not ok(): capture_output() would swap the display publisher out
+        assert shell.run_cell(code, store_history=True).success
+
+    cell("from IPython.display import display, HTML\nfor i in range(200): display(HTML('<b>x</b>' * 100))")
+    assert layer.displays == {}  # no run saves code: nothing kept (it grew for ever before)
+    cell("run = %track_init -p keep --save-code")
+    cell("display(HTML('<i>kept</i>'))")
+    assert any("<i>kept</i>" in str(d) for shown in layer.displays.values() for d in shown)
+    cell("%track_finish")
+    assert layer.displays == {}
+    cell("display(HTML('<b>after</b>'))")
+    assert layer.displays == {}

@@ -11,6 +11,8 @@ from kernels import Kernel
 
 import nbtrack
 
+pytestmark = pytest.mark.e2e  # starts kernels, servers or a browser: deselect with -m "not e2e"
+
 
 @pytest.fixture
 def server(tmp_path):

@@ -8,8 +8,7 @@ import pytest
 from conftest import read_run, run_python, spawn_python
 
 import nbtrack
-from nbtrack import events
-from nbtrack.diagnostics import NbtrackWarning
+from nbtrack import NbtrackWarning, events
 
 
 def steps(record, key=None):

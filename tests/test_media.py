@@ -7,12 +7,13 @@ import io
 import json
 import os
 
-import numpy as np
 import pytest
-from PIL import Image as PILImage
 
 import nbtrack
 from nbtrack.media import encode_png
+
+np = pytest.importorskip("numpy", reason="media arrays need numpy (the media extra)")
+PILImage = pytest.importorskip("PIL.Image", reason="Pillow is in the media extra")
 
 
 def _start(store_dir, **kw):

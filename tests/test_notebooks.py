@@ -2,12 +2,13 @@
 the store it wrote are checked."""
 
 import nbformat
-import numpy as np
 import pytest
 from conftest import ROOT
 from nbclient import NotebookClient
 
 import nbtrack
+
+pytestmark = pytest.mark.e2e  # starts kernels, servers or a browser: deselect with -m "not e2e"
 
 NOTEBOOKS = ROOT / "notebooks"
 
@@ -114,6 +115,7 @@ def test_api_runs_in_a_cell_is_the_interactive_table(tmp_path, monkeypatch):
 
 def test_media_and_tensorboard(tmp_path, monkeypatch):
     pytest.importorskip("tensorboardX")
+    np = pytest.importorskip("numpy")
     nb, api = execute("media_and_tensorboard.ipynb", tmp_path, monkeypatch)
     (run,) = api.runs("media-demo")
     assert run.state == "finished" and run.name == "moons"

@@ -18,9 +18,12 @@ from fault_proxy import FaultProxy
 from mlflow_server import MlflowServer, free_port, mlflow_python
 
 import nbtrack
-from nbtrack.store.writer import NbtrackWarning
+from nbtrack import NbtrackWarning
 
-pytestmark = pytest.mark.skipif(mlflow_python() is None, reason="no Python with mlflow (.ci/run makes .venv-mlflow)")
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(mlflow_python() is None, reason="no Python with mlflow (.ci/run makes .venv-mlflow)"),
+]
 
 
 @pytest.fixture(scope="module")

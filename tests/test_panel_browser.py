@@ -28,6 +28,8 @@ PROBE = """() => {
   };
 }"""
 
+pytestmark = pytest.mark.e2e  # starts kernels, servers or a browser: deselect with -m "not e2e"
+
 
 @pytest.fixture(scope="module")
 def browser():
@@ -306,6 +308,7 @@ def test_two_views_of_one_run_and_one_panel_per_create_new_run(browser, tmp_path
 MEDIA_CELL = """\
 import time, numpy as np, nbtrack
 from moviepy.video.io.ImageSequenceClip import ImageSequenceClip
+
 ImageSequenceClip([np.full((64, 96, 3), 20 * k, dtype=np.uint8) for k in range(10)], fps=10).write_videofile(
     "clip.mp4", logger=None)  # an H.264 MP4, as gymnasium's RecordVideo writes them
 run = nbtrack.init(project="media", dir={dir!r}, settings={{"system_interval": 0, "quiet": False}})

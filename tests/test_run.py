@@ -1,7 +1,6 @@
 import math
 import warnings
 
-import numpy as np
 import pytest
 from conftest import read_run
 
@@ -110,6 +109,7 @@ def test_non_string_keys_are_a_type_error(store_dir, run):
 
 
 def test_bad_step_type(run):
+    np = pytest.importorskip("numpy")
     with pytest.raises(TypeError, match="step must be an integer"):
         run.log({"a": 1}, step=1.5)
     run.log({"a": 1}, step=np.int64(4))
@@ -117,6 +117,7 @@ def test_bad_step_type(run):
 
 
 def test_numpy_and_tensor_like_values_become_scalars(store_dir, run):
+    np = pytest.importorskip("numpy")
     run.log({"f": np.float32(0.25), "i": np.int64(3), "b": np.bool_(False), "zero_d": np.array(1.5)})
     assert run.summary["f"] == 0.25 and type(run.summary["i"]) is int
     (row,) = strip(history(store_dir, run))
@@ -244,3 +245,23 @@ def test_no_warning_on_the_normal_path(store_dir):
         with nbtrack.init(project="p", dir=store_dir) as run:
             for i in range(100):
                 run.log({"x": i})
+
+
+def test_finish_says_where_the_run_is_unless_quiet(store_dir, capsys, monkeypatch):
+    monkeypatch.delenv("NBTRACK_QUIET")
+    run = nbtrack.init(project="p", dir=store_dir, name="loud")
+    run.log({"a": 1})
+    run.finish()
+    quiet = nbtrack.init(project="p", dir=store_dir, name="hushed")
+    quiet.finish(quiet=True)
+    lines = [line for line in capsys.readouterr().err.splitlines() if " rows; data in " in line]
+    assert lines == [f"nbtrack: run loud ({run.id}) finished: 1 rows; data in {run.dir}"]
+
+
+def test_every_warning_is_an_nbtrack_warning(store_dir):
+    run = nbtrack.init(project="p", dir=store_dir)
+    run.log({"a": 1}, step=5)
+    with pytest.warns(nbtrack.NbtrackWarning, match="lower than the run's current step"):
+        run.log({"a": 2}, step=1)  # a StepWarning is one
+    assert issubclass(nbtrack.active_run.StepWarning, nbtrack.NbtrackWarning)
+    assert issubclass(nbtrack.NbtrackWarning, UserWarning)

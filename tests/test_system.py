@@ -13,7 +13,7 @@ import pytest
 from conftest import wait_for
 
 import nbtrack
-from nbtrack.store.writer import NbtrackWarning
+from nbtrack import NbtrackWarning
 
 CPU_KEYS = {
     "system/cpu_utilization_percentage",

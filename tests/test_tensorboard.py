@@ -7,13 +7,13 @@ import sys
 import warnings
 from pathlib import Path
 
-import numpy as np
 import pytest
 from conftest import run_python
 
 import nbtrack
-from nbtrack.store.writer import NbtrackWarning
+from nbtrack import NbtrackWarning
 
+np = pytest.importorskip("numpy")
 tensorboardX = pytest.importorskip("tensorboardX")
 
 

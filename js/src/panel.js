@@ -115,8 +115,10 @@ function render({ model, el }) {
   const title = h("span", "nbt-name");
   const badge = h("span", "nbt-badge");
   const meta = h("span", "nbt-meta");
+  const tagList = h("span", "nbt-tags");
+  const notes = h("div", "nbt-notes");
   const where = h("div", "nbt-where");
-  header.append(title, badge, meta);
+  header.append(title, badge, tagList, meta);
   // ---- controls
   const controls = h("div", "nbt-controls");
   const filter = h("input", "nbt-filter");
@@ -140,7 +142,7 @@ function render({ model, el }) {
   const textsBox = h("details", "nbt-texts");
   const summaryBox = h("details", "nbt-summary-box");
   const configBox = h("details", "nbt-config-box");
-  root.append(header, where, controls, sections, textsBox, summaryBox, configBox);
+  root.append(header, notes, where, controls, sections, textsBox, summaryBox, configBox);
 
   // ---- state
   const data = {}; // key -> {xs, ys, tailX, tailY}
@@ -435,6 +437,9 @@ function render({ model, el }) {
   function onHeader() {
     const state = model.get("state");
     title.textContent = model.get("name");
+    tagList.replaceChildren(...(model.get("tags") || []).map((t) => h("span", "nbt-tag", t)));
+    notes.textContent = model.get("notes") || "";
+    notes.hidden = !model.get("notes");
     badge.textContent = state;
     badge.dataset.state = state;
     root.dataset.state = state;
@@ -481,7 +486,7 @@ function render({ model, el }) {
     setAll(model.get("snapshot"));
     addMedia(model.get("media"), true);
   };
-  const headerTraits = ["name", "state", "step", "rows", "last_cell", "finished_at", "where", "url", "sync"];
+  const headerTraits = ["name", "tags", "notes", "state", "step", "rows", "last_cell", "finished_at", "where", "url", "sync"];
   for (const t of headerTraits) model.on(`change:${t}`, onHeader);
   model.on("change:config", onConfig);
   model.on("change:snapshot", onFinal);

@@ -17,12 +17,10 @@ import importlib.util
 import inspect
 import sys
 import threading
-import warnings
 from collections.abc import Callable
 from typing import Any
 
-from .. import workers
-from ..diagnostics import NbtrackWarning
+from .. import diagnostics, workers
 
 
 def installed(name: str) -> bool:
@@ -82,7 +80,6 @@ class Patcher:
         self._originals: dict[tuple[type, str], Any] = {}
         self._watch: _ImportWatch | None = None
         self._local = threading.local()
-        self._warned: set[str] = set()
         workers.on_fork_child(self._after_fork)
 
     def _after_fork(self) -> None:
@@ -188,13 +185,9 @@ class Patcher:
         raise NotImplementedError
 
     def warn_once(self, what: str) -> None:
-        key = what.split(":", 1)[0]
-        if key in self._warned:
-            return
-        self._warned.add(key)
-        warnings.warn(
+        diagnostics.warn_once(
+            f"{self.label}:{what.split(':', 1)[0]}",
             f"nbtrack: {self.label} could not record a value ({what}); the library went on "
             "normally and later failures of this kind are not reported",
-            NbtrackWarning,
             stacklevel=4,
         )

@@ -19,12 +19,11 @@ are patched (the library's method runs first and unchanged):
 from __future__ import annotations
 
 import shutil
-import warnings
 import weakref
 from pathlib import Path
 from typing import Any
 
-from ..diagnostics import NbtrackWarning
+from .. import diagnostics
 from ..errors import UsageError
 from ..media import MAX_BINS, Histogram, Image, _as_array
 from . import Patcher, installed
@@ -71,7 +70,6 @@ class TensorBoardPatcher(Patcher):
         super().__init__()
         self._writers: dict[str, weakref.WeakSet] = {}  # run id -> writers seen
         self._logdirs: dict[str, set[str]] = {}
-        self._behind: set[str] = set()  # runs warned about a global_step behind their step
 
     def capture(self, name: str, writer: Any, args: dict[str, Any]) -> None:
         run = self.target()
@@ -104,15 +102,13 @@ class TensorBoardPatcher(Patcher):
             return
         step = int(global_step)
         if step < run.step:
-            if run.id not in self._behind:
-                self._behind.add(run.id)
-                warnings.warn(
-                    f"nbtrack: TensorBoard global_step {step} is lower than run {run.id}'s step {run.step}; "
-                    "steps cannot go back, so such values join the current row (use one increasing "
-                    "global_step for every tag of a run to keep them apart)",
-                    NbtrackWarning,
-                    stacklevel=4,
-                )
+            diagnostics.warn_once(
+                f"{run.project}/{run.id}:tensorboard-behind",  # forgotten when the run finishes
+                f"nbtrack: TensorBoard global_step {step} is lower than run {run.id}'s step {run.step}; "
+                "steps cannot go back, so such values join the current row (use one increasing "
+                "global_step for every tag of a run to keep them apart)",
+                stacklevel=4,
+            )
             run.log(row, commit=False)
             return
         run.log(row, step=step)
@@ -125,7 +121,6 @@ class TensorBoardPatcher(Patcher):
                 pass  # a closed writer has nothing left to flush
         self._copy_events(run)
         self._logdirs.pop(run.id, None)
-        self._behind.discard(run.id)
 
     def _copy_events(self, run: Any) -> None:
         if run.dir is None:

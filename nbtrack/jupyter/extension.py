@@ -38,9 +38,11 @@ class NotebookLayer:
         self.hinted = False
         self._undo: list = []
         self.magics: Any = None
-        # display() outputs by execution count: ipykernel's publisher does not put them
-        # in IPython's output history, which the session history notebook reads.
-        self.displays: dict[int, list[dict]] = {}
+        # display() outputs by execution count, kept only while a run that saves code is
+        # active: ipykernel's publisher does not put them in IPython's output history,
+        # which the session history notebook reads.
+        self.displays: dict[int, list[dict[str, Any]]] = {}
+        self.saving: set[int] = set()  # id() of the active runs that save code
         self.handles: dict[int, list] = {}  # id(run) -> display handles to refresh at finish
         self.widgets = _widgets_available()
 
@@ -70,9 +72,9 @@ class NotebookLayer:
         publisher = shell.display_pub
         original_publish = publisher.publish
 
-        def publish(data, *args: Any, **kwargs: Any):
+        def publish(data: Any, *args: Any, **kwargs: Any) -> Any:
             try:
-                if Run.cell is not None and isinstance(data, dict):
+                if self.saving and Run.cell is not None and isinstance(data, dict):
                     self.displays.setdefault(Run.cell, []).append(dict(data))
             except Exception:
                 pass
@@ -83,6 +85,14 @@ class NotebookLayer:
         self.magics = TrackMagics(shell=shell, layer=self)
         shell.register_magics(self.magics)
         self._undo.append(lambda: _unregister_magics(shell, self.magics))
+        # `%load_ext nbtrack` makes `nbtrack.log(...)` work in the next cell, as %pylab
+        # brings its names; a name the user already bound is left alone
+        if "nbtrack" not in shell.user_ns:
+            import nbtrack
+
+            shell.user_ns["nbtrack"] = nbtrack
+        diagnostics.lines_to_stdout(True)  # a kernel shows stderr as an alarming red block
+        self._undo.append(lambda: diagnostics.lines_to_stdout(False))
 
     def uninstall(self) -> None:
         while self._undo:
@@ -112,6 +122,8 @@ class NotebookLayer:
     # -------------------------------------------------------------- events
     def on_started(self, run: Any) -> None:
         self.first_cell[id(run)] = Run.cell
+        if getattr(run, "saves_code", False):
+            self.saving.add(id(run))
         settings = getattr(run, "settings", None)
         if not self.in_magic and settings is not None and settings.quiet:
             return
@@ -165,7 +177,7 @@ class NotebookLayer:
     def _widget_failed(self, exc: Exception) -> None:
         if self.widgets:
             self.widgets = False
-            print(f"nbtrack: the live panel is unavailable ({exc!r}); showing a static status instead", file=sys.stderr)
+            diagnostics.notice(f"nbtrack: the live panel is unavailable ({exc!r}); showing a static status instead")
 
     def on_ending(self, run: Any) -> None:
         """The run's state is final: freeze its panel, save the session's code into its
@@ -182,13 +194,17 @@ class NotebookLayer:
         except Exception as exc:
             diagnostics.warn(f"nbtrack: could not save the session history of run {run.id}: {exc}")
             return
+        finally:
+            self.saving.discard(id(run))
+            if not self.saving:
+                self.displays.clear()  # no run saves code any more: keep nothing
         try:
             run.record_code(saved)
         except Exception as exc:
             diagnostics.warn(f"nbtrack: could not record the saved code of run {run.id}: {exc}")
         if saved.get("notebook") is None and not self.hinted:
             self.hinted = True
-            print(NOTEBOOK_HINT, file=sys.stderr)
+            diagnostics.notice(NOTEBOOK_HINT)
 
     def on_finished(self, run: Any) -> None:
         """Everything is stored (and synced, online): refresh the run's displays."""
@@ -218,10 +234,9 @@ def _widgets_available() -> bool:
     try:
         import anywidget  # noqa: F401  (the panel's only extra need)
     except ImportError:
-        print(
+        diagnostics.notice(
             "nbtrack: install anywidget for the live run panel (pip install anywidget); "
-            "showing a static status instead",
-            file=sys.stderr,
+            "showing a static status instead"
         )
         return False
     return True

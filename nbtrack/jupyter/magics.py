@@ -167,7 +167,7 @@ class TrackMagics(Magics):
         run = manager.current
         if run is None:
             raise IPythonUsageError("%track_finish: no active run")
-        run.finish(exit_code=args.exit_code)
+        run.finish(exit_code=args.exit_code, quiet=True)  # the line below says it, once
         print(f"nbtrack: run {run.name} ({run.id}) {run.state}")
 
     @magic_arguments()

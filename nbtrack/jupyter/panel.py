@@ -23,7 +23,7 @@ from typing import Any
 import anywidget
 import traitlets
 
-from .. import diagnostics, workers
+from .. import diagnostics, events, workers
 from ..active_run import Run
 from ..media import IMAGE_FORMATS, MEDIA_TYPES, VIDEO_FORMATS
 from .series import Series
@@ -72,6 +72,8 @@ class RunPanel(anywidget.AnyWidget):
     started_at = traitlets.Float(0.0, help="Start, seconds since the epoch.").tag(sync=True)
     finished_at = traitlets.Float(None, allow_none=True, help="End, seconds since the epoch.").tag(sync=True)
     config = traitlets.Dict(help="The run's config.").tag(sync=True)
+    tags = traitlets.List(traitlets.Unicode(), help="The run's tags.").tag(sync=True)
+    notes = traitlets.Unicode(None, allow_none=True, help="The run's notes.").tag(sync=True)
     summary = traitlets.Dict(help="Last value of each key (complete once finished).").tag(sync=True)
     texts = traitlets.Dict(help="Latest non-numeric values (complete once finished).").tag(sync=True)
     snapshot = traitlets.Dict(
@@ -98,13 +100,15 @@ class RunPanel(anywidget.AnyWidget):
             project=run.project,
             run_id=run.id,
             state=run.state,
-            where=run.dir or "memory only",
+            where=run.dir,
             url=run.url,
             sync=run.sync_status,
             step=run.step,
             rows=run.rows_logged,
             started_at=run.start_time,
             config=run.config.as_dict(),
+            tags=list(run.tags),
+            notes=run.notes,
             max_points=max_points,
         )
         self._run = weakref.ref(run)
@@ -122,9 +126,27 @@ class RunPanel(anywidget.AnyWidget):
         self._pushed: set[str] = set()
         untap_rows = run.tap_rows(self._queue.append)
         untap_system = run.tap_system(self._system.append)
-        self._untap = lambda: (untap_rows(), untap_system())
+        unsubscribe = events.bus.subscribe(events.CHANGED, self._on_changed)
+        self._untap = lambda: (untap_rows(), untap_system(), unsubscribe())
         self.on_msg(self._on_front_end_msg)
         PanelPump.get().add(self)
+
+    def _on_changed(self, run: Any, what: str) -> None:
+        """A rename, new tags or notes, or a config change shows at once (on the thread
+        that made it: in a notebook, the cell's, which owns the comm)."""
+        own = self._run()
+        if own is None or run is not own or what == "summary":
+            return  # the summary goes out with the next update, with the rows
+        run = own
+        with self.hold_sync():
+            if what == "config":
+                self.config = run.config.as_dict()
+            elif what == "tags":
+                self.tags = list(run.tags)
+            elif what == "notes":
+                self.notes = run.notes
+            elif what == "name":
+                self.name = run.name
 
     # ------------------------------------------------------------ data flow
     def _fold(self) -> None:

@@ -17,7 +17,7 @@ TAIL_MAX = 3  # open bucket (its lowest and highest point) plus the newest point
 
 
 class Series:
-    __slots__ = ("cap", "closed", "count", "last", "merged", "open", "open_count", "sent", "width")
+    __slots__ = ("cap", "closed", "count", "last", "merged", "open", "open_count", "sent", "sent_tail", "width")
 
     def __init__(self, cap: int = 1000) -> None:
         self.cap = max(8, cap)
@@ -29,6 +29,7 @@ class Series:
         self.merged = False
         self.count = 0
         self.last: tuple[float, float] | None = None  # the newest point is always shown
+        self.sent_tail: list[tuple[float, float]] = []  # the tail the front end holds
 
     def add(self, x: float, y: float) -> None:
         self.count += 1
@@ -85,7 +86,8 @@ class Series:
         """Everything kept, as a delta that replaces what a view holds."""
         self.merged = False
         self.sent = len(self.closed)
-        return {"reset": _columns(p for bucket in self.closed for p in bucket), "tail": _columns(self._tail())}
+        self.sent_tail = self._tail()
+        return {"reset": _columns(p for bucket in self.closed for p in bucket), "tail": _columns(self.sent_tail)}
 
     def delta(self) -> dict[str, Any] | None:
         """What changed since the last call, for the front end, or ``None``."""
@@ -93,9 +95,10 @@ class Series:
             return self.snapshot()
         tail = self._tail()
         new = [p for bucket in self.closed[self.sent :] for p in bucket]
-        if not new and not tail:
-            return None
+        if not new and tail == self.sent_tail:
+            return None  # nothing the front end lacks: no message
         self.sent = len(self.closed)
+        self.sent_tail = tail
         return {"append": _columns(new), "tail": _columns(tail)}
 
     def __len__(self) -> int:

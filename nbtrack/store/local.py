@@ -169,7 +169,9 @@ class LocalStore:
 
     # ------------------------------------------------------------ transactions
     @contextlib.contextmanager
-    def transaction(self, busy_timeout: float | None = None) -> Iterator[Transaction]:
+    def transaction(
+        self, busy_timeout: float | None = None, stale_after: float = reader.DEFAULT_STALE_AFTER
+    ) -> Iterator[Transaction]:
         """``BEGIN IMMEDIATE`` on the caller's connection: the block runs holding the
         store's write lock, so what it reads cannot change before it commits."""
         with self.lock:
@@ -179,7 +181,7 @@ class LocalStore:
             try:
                 con.execute("BEGIN IMMEDIATE")
                 try:
-                    yield Transaction(con)
+                    yield Transaction(con, stale_after)
                 except BaseException:
                     con.execute("ROLLBACK")
                     raise
@@ -447,11 +449,12 @@ class Transaction:
     """What a start plan may do inside ``LocalStore.transaction()``: every read and
     write of runs it needs, on a connection that holds the store's write lock."""
 
-    def __init__(self, con: sqlite3.Connection) -> None:
+    def __init__(self, con: sqlite3.Connection, stale_after: float = reader.DEFAULT_STALE_AFTER) -> None:
         self.con = con
+        self.stale_after = stale_after  # for runs of other machines: a heartbeat older than this is a crash
 
     def find_run(self, project: str, run_id: str) -> StoredRun | None:
-        return reader.get_run(self.con, project, run_id)
+        return reader.get_run(self.con, project, run_id, self.stale_after)
 
     def count_runs(self, project: str) -> int:
         return reader.count_runs(self.con, project)

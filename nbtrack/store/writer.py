@@ -33,13 +33,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from .. import diagnostics, workers
-from ..diagnostics import NbtrackWarning
 from .local import LocalStore
 from .packing import encode_json
 from .rescue import RescueFile, replay
 from .shapes import HistoryRow, QueuedRow, QueuedSample, SetAsideEntry, SystemRow
 
-__all__ = ["BatchWriter", "NbtrackWarning", "RunSink"]
+__all__ = ["BatchWriter", "RunSink"]
 
 BATCH_ROWS = 8192  # rows per transaction: short enough that a kill -9 loses little, long enough to be cheap
 MAX_QUEUED = 2 * BATCH_ROWS  # log() waits for the writer (while it makes progress) when a run has this many queued

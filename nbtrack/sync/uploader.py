@@ -22,13 +22,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..diagnostics import NbtrackWarning
+from .. import diagnostics
 from ..records import StoredRun
 from ..store.local import LocalStore
 from .client import Client, ItemRejected
@@ -475,4 +474,4 @@ def _chunks(items: list[T], size: int) -> Iterator[list[T]]:
 
 
 def _warn(message: str) -> None:
-    warnings.warn(message, NbtrackWarning, stacklevel=2)
+    diagnostics.warn(message)
