@@ -1,6 +1,6 @@
 """nbtrack's benchmark: ``python bench/bench.py``.
 
-Measures, on this machine, what the design budget (DESIGN.md) promises:
+Measures, on this machine, the figures nbtrack budgets for (the BUDGET table below):
 
 * ``import nbtrack`` and ``init()`` in fresh processes (median of several);
 * ``log()`` cost on the caller's thread for a dict of 10 floats (mean, p50, p99);

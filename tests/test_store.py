@@ -5,6 +5,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from conftest import ROOT, read_run, run_python, spawn_python
 
 import nbtrack
@@ -233,3 +234,45 @@ def test_a_version_1_store_is_brought_up_to_date(store_dir):
     assert out.stdout.strip().splitlines()[-1] == "[1, 2] 1"
     con = sqlite3.connect(store_dir / "nbtrack" / "nbtrack.db")
     assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
+
+
+@pytest.mark.parametrize("version", range(1, SCHEMA_VERSION))
+def test_a_store_of_every_earlier_version_is_upgraded_in_place(store_dir, version):
+    """A store as version N wrote it (the migrations up to N, and a run with rows) is
+    brought to the current version on open, one numbered step after another; its run
+    reads back whole and can be resumed."""
+    from nbtrack.store.schema import MIGRATIONS
+
+    folder = store_dir / "nbtrack"
+    (folder / "runs" / "p" / "old").mkdir(parents=True)
+    con = sqlite3.connect(folder / "nbtrack.db")
+    con.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    for number in range(1, version + 1):
+        MIGRATIONS[number](con)
+    con.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(version),))
+    con.execute(
+        "INSERT INTO runs (pk, project, run_id, name, mode, created_at, folder) "
+        "VALUES (1, 'p', 'old', 'old-run', 'offline', 1.0, 'runs/p/old')"
+    )
+    con.execute(
+        "INSERT INTO run_state (run_pk, state, started_at, heartbeat, last_step, runtime) "
+        "VALUES (1, 'finished', 1.0, 2.0, 1, 1.0)"
+    )
+    con.execute("INSERT INTO configs VALUES (1, '{\"lr\": 0.1}')")
+    con.execute("INSERT INTO summaries VALUES (1, '{\"a\": 2}')")
+    con.executemany(
+        "INSERT INTO history (run_pk, step, ts, runtime, cell, keyset, data) VALUES (1, ?, ?, ?, NULL, NULL, ?)",
+        [(0, 1.0, 0.0, '{"a": 1}'), (1, 1.5, 0.5, '{"a": 2}')],
+    )
+    con.commit()
+    con.close()
+    assert [r["a"] for r in nbtrack.Api(store_dir).run("p/old").history()] == [1, 2]  # read before any upgrade
+    run = nbtrack.init(project="p", dir=store_dir, id="old", resume="must", settings={"system_interval": 0})
+    run.log({"a": 3})
+    run.finish()
+    record = read_run(store_dir, "p", "old")
+    assert [r["a"] for r in record.history()] == [1, 2, 3] and record.config == {"lr": 0.1}
+    con = sqlite3.connect(folder / "nbtrack.db")
+    assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
+    tables = {name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"system_metrics", "sync_state", "set_aside"} <= tables
