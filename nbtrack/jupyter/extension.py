@@ -235,8 +235,7 @@ def _widgets_available() -> bool:
         import anywidget  # noqa: F401  (the panel's only extra need)
     except ImportError:
         diagnostics.notice(
-            "nbtrack: install anywidget for the live run panel (pip install anywidget); "
-            "showing a static status instead"
+            "nbtrack: install anywidget for the live run panel (pip install anywidget); showing a static status instead"
         )
         return False
     return True
