@@ -27,8 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--dir", default="demo-runs", help="where to store the run (default: ./demo-runs)")
     runs = sub.add_parser("runs", help="list stored runs, newest first")
     runs.add_argument("--dir", default=None, help="the dir runs were written with (default: NBTRACK_DIR or .)")
-    runs.add_argument("--project", default=None)
-    runs.add_argument("--limit", type=int, default=20)
+    runs.add_argument("--project", default=None, help="only this project's runs (default: every project)")
+    runs.add_argument("--limit", type=int, default=20, help="at most this many runs, the newest (default: 20)")
     sync = sub.add_parser(
         "sync", help="upload offline runs and whatever an interrupted sync left to an MLflow tracking server"
     )

@@ -366,7 +366,7 @@ class Table(Media):
 class MediaStore:
     """Writes media bytes into a run's folder, once per distinct content."""
 
-    def __init__(self, folder: Path | None) -> None:
+    def __init__(self, folder: Path) -> None:
         self.folder = folder
         self._known: set[str] = set()
 
@@ -375,10 +375,7 @@ class MediaStore:
 
         digest = hashlib.sha256(data).hexdigest()
         rel = f"{MEDIA_DIR}/{digest[:32]}.{ext}"
-        ref = {"_type": kind, "path": rel, "sha256": digest, "size": len(data)}
-        if self.folder is None:
-            ref["path"] = None  # a run kept in memory only
-            return ref
+        ref: dict[str, Any] = {"_type": kind, "path": rel, "sha256": digest, "size": len(data)}
         if rel not in self._known:
             target = self.folder / rel
             if not target.exists():

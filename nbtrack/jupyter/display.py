@@ -12,6 +12,7 @@ import numbers
 from collections.abc import Iterable
 from typing import Any
 
+NOT_STORED = "not stored (mode='disabled')"
 _STATE_COLOURS = {"running": "#1a7f37", "finished": "#0969da", "failed": "#cf222e", "crashed": "#9a6700"}
 
 
@@ -20,7 +21,7 @@ def _e(value: Any) -> str:
 
 
 def status_text(run: Any) -> str:
-    where = run.dir or "memory only"
+    where = run.dir or NOT_STORED
     cell = f" · last cell [{run.last_cell}]" if getattr(run, "last_cell", None) else ""
     return (
         f"nbtrack run {run.name} ({run.id}) · project {run.project} · {run.state} · "
@@ -37,7 +38,7 @@ def status_html(run: Any) -> str:
         f"<b>nbtrack</b> run <code>{_e(run.name)}</code> (<code>{_e(run.id)}</code>) in "
         f'<code>{_e(run.project)}</code> · <b style="color: {colour}">{_e(run.state)}</b> · '
         f"step {run.step} · {run.rows_logged} rows {tags}"
-        f'<div style="opacity: .7">{_e(run.dir or "memory only")}</div></div>'
+        f'<div style="opacity: .7">{_e(run.dir or NOT_STORED)}</div></div>'
     )
 
 
