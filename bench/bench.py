@@ -61,7 +61,7 @@ run.finish()
 t_done = time.perf_counter()
 peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before reading back
 t_read = time.perf_counter()
-rows = len(nbtrack.Api(d).run(f"bench/{run.id}").history(keys=["metric_0"]))
+rows = len(nbtrack.Api(d).run(f"bench/{run.id}").rows(keys=["metric_0"]))
 t_read = time.perf_counter() - t_read
 out = {
     "import_s": t_import, "init_s": t_init, "steps": steps, "rows_stored": rows,

@@ -15,43 +15,109 @@ import functools
 from typing import Any
 
 from . import api as _api
+from . import plot, util
 from .active_run import DisabledRun, Run
-from .api import Api, finish, log
+from .alerts import AlertLevel
+from .api import (
+    Api,
+    alert,
+    define_metric,
+    finish,
+    link_artifact,
+    link_model,
+    log,
+    log_artifact,
+    log_code,
+    log_model,
+    mark_preempting,
+    restore,
+    save,
+    use_artifact,
+    use_model,
+)
+from .artifacts import Artifact, ArtifactEntry
+from .compat import box3d, require, sagemaker_auth, setup, teardown, termerror, termlog, termwarn
 from .diagnostics import NbtrackWarning
 from .errors import AuthenticationError, CommError, ConfigError, Error, UsageError
 from .hyperparams import Config
-from .media import Histogram, Image, MediaRef, Table, Video
-from .records import RunRecord
+from .login import login
+from .media import (
+    Audio,
+    Classes,
+    Histogram,
+    Html,
+    Image,
+    MediaRef,
+    Molecule,
+    Object3D,
+    Table,
+    Video,
+)
+from .metrics import Metric
+from .run_record import RunRecord
 from .settings import Settings
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AlertLevel",
     "Api",
+    "Artifact",
+    "ArtifactEntry",
+    "Audio",
     "AuthenticationError",
+    "Classes",
     "CommError",
     "Config",
     "ConfigError",
     "DisabledRun",
     "Error",
     "Histogram",
+    "Html",
     "Image",
     "MediaRef",
+    "Metric",
+    "Molecule",
     "NbtrackWarning",
+    "Object3D",
     "Run",
     "RunRecord",
     "Settings",
     "Table",
     "UsageError",
     "Video",
+    "alert",
+    "box3d",
     "config",
+    "define_metric",
     "finish",
     "init",
+    "join",
+    "link_artifact",
+    "link_model",
     "load_ipython_extension",
     "log",
+    "log_artifact",
+    "log_code",
+    "log_model",
+    "login",
+    "mark_preempting",
+    "plot",
+    "require",
+    "restore",
     "run",
+    "sagemaker_auth",
+    "save",
+    "setup",
     "summary",
+    "teardown",
+    "termerror",
+    "termlog",
+    "termwarn",
     "unload_ipython_extension",
+    "use_artifact",
+    "use_model",
+    "util",
 ]
 
 
@@ -68,7 +134,14 @@ def __getattr__(name: str) -> Any:
         if run is None:
             return _BeforeInit(name)
         return getattr(run, name)
+    from .compat import OUT_OF_SCOPE, OutOfScope
+
+    if name in OUT_OF_SCOPE:  # a wandb feature nbtrack does not have: say so when used
+        return OutOfScope(name)
     raise AttributeError(f"module 'nbtrack' has no attribute {name!r}")
+
+
+join = finish  # wandb's old name
 
 
 @functools.wraps(_api.init)

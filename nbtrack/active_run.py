@@ -22,12 +22,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import diagnostics, events
+from .alerts import AlertMethods
+from .artifacts import ArtifactMethods
 from .diagnostics import NbtrackWarning
 from .errors import UsageError
 from .hyperparams import Config
 from .media import Media, MediaStore
+from .metrics import MetricMethods, MetricRules
+from .metrics import load as load_metrics
 from .naming import check_tags, check_text
 from .rows import MAX_STEP, RESERVED_KEYS, SCALARS, Summary, check_keys, checked_keys, normalise
+from .run_files import FileMethods
 from .store.writer import BATCH_ROWS, MAX_QUEUED, BatchWriter, RunSink
 
 if TYPE_CHECKING:
@@ -45,7 +50,7 @@ class StepWarning(NbtrackWarning):
     """A logged row was dropped because its step was lower than the run's current step."""
 
 
-class Run:
+class Run(ArtifactMethods, MetricMethods, FileMethods, AlertMethods):
     """A run being tracked.  Create it with ``nbtrack.init()``, not directly.
 
     Attributes
@@ -107,7 +112,7 @@ class Run:
         self._exit_code: int | None = None
         self._taps: list[Callable[[tuple], None]] = []
         self._system_taps: list[Callable[[tuple], None]] = []
-        self._media = MediaStore(self._folder)
+        self._media = MediaStore(self._folder, store.objects)
         self._writer = BatchWriter.get()
         self._sink = RunSink(
             store,
@@ -131,6 +136,12 @@ class Run:
         self._closing: set[str] = set()  # the steps of close() already done
         self._in_close = False
         self._detached = False
+        self._metrics: MetricRules | None = None  # define_metric()'s rules, applied in log()
+        if started.resumed:
+            self._reload_metrics(store, started.pk)
+        self._watched_files: list[tuple[str, str | None, str]] = []  # save(policy="live"|"end")
+        self._alerted: dict[str, float] = {}  # alert title -> when it was last raised
+        self.sweep_id: str | None = None
 
     # ---------------------------------------------------------------- logging
     def log(self, data: Mapping[str, Any], step: int | None = None, commit: bool | None = None) -> None:
@@ -186,11 +197,15 @@ class Run:
                     self._step = step
                 if commit is None:
                     commit = False
+            metrics = self._metrics
+            if metrics is None:
+                self._summary_data.update(row)
+            else:
+                metrics.apply(row, self._summary_data)  # define_metric(): summaries, step sync
             pending = self._pending
             if pending is not None:
                 pending.update(row)
                 row = pending
-            self._summary_data.update(row)
             if commit is False:
                 self._pending = row
             else:
@@ -347,6 +362,7 @@ class Run:
         # Each step runs once; an interrupted finish() goes on with the first step not done.
         self._step_once("refuse", lambda: self._refuse_writes(exit_code))
         self._step_once("integrations", self._undo_integrations)
+        self._step_once("files", self._save_watched)
         self._step_once("sampler", lambda: self._sampler is not None and self._sampler.stop())
         self._step_once("ending", lambda: events.bus.emit(events.RUN_ENDING, run=self))
         self._step_once("store", self._write_end)
@@ -473,6 +489,75 @@ class Run:
         )
         self._lock = threading.Lock()
         self._close_lock = threading.RLock()
+
+    def _reload_metrics(self, store: LocalStore, pk: int) -> None:
+        """A resumed run keeps its define_metric() rules."""
+        try:
+            with store.lock:
+                defined = load_metrics(store.con, pk)
+        except Exception as exc:  # the run goes on with the default summaries
+            diagnostics.warn(f"nbtrack: the metric definitions of run {self._id} could not be read ({exc!r})")
+            return
+        if defined:
+            self._metrics = MetricRules()
+            for metric in defined:
+                self._metrics.add(metric)
+
+    # ------------------------------------------------ what wandb code reads
+    @property
+    def metric_rules(self) -> MetricRules | None:
+        """``define_metric``'s rules (for front ends: x axes, hidden keys), or None."""
+        return self._metrics
+
+    @property
+    def offline(self) -> bool:
+        """True unless the run syncs to a tracking server."""
+        return self._mode != "online"
+
+    disabled = False
+
+    def get_url(self) -> str | None:
+        """The run's page on the tracking server (online), else None (as wandb offline)."""
+        return self.url
+
+    def get_project_url(self) -> str | None:
+        """The project's page on the tracking server (online), else None."""
+        url = self.url
+        return url.rsplit("/runs/", 1)[0] if url else None
+
+    def get_sweep_url(self) -> str | None:
+        return None
+
+    def mark_preempting(self) -> None:
+        """Record that the process is about to be stopped by its scheduler (the run reads
+        as preempted until it is resumed or finished)."""
+        self._sink.store.update_metadata(self._sink.pk, {"preempting": time.time()})
+
+    def display(self, height: int = 420, hidden: bool = False) -> bool:
+        """Show the run's live panel in a notebook (nothing happens elsewhere); whether
+        it was shown."""
+        if hidden or not events.bus.has(events.DISPLAY):
+            return False
+        events.bus.emit(events.DISPLAY, run=self, height=height)
+        return True
+
+    def to_html(self, height: int = 420, hidden: bool = False) -> str:
+        """A small static HTML card of the run (name, state, where, summary)."""
+        import html
+
+        rows = "".join(
+            f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>"
+            for k, v in list(self._summary_data.items())[:50]
+        )
+        return (
+            f'<div class="nbtrack-run" style="max-height:{int(height)}px;overflow:auto">'
+            f"<b>{html.escape(self._name)}</b> ({html.escape(self._id)}) {html.escape(self._state)} at step "
+            f"{self._step} &middot; {html.escape(str(self._folder))}<table>{rows}</table></div>"
+        )
+
+    def join(self, exit_code: int | None = None) -> None:
+        """wandb's old name for ``finish``."""
+        self.finish(exit_code)
 
     def _config_changed(self, data: dict) -> None:
         self._sink.set_config(data)
@@ -681,6 +766,109 @@ class DisabledRun:
 
     def tap_system(self, tap: Callable[[tuple], None]) -> Callable[[], None]:
         return lambda: None
+
+    # The rest of Run's methods, doing nothing (wandb's disabled mode does the same):
+    # artifacts are returned as they were given (a name gives an empty one), files are
+    # not kept, alerts not raised.
+    disabled = True
+    offline = False
+    sweep_id = None
+    storage = property(lambda self: {"written": 0, "queued": 0, "rescued": 0, "set_aside": 0, "dropped": 0})
+
+    def log_artifact(
+        self,
+        artifact_or_path: Any,
+        name: str | None = None,
+        type: str | None = None,
+        aliases: list[str] | None = None,
+        tags: list[str] | None = None,
+    ) -> Any:
+        from .artifacts import Artifact
+
+        if isinstance(artifact_or_path, Artifact):
+            return artifact_or_path
+        return Artifact(name or "artifact", type or "unspecified")
+
+    def use_artifact(
+        self,
+        artifact_or_name: Any,
+        type: str | None = None,
+        aliases: list[str] | None = None,
+        use_as: str | None = None,
+    ) -> Any:
+        from .artifacts import Artifact, make_name_safe
+
+        if isinstance(artifact_or_name, Artifact):
+            return artifact_or_name
+        name = str(artifact_or_name).split(":")[0].rsplit("/", 1)[-1]
+        return Artifact(make_name_safe(name), type or "unspecified")
+
+    def link_artifact(self, artifact: Any, target_path: str, aliases: list[str] | None = None) -> Any:
+        return artifact
+
+    def log_model(self, path: Any, name: str | None = None, aliases: list[str] | None = None) -> Any:
+        return self.log_artifact(path, name=name, type="model")
+
+    def use_model(self, name: str) -> None:
+        return None
+
+    def link_model(
+        self, path: Any, registered_model_name: str, name: str | None = None, aliases: list[str] | None = None
+    ) -> Any:
+        return self.log_model(path, name)
+
+    def logged_artifacts(self) -> list[Any]:
+        return []
+
+    used_artifacts = logged_artifacts
+
+    def define_metric(
+        self,
+        name: str,
+        step_metric: Any = None,
+        step_sync: bool | None = None,
+        hidden: bool | None = None,
+        summary: str | None = None,
+        goal: str | None = None,
+        overwrite: bool | None = None,
+    ) -> Any:
+        from .metrics import parse
+
+        return parse(name, getattr(step_metric, "name", step_metric), step_sync, hidden, summary, goal)
+
+    def save(self, glob_str: Any = None, base_path: Any = None, policy: str = "live") -> list[str]:
+        return []
+
+    def restore(self, name: str, run_path: str | None = None, replace: bool = False, root: str | None = None) -> None:
+        return None
+
+    def log_code(
+        self, root: Any = ".", name: str | None = None, include_fn: Any = None, exclude_fn: Any = None
+    ) -> None:
+        return None
+
+    def alert(self, title: str, text: str, level: Any = None, wait_duration: Any = None) -> bool:
+        return False
+
+    def flush(self, timeout: float | None = None) -> bool:
+        return True
+
+    def get_url(self) -> None:
+        return None
+
+    get_project_url = get_sweep_url = get_url
+
+    def mark_preempting(self) -> None:
+        return None
+
+    def display(self, height: int = 420, hidden: bool = False) -> bool:
+        return False
+
+    def to_html(self, height: int = 420, hidden: bool = False) -> str:
+        return f"<div>nbtrack run {self.name} (disabled: nothing is stored)</div>"
+
+    def join(self, exit_code: int | None = None) -> None:
+        self.finish(exit_code)
 
     def __enter__(self) -> DisabledRun:
         return self

@@ -1,4 +1,4 @@
-"""The ``nbtrack`` command: ``nbtrack demo``, ``nbtrack runs`` and ``nbtrack sync``."""
+"""The ``nbtrack`` command: ``nbtrack demo``, ``nbtrack runs [ls|rm]`` and ``nbtrack sync``."""
 
 from __future__ import annotations
 
@@ -6,9 +6,35 @@ import argparse
 import sys
 
 
+def _remove(args: argparse.Namespace) -> int:
+    from .api import Api
+    from .errors import UsageError
+
+    if not args.paths:
+        print("nbtrack runs rm: name the runs to remove as project/run_id", file=sys.stderr)
+        return 2
+    api = Api(args.dir)
+    failed = 0
+    for path in args.paths:
+        try:
+            record = api.run(path)
+            record.delete(delete_artifacts=args.delete_artifacts)
+        except UsageError as exc:
+            print(f"nbtrack runs rm: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        print(f"removed {record.path} ({record.name}, {record.state}, {record.last_step + 1} steps)")
+    return 1 if failed else 0
+
+
 def _runs(args: argparse.Namespace) -> int:
     from .api import Api
 
+    if args.action == "rm":
+        return _remove(args)
+    if args.paths:
+        print("nbtrack runs: 'ls' takes no run paths (did you mean 'nbtrack runs rm ...'?)", file=sys.stderr)
+        return 2
     records = Api(args.dir).runs(args.project, limit=args.limit)
     if not records:
         print(f"no runs under {Api(args.dir).root}")
@@ -25,7 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="train a small model, track it locally, and show what was stored")
     demo.add_argument("--dir", default="demo-runs", help="where to store the run (default: ./demo-runs)")
-    runs = sub.add_parser("runs", help="list stored runs, newest first")
+    runs = sub.add_parser("runs", help="list stored runs, newest first (ls), or remove runs (rm project/run_id ...)")
+    runs.add_argument("action", nargs="?", choices=("ls", "rm"), default="ls", help="ls (the default) or rm")
+    runs.add_argument("paths", nargs="*", metavar="PROJECT/RUN_ID", help="rm: the runs to remove")
+    runs.add_argument(
+        "--delete-artifacts", action="store_true", help="rm: also remove the artifact versions the runs logged"
+    )
     runs.add_argument("--dir", default=None, help="the dir runs were written with (default: NBTRACK_DIR or .)")
     runs.add_argument("--project", default=None, help="only this project's runs (default: every project)")
     runs.add_argument("--limit", type=int, default=20, help="at most this many runs, the newest (default: 20)")

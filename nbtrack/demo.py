@@ -52,7 +52,7 @@ def train(dir: str | Path, *, epochs: int = 30, lr: float = 0.5, seed: int = 0, 
 
 def main(dir: str | Path = "demo-runs") -> int:
     record = train(dir)
-    history = record.history()
+    history = record.rows()
     root = Path(dir).absolute() / "nbtrack"
     print(f"\nTracked run {record.name} ({record.id}) in project {record.project}: {record.state}")
     print(f"  store:    {root / 'nbtrack.db'}")

@@ -229,8 +229,8 @@ def default_project(cwd: Path) -> str | None:
     return None
 
 
-def runtime_metadata(cwd: Path, *, anonymous: bool) -> dict[str, Any]:
-    """What a run records about where it started."""
+def runtime_metadata(cwd: Path, *, anonymous: bool, git: bool = True) -> dict[str, Any]:
+    """What a run records about where it started (``git=False``: nothing of the repository)."""
     # os.uname(), not platform.platform(): the latter starts a `uname -p` subprocess (~7 ms)
     uname = os.uname()
     meta: dict[str, Any] = {
@@ -239,19 +239,19 @@ def runtime_metadata(cwd: Path, *, anonymous: bool) -> dict[str, Any]:
         "interactive": in_notebook(),
     }
     program = program_path()
-    git = git_info(cwd, with_author=not anonymous)
+    repo = git_info(cwd, with_author=not anonymous) if git else {}
     if anonymous:
         # Paths can carry a home folder's user name: keep only what is relative.
         if program is not None:
             root = git_root(program.parent)
             meta["program"] = str(program.relative_to(root)) if root else program.name
-        git.pop("root", None)
+        repo.pop("root", None)
     else:
         meta.update(identity())
         meta["cwd"] = str(cwd)
         if program is not None:
             meta["program"] = str(program)
         meta["argv"] = redact_argv(list(sys.argv))
-    if git:
-        meta["git"] = git
+    if repo:
+        meta["git"] = repo
     return meta

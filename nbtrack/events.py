@@ -7,6 +7,8 @@ Events and their payload (always ``run=``):
 
 * ``RUN_STARTED``: ``init()`` made the run.
 * ``CHANGED``: its name, notes, tags, config or summary changed (``what=`` says which).
+* ``ALERT``: ``run.alert()`` raised an alert (``alert=`` the stored dict).
+* ``DISPLAY``: ``run.display()`` asks a front end to show the run (``height=``).
 * ``RUN_ENDING``: ``finish()`` began: the run's state is final and nothing more can be
   logged, but its files may still be added to (saved code) before they are stored and
   synced.
@@ -26,6 +28,8 @@ RUN_STARTED = "run_started"
 RUN_ENDING = "run_ending"
 RUN_FINISHED = "run_finished"
 CHANGED = "changed"
+ALERT = "alert"
+DISPLAY = "display"
 
 Listener = Callable[..., None]
 

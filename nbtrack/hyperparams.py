@@ -305,14 +305,19 @@ def build_config(
     include: Any = None,
     exclude: Any = None,
     cwd: Path,
+    paths: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """The initial config of a run: ``config-defaults.yaml``, then ``source``, then filters."""
+    """The initial config of a run: ``config-defaults.yaml``, the YAML files of ``paths``
+    (``NBTRACK_CONFIG_PATHS`` or wandb's ``WANDB_CONFIG_PATHS``), then ``source``, then
+    the filters."""
     if include is not None and exclude is not None:
         raise UsageError("config_include_keys and config_exclude_keys cannot be used together; pass one of them")
     data: dict[str, Any] = {}
     defaults = cwd / DEFAULTS_FILE
     if defaults.is_file():
         data.update(_read_yaml(defaults, DEFAULTS_FILE))
+    for path in paths:
+        data.update(_read_yaml((cwd / path).expanduser(), "NBTRACK_CONFIG_PATHS"))
     data.update(load_config(source))
     for name, keys in (("config_include_keys", include), ("config_exclude_keys", exclude)):
         if keys is None:

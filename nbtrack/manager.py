@@ -204,7 +204,7 @@ class RunManager:
 
         include, exclude = kw.get("config_include_keys"), kw.get("config_exclude_keys")
         config_source = kw.get("config")
-        config = build_config(config_source, include=include, exclude=exclude, cwd=cwd)
+        config = build_config(config_source, include=include, exclude=exclude, cwd=cwd, paths=s.config_paths or ())
         config_given = set(load_config(config_source)) if config_source is not None else set()
 
         allow = _bool_or_none(kw.get("allow_val_change"), "allow_val_change")
@@ -383,7 +383,7 @@ class RunManager:
         s = a.settings
         now = time.time()
         store = LocalStore.open(a.dir)
-        meta = environment.runtime_metadata(Path.cwd(), anonymous=a.anonymous == "must")
+        meta = environment.runtime_metadata(Path.cwd(), anonymous=a.anonymous == "must", git=not s.disable_git)
         meta["anonymous"] = a.anonymous
         meta["save_code"] = a.save_code
         if a.sync_tensorboard:

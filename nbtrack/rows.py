@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .errors import UsageError
-from .media import Media
+from .media import Media, as_media
 from .values import MAX_DEPTH, scalar
 
 if TYPE_CHECKING:
@@ -127,6 +127,9 @@ def normalise(
                 row[key] = [media(key, v) for v in value]
             except OSError as exc:
                 bad.append(f"{key!r} (could not store the {value[0].kind}: {exc})")
+        elif media is not None and (rich := as_media(value)) is not None:
+            # a matplotlib figure (or pyplot) becomes an Image, a pandas DataFrame a Table
+            put(key, rich, depth)
         else:
             bad.append(f"{key!r} ({type(value).__module__}.{type(value).__qualname__})")
 

@@ -55,16 +55,16 @@ def test_history_columns_and_key_filter(store_dir):
     run.log({"loss": 0.5, "text": "hello"})
     run.finish()
     record = nbtrack.Api(store_dir).run(f"p/{run.id}")
-    rows = record.history()
+    rows = record.rows()
     assert [r["_step"] for r in rows] == [0, 1, 2]
     assert all({"_step", "_timestamp", "_runtime"} <= r.keys() for r in rows)
     assert rows[0]["_timestamp"] <= rows[1]["_timestamp"] <= rows[2]["_timestamp"]
     assert 0 <= rows[0]["_runtime"] <= rows[2]["_runtime"]
     assert rows[2]["text"] == "hello"
-    loss = record.history(keys=["loss"])
+    loss = record.rows(keys=["loss"])
     assert [(r["_step"], r["loss"]) for r in loss] == [(0, 1.0), (2, 0.5)]
     assert all("acc" not in r for r in loss)
-    assert record.history(keys="acc")[1]["acc"] == 0.2
+    assert record.rows(keys="acc")[1]["acc"] == 0.2
 
 
 def test_api_defaults_to_nbtrack_dir_and_handles_an_empty_dir(store_dir, monkeypatch, tmp_path):
@@ -91,11 +91,9 @@ def test_history_of_several_keys_across_packed_and_json_rows(store_dir):
     run.log({"d": 1.5})  # neither wanted key
     run.finish()
     record = nbtrack.Api(store_dir).run(f"p/{run.id}")
-    rows = [
-        {k: v for k, v in r.items() if not k.startswith("_") or k == "_step"} for r in record.history(keys=["a", "c"])
-    ]
+    rows = [{k: v for k, v in r.items() if not k.startswith("_") or k == "_step"} for r in record.rows(keys=["a", "c"])]
     assert rows == [{"_step": 0, "a": 1.0, "c": True}, {"_step": 1, "a": 3.0}, {"_step": 2, "c": False}]
-    assert type(rows[0]["c"]) is bool and [r["b"] for r in record.history(keys=["b"])] == [2, 5]
+    assert type(rows[0]["c"]) is bool and [r["b"] for r in record.rows(keys=["b"])] == [2, 5]
 
 
 def test_a_running_run_of_another_machine_reads_crashed_after_stale_after(store_dir, monkeypatch):

@@ -17,7 +17,7 @@ def test_demo_tracks_a_real_run(tmp_path):
     )
     assert "Tracked run" in out.stdout and ": finished" in out.stdout
     (record,) = nbtrack.Api(tmp_path / "d").runs("nbtrack-demo")
-    rows = record.history()
+    rows = record.rows()
     assert len(rows) == 30 and record.state == "finished"
     assert rows[-1]["train/loss"] < rows[0]["train/loss"]  # it really trained
     assert record.summary["val/acc"] > 0.8

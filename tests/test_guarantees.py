@@ -30,7 +30,7 @@ from nbtrack.store import writer as writer_module
 
 
 def stored_steps(store_dir: Path, run_id: str, project: str = "p") -> list[int]:
-    return [r["_step"] for r in read_run(store_dir, project, run_id).history()]
+    return [r["_step"] for r in read_run(store_dir, project, run_id).rows()]
 
 
 class Progress:
@@ -230,7 +230,7 @@ def test_eight_threads_logging_to_one_run_store_every_row(tmp_path, attempt):
         t.join()
     run.finish()
     assert errors == []
-    rows = read_run(store_dir, "p", run.id).history()
+    rows = read_run(store_dir, "p", run.id).rows()
     assert [r["_step"] for r in rows] == list(range(160_000))
     for n in range(8):  # each thread's rows, whole and in its order
         assert [r[f"t{n}"] for r in rows if f"t{n}" in r] == list(range(20_000))
@@ -265,7 +265,7 @@ def test_finish_from_another_thread_while_threads_log(store_dir):
     for t in threads:
         t.join(60)
     assert unexpected == [] and not any(t.is_alive() for t in threads)
-    rows = read_run(store_dir, "p", run.id).history()
+    rows = read_run(store_dir, "p", run.id).rows()
     assert len(rows) == sum(counts)  # every returned log() stored, none more
     assert [r["_step"] for r in rows] == list(range(len(rows)))
 
@@ -326,13 +326,13 @@ def test_a_forked_child_never_touches_the_parents_run(tmp_path, scenario):
         assert "while running" in out.stdout  # the child's exit did not end the parent's run
         record = read_run(d, "p", "parent")
         assert record.state == "finished"
-        assert [r["i"] for r in record.history()] == list(range(31_000))
+        assert [r["i"] for r in record.rows()] == list(range(31_000))
         if scenario == "log":
             refused = [line for line in out.stdout.splitlines() if line.startswith("refused:")]
             assert len(refused) == 2 and "child logged" not in out.stdout
             assert all("call nbtrack.init() in the child" in line for line in refused)
             assert "child run finished" in out.stdout
-            assert [r["j"] for r in read_run(d, "p", "child").history()] == list(range(5000))
+            assert [r["j"] for r in read_run(d, "p", "child").rows()] == list(range(5000))
         if scenario == "finish":
             assert "finish() of run parent in a forked child does nothing" in out.stdout
 
@@ -386,7 +386,7 @@ def test_two_processes_resuming_one_id_at_once_one_wins(tmp_path, existing):
             for c in children:
                 if c.poll() is None:
                     c.kill()
-        rows = read_run(d, "p", "shared").history()
+        rows = read_run(d, "p", "shared").rows()
         expected = ([0] if existing else []) + [int(winner)] * 100
         assert [r["who"] for r in rows] == expected
         assert [r["_step"] for r in rows] == list(range(len(expected)))
@@ -430,14 +430,14 @@ def test_another_process_holding_the_write_lock_never_stops_log(store_dir):
                 run.log({"i": i})
             # every log() returned while the other process still holds the lock (it waits on us)
             assert locker.poll() is None
-            assert len(read_run(store_dir, "p", run.id).history()) == 100  # the rest is in memory
+            assert len(read_run(store_dir, "p", run.id).rows()) == 100  # the rest is in memory
             assert run.storage["queued"] == 40_000
         held = [str(w.message) for w in caught if "could not write run" in str(w.message)]
         assert len(held) == 1 and "logging goes on" in held[0]
     finally:
         _release(locker)
     run.finish()
-    assert [r["i"] for r in read_run(store_dir, "p", run.id).history()] == list(range(40_100))
+    assert [r["i"] for r in read_run(store_dir, "p", run.id).rows()] == list(range(40_100))
     assert read_run(store_dir, "p", run.id).state == "finished"
 
 
@@ -467,7 +467,7 @@ def test_finish_while_the_store_is_locked_rescues_the_rows(store_dir):
     out = run_python(f"""
         import nbtrack
         record = nbtrack.Api({str(store_dir)!r}).run("p/{run.id}")
-        print(len(record.history()), record.state, record.summary["best"])
+        print(len(record.rows()), record.state, record.summary["best"])
     """)
     assert out.stdout.split() == ["5000", "finished", "42"]
     assert not list((store_dir / "nbtrack" / "rescue").glob("*.jsonl"))
@@ -486,7 +486,7 @@ def test_a_step_beyond_64_bits_is_refused_alone(store_dir):
         run.log({"i": i})
     run.finish()
     record = read_run(store_dir, "p", run.id)
-    assert [r["i"] for r in record.history()] == list(range(400)) and record.state == "finished"
+    assert [r["i"] for r in record.rows()] == list(range(400)) and record.state == "finished"
 
 
 def test_text_sqlite_cannot_store_is_refused_at_the_call(store_dir):
@@ -501,9 +501,9 @@ def test_text_sqlite_cannot_store_is_refused_at_the_call(store_dir):
         run.log({"i": i, "text": "\udcff is escaped in a logged string"})
     run.finish()
     record = read_run(store_dir, "p", run.id)
-    assert len(record.history()) == 400 and record.tags == ("ok",) and record.state == "finished"
+    assert len(record.rows()) == 400 and record.tags == ("ok",) and record.state == "finished"
     assert record.notes == "two\nlines\tare fine in notes"
-    assert record.history()[0]["text"] == "\udcff is escaped in a logged string"
+    assert record.rows()[0]["text"] == "\udcff is escaped in a logged string"
 
 
 def test_a_row_only_sqlite_refuses_is_set_aside_and_the_others_land(store_dir):
@@ -522,7 +522,7 @@ def test_a_row_only_sqlite_refuses_is_set_aside_and_the_others_land(store_dir):
     warned = [str(w.message) for w in caught if "SQLite refused" in str(w.message)]
     assert len(warned) == 1 and "the row at step 8" in warned[0]
     record = read_run(store_dir, "p", run.id)
-    assert [r["i"] for r in record.history()] == [-1] + [i for i in range(3000) if i not in (7, 2500)]
+    assert [r["i"] for r in record.rows()] == [-1] + [i for i in range(3000) if i not in (7, 2500)]
     assert record.state == "finished" and run.storage["set_aside"] == 2
     con = sqlite3.connect(store_dir / "nbtrack" / "nbtrack.db")
     aside = con.execute("SELECT step, what, reason, data FROM set_aside ORDER BY id").fetchall()
@@ -546,7 +546,7 @@ def test_a_removed_store_folder_is_made_anew_by_the_next_init(store_dir):
         second.log({"b": i})
     second.finish()
     assert (store_dir / "nbtrack" / "nbtrack.db").is_file()
-    assert [r["b"] for r in read_run(store_dir, "p", second.id).history()] == list(range(100))
+    assert [r["b"] for r in read_run(store_dir, "p", second.id).rows()] == list(range(100))
 
 
 def test_a_store_removed_under_a_running_run_is_reported(store_dir):
@@ -576,7 +576,7 @@ def test_after_a_clean_exit_the_database_file_alone_holds_everything(tmp_path, s
     shutil.copy(store_dir / "nbtrack" / "nbtrack.db", copy / "nbtrack.db")  # the .db alone, as people copy it
     record = read_run(copy.parent, "p", run_id)
     assert record.state == "finished" and record.config == {"lr": 0.1}
-    assert [r["i"] for r in record.history()] == list(range(20_000))
+    assert [r["i"] for r in record.rows()] == list(range(20_000))
 
 
 def test_a_damaged_store_is_a_usage_error_for_init_and_api(store_dir):
@@ -600,7 +600,7 @@ except nbtrack.UsageError as exc:
     print("refused:", exc)
 print("active:", nbtrack.run)
 record = nbtrack.Api(d).run("p/kept")
-print("read:", record.state, len(record.history()))
+print("read:", record.state, len(record.rows()))
 """
 
 

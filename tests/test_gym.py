@@ -47,7 +47,7 @@ def test_recorded_videos_are_saved_and_logged(tmp_path):
     written = sorted(videos.glob("*.mp4"))
     assert [p.name for p in written] == ["cartpole-episode-0.mp4", "cartpole-episode-2.mp4"]
     record = nbtrack.Api(store).run(f"gym/{got['id']}")
-    rows = record.history(keys=["cartpole"])
+    rows = record.rows(keys=["cartpole"])
     assert [r["cartpole"]["caption"] for r in rows] == ["cartpole-episode-0", "cartpole-episode-2"]
     for row, original in zip(rows, written):
         video = row["cartpole"]
@@ -57,7 +57,7 @@ def test_recorded_videos_are_saved_and_logged(tmp_path):
     # gymnasium closes an episode's recording when the next episode starts (or at
     # env.close()): the video joins the row being built then
     assert [r["_step"] for r in rows] == [1, 3]
-    assert [r["_step"] for r in record.history(keys=["episode_length"])] == [0, 1, 2]
+    assert [r["_step"] for r in record.rows(keys=["episode_length"])] == [0, 1, 2]
 
 
 def test_without_gymnasium_init_names_the_package(store_dir, monkeypatch):

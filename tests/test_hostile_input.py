@@ -96,7 +96,7 @@ def test_cyclic_and_too_deep_values_name_their_key(store_dir):
         run.log({"deep": deep})
     run.log({"fine": 1})
     run.finish()
-    rows = read_run(store_dir, "p", run.id).history()
+    rows = read_run(store_dir, "p", run.id).rows()
     assert [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows] == [{"fine": 1}]
 
 

@@ -38,7 +38,7 @@ def test_plain_init_in_a_kernel_loads_the_notebook_layer(tmp_path, store_dir):
     )
     assert "nbtrack run" in out  # displayed without %load_ext
     kernel.run("run.log({'a': 2})\nrun.finish()")
-    rows = read_run(store_dir, "plain", last_line(kernel.run("print(run.id)"))).history()
+    rows = read_run(store_dir, "plain", last_line(kernel.run("print(run.id)"))).rows()
     request.stop()
     assert [r["_cell"] for r in rows] == [1, 2]  # each row knows its cell
 
@@ -63,7 +63,7 @@ def test_an_interrupted_cell_leaves_the_run_running(kernel, store_dir):
     kernel.run("run.finish()")
     run_id = last_line(kernel.run("print(run.id)"))
     record = read_run(store_dir, "intr", run_id)
-    assert record.state == "finished" and record.history()[-1]["after"] == 1
+    assert record.state == "finished" and record.rows()[-1]["after"] == 1
 
 
 def test_session_history_notebook(kernel, store_dir):
@@ -130,7 +130,7 @@ def test_kernel_shutdown_finishes_open_runs(tmp_path, store_dir):
     while time.time() < deadline and read_run(store_dir, "shut", run_id).state == "running":
         time.sleep(0.2)
     record = read_run(store_dir, "shut", run_id)
-    assert record.state == "finished" and len(record.history()) == 1
+    assert record.state == "finished" and len(record.rows()) == 1
     assert record.metadata["code"]["session_history"]  # saved at kernel exit too
 
 
@@ -156,5 +156,5 @@ def test_a_killed_kernel_leaves_a_crashed_run_that_auto_resume_continues(tmp_pat
     finally:
         k2.stop()
     assert last_line(out) == f"{run_id} True 100"
-    rows = read_run(store_dir, "dead", run_id).history()
+    rows = read_run(store_dir, "dead", run_id).rows()
     assert [r["i"] for r in rows] == list(range(101))

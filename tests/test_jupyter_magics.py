@@ -199,7 +199,7 @@ def test_finish_log_config_status(shell, store_dir):
     assert "failed" in cap.stdout
     record = read_run(store_dir, "ops", r.id)
     assert record.state == "failed" and record.exit_code == 3
-    assert record.history()[0]["loss"] == 0.25 and record.history()[0]["note"] == "fine"
+    assert record.rows()[0]["loss"] == 0.25 and record.rows()[0]["note"] == "fine"
 
 
 def test_track_runs_table(shell, store_dir):
@@ -220,7 +220,7 @@ def test_cell_magic_success_and_failure(shell, store_dir):
     ok(shell, "%%track -p cells -n good\nnbtrack.log({'a': 1})\ncell_value = 42")
     assert shell.user_ns["cell_value"] == 42
     good = nbtrack.Api(store_dir).runs("cells")[0]
-    assert (good.name, good.state, len(good.history())) == ("good", "finished", 1)
+    assert (good.name, good.state, len(good.rows())) == ("good", "finished", 1)
     cap, result = run(shell, "%%track -p cells -n bad\nnbtrack.log({'a': 1})\nraise ValueError('boom')")
     assert not result.success and "ValueError" in cap.stdout + cap.stderr  # the exception still shows
     bad = nbtrack.Api(store_dir).runs("cells")[0]
@@ -266,7 +266,7 @@ def test_rows_record_the_cell_that_logged_them(shell, store_dir):
     first = shell.execution_count - 1
     ok(shell, "r.log({'a': 2}); r.log({'a': 3})")
     ok(shell, "%track_finish")
-    rows = read_run(store_dir, "cellno", shell.user_ns["r"].id).history()
+    rows = read_run(store_dir, "cellno", shell.user_ns["r"].id).rows()
     assert [row["_cell"] for row in rows] == [first, first + 1, first + 1]
 
 

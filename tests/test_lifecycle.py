@@ -12,7 +12,7 @@ from nbtrack import NbtrackWarning, events
 
 
 def steps(record, key=None):
-    return [r["_step"] for r in record.history(keys=[key] if key else None)]
+    return [r["_step"] for r in record.rows(keys=[key] if key else None)]
 
 
 # ------------------------------------------------------------------ reinit
@@ -84,7 +84,7 @@ def test_create_new_runs_log_from_threads_without_mixing(store_dir):
     for run in runs:
         run.finish()
     for index, run in enumerate(runs):
-        rows = read_run(store_dir, "p", run.id).history()
+        rows = read_run(store_dir, "p", run.id).rows()
         assert [r["_step"] for r in rows] == list(range(3000))
         assert {r["owner"] for r in rows} == {index}
         assert [r["step_seen"] for r in rows] == list(range(3000))
@@ -120,8 +120,8 @@ ts = [threading.Thread(target=work, args=(r, n)) for n, r in enumerate((c, e))]
 [t.start() for t in ts]; [t.join() for t in ts]
 c.finish(); e.finish()
 api = nbtrack.Api(d)
-print("threads", [sorted({r["who"] for r in api.run("p/" + x.id).history()}) for x in (c, e)],
-      [len(api.run("p/" + x.id).history()) for x in (c, e)], nbtrack.run is b, b.config.lr)
+print("threads", [sorted({r["who"] for r in api.run("p/" + x.id).rows()}) for x in (c, e)],
+      [len(api.run("p/" + x.id).rows()) for x in (c, e)], nbtrack.run is b, b.config.lr)
 """)
     assert "default finished running False True" in out
     assert "threads [[0], [1]] [2000, 2000] True 2" in out
@@ -269,7 +269,7 @@ def test_resume_auto_continues_a_killed_run_in_a_new_process(store_dir):
     assert out.split() == [run_id, "True", "500"]
     record = read_run(store_dir, "p", run_id)
     assert record.state == "finished"
-    rows = record.history()
+    rows = record.rows()
     assert [r["_step"] for r in rows] == list(range(1000))  # nothing lost, nothing twice
     assert [r["i"] for r in rows] == list(range(1000))
 
@@ -346,7 +346,7 @@ def test_rewind(store_dir, source):
     run.log({"loss": 0.5, "i": 100})
     run.finish()
     record = read_run(store_dir, "p", "src")
-    rows = record.history()
+    rows = record.rows()
     assert [r["_step"] for r in rows] == [0, 1, 2, 3, 4, 5]
     assert [r["i"] for r in rows] == [0, 1, 2, 3, 4, 100]  # nothing from before beyond step 4
     assert record.rewinds[0]["step"] == 4 and record.rewinds[0]["rows_set_aside"] == 5
@@ -367,10 +367,10 @@ def test_fork(store_dir, source):
     fork.log({"loss": -1.0, "i": 50})
     fork.finish()
     record = read_run(store_dir, "p", fork.id)
-    assert [(r["_step"], r["i"]) for r in record.history()] == [(0, 0), (1, 1), (2, 2), (3, 3), (4, 50)]
+    assert [(r["_step"], r["i"]) for r in record.rows()] == [(0, 0), (1, 1), (2, 2), (3, 3), (4, 50)]
     assert (record.parent, record.branch_step) == ("src", 3)
     untouched = read_run(store_dir, "p", "src")
-    assert [r["i"] for r in untouched.history()] == list(range(10))
+    assert [r["i"] for r in untouched.rows()] == list(range(10))
     assert untouched.state == "finished" and untouched.summary["i"] == 9
 
 

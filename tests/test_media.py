@@ -33,7 +33,7 @@ def test_numpy_image_round_trips_through_the_store(store_dir):
     pixels = np.random.RandomState(1).randint(0, 256, (12, 17, 3), dtype=np.uint8)
     with _start(store_dir) as run:
         run.log({"sample": nbtrack.Image(pixels, caption="epoch 0"), "loss": 0.5})
-    row = _record(store_dir, run).history()[0]
+    row = _record(store_dir, run).rows()[0]
     ref = row["sample"]
     assert isinstance(ref, nbtrack.MediaRef) and ref.kind == "image"
     assert ref["caption"] == "epoch 0" and (ref["width"], ref["height"]) == (17, 12)
@@ -49,7 +49,7 @@ def test_image_layouts(store_dir, shape):
     arr = np.random.RandomState(2).randint(0, 256, shape, dtype=np.uint8)
     with _start(store_dir) as run:
         run.log({"x": nbtrack.Image(arr)})
-    pixels = _record(store_dir, run).history()[0]["x"].to_numpy()
+    pixels = _record(store_dir, run).rows()[0]["x"].to_numpy()
     expected = {(6, 5, 1): lambda a: a[..., 0], (3, 6, 5): lambda a: a.transpose(1, 2, 0)}.get(shape, lambda a: a)
     np.testing.assert_array_equal(pixels, expected(arr))
 
@@ -60,7 +60,7 @@ def test_float_images_in_0_1_are_scaled_and_torch_channels_first_is_transposed(s
     chw = torch.arange(3 * 4 * 5, dtype=torch.uint8).reshape(3, 4, 5)
     with _start(store_dir) as run:
         run.log({"grey": nbtrack.Image(grey), "rgb": nbtrack.Image(chw)})
-    row = _record(store_dir, run).history()[0]
+    row = _record(store_dir, run).rows()[0]
     np.testing.assert_array_equal(row["grey"].to_numpy(), np.round(grey * 255).astype(np.uint8))
     np.testing.assert_array_equal(row["rgb"].to_numpy(), chw.numpy().transpose(1, 2, 0))
 
@@ -71,7 +71,7 @@ def test_pil_images_and_image_files(store_dir, tmp_path):
     pil.save(jpeg, format="JPEG")
     with _start(store_dir) as run:
         run.log({"pil": nbtrack.Image(pil), "file": nbtrack.Image(str(jpeg), caption="cam")})
-    row = _record(store_dir, run).history()[0]
+    row = _record(store_dir, run).rows()[0]
     assert row["pil"].to_numpy()[0, 0].tolist() == [10, 200, 30]
     assert row["file"]["format"] == "jpg" and row["file"].file.suffix == ".jpg"
     assert row["file"].read_bytes() == jpeg.read_bytes()  # files are stored as they are
@@ -84,7 +84,7 @@ def test_same_content_is_stored_once(store_dir):
         for _ in range(5):
             run.log({"a": nbtrack.Image(pixels), "b": nbtrack.Image(pixels.copy())})
         run.log({"a": nbtrack.Image(pixels + 1)})
-    rows = _record(store_dir, run).history(keys=["a"])
+    rows = _record(store_dir, run).rows(keys=["a"])
     assert len({r["a"]["path"] for r in rows}) == 2
     assert len(_media_files(run)) == 2
 
@@ -95,7 +95,7 @@ def test_videos_from_files_and_from_frames(store_dir, tmp_path):
     frames = np.random.RandomState(3).randint(0, 256, (6, 3, 10, 12), dtype=np.uint8)
     with _start(store_dir) as run:
         run.log({"file": nbtrack.Video(str(clip)), "frames": nbtrack.Video(frames, fps=5, caption="c")})
-    row = _record(store_dir, run).history()[0]
+    row = _record(store_dir, run).rows()[0]
     assert row["file"].kind == "video" and row["file"].read_bytes() == clip.read_bytes()
     gif = row["frames"]
     assert gif["format"] == "gif" and gif["caption"] == "c"
@@ -111,7 +111,7 @@ def test_histograms_from_values_and_from_bins(store_dir):
         run.log({"w": nbtrack.Histogram(np.append(values, [np.nan, np.inf]), num_bins=20)})
         run.log({"w": nbtrack.Histogram(np_histogram=(counts[:5], edges[:6]))})
         run.log({"w": nbtrack.Histogram([1.0, 1.0, 1.0], num_bins=4)})  # pure Python lists too
-    rows = _record(store_dir, run).history()
+    rows = _record(store_dir, run).rows()
     assert rows[0]["w"].kind == "histogram"
     assert rows[0]["w"]["values"] == counts.tolist() and rows[0]["w"]["bins"] == pytest.approx(edges.tolist())
     assert rows[1]["w"]["values"] == counts[:5].tolist()
@@ -125,7 +125,7 @@ def test_tables_with_image_cells(store_dir):
     table.add_data(2, "dog", None, None)
     with _start(store_dir) as run:
         run.log({"preds": table})
-    ref = _record(store_dir, run).history()[0]["preds"]
+    ref = _record(store_dir, run).rows()[0]["preds"]
     assert ref.kind == "table" and ref["columns"] == ["id", "label", "score", "image"] and ref["rows"] == 2
     body = ref.table()
     assert body["data"][1] == [2, "dog", None, None]
@@ -139,7 +139,7 @@ def test_lists_of_images_and_media_in_the_summary(store_dir):
         run.log({"batch": imgs})
         run.summary["best"] = nbtrack.Image(np.ones((2, 2), dtype=np.uint8))
     record = _record(store_dir, run)
-    batch = record.history()[0]["batch"]
+    batch = record.rows()[0]["batch"]
     assert [r.kind for r in batch] == ["image"] * 3 and len({r["path"] for r in batch}) == 3
     assert isinstance(record.summary["best"], nbtrack.MediaRef)
     assert isinstance(record.summary["batch"][0], nbtrack.MediaRef)
@@ -150,7 +150,7 @@ def test_nested_media_keys_are_flattened_and_bad_values_keep_the_rest(store_dir)
     with _start(store_dir) as run:
         with pytest.raises(TypeError, match=r"cannot log 'val/bad' \(builtins.object\)"):
             run.log({"val": {"img": nbtrack.Image(np.zeros((2, 2), dtype=np.uint8)), "bad": object(), "loss": 1.5}})
-    row = _record(store_dir, run).history()[0]
+    row = _record(store_dir, run).rows()[0]
     assert row["val/img"].kind == "image" and row["val/loss"] == 1.5 and "val/bad" not in row
 
 
@@ -158,7 +158,10 @@ def test_nested_media_keys_are_flattened_and_bad_values_keep_the_rest(store_dir)
     "make, message",
     [
         (lambda: nbtrack.Image(np.zeros((2, 2, 7))), r"Image: expected an image array of shape"),
-        (lambda: nbtrack.Image(b"\x89PNG"), r"Image: data must be an array, a PIL image or a file path, got bytes"),
+        (
+            lambda: nbtrack.Image(b"\x89PNG"),
+            r"Image: data must be an array, a PIL image, a matplotlib figure or a file path, got bytes",
+        ),
         (lambda: nbtrack.Image("notes.txt"), r"Image: notes.txt is not one of the accepted formats"),
         (lambda: nbtrack.Image("missing.png"), r"Image: cannot read missing.png"),
         (lambda: nbtrack.Image(np.zeros((2, 2)), caption=3), r"Image: caption must be a string"),
@@ -201,5 +204,5 @@ def test_media_rows_do_not_slow_the_numeric_rows(store_dir):
     kinds = [kid is None for (kid,) in con.execute("SELECT keyset FROM history ORDER BY step")]
     con.close()
     assert kinds == [False] * 50 + [True]
-    stored = json.loads(json.dumps(_record(store_dir, run).history(keys=["img"])[0]["img"]))
+    stored = json.loads(json.dumps(_record(store_dir, run).rows(keys=["img"])[0]["img"]))
     assert stored["_type"] == "image"

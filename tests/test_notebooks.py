@@ -45,7 +45,7 @@ def test_quickstart(tmp_path, monkeypatch):
     assert len(runs) == 2 and {r.state for r in runs} == {"finished"}
     first = runs[1]
     assert first.config == {"lr": 0.5, "epochs": 200, "hidden": 16, "seed": 0} and first.tags == ("first-try",)
-    history = first.history()
+    history = first.rows()
     assert len(history) == 200 and history[-1]["train/loss"] < history[0]["train/loss"]  # it learned
     assert first.summary["train/acc"] > 0.8
     code = [c for c in nb.cells if c.cell_type == "code"]
@@ -61,12 +61,12 @@ def test_resume_and_fork(tmp_path, monkeypatch):
     nb, api = execute("resume_and_fork.ipynb", tmp_path, monkeypatch)
     base = api.run("lineage/base-run")
     assert base.state == "finished" and base.resumed and base.rewinds[0]["step"] == 59
-    rows = base.history()
+    rows = base.rows()
     assert [r["_step"] for r in rows] == list(range(80))
     assert all(r["loss"] < 0.5 for r in rows[60:])  # the bad stretch was rewound away
     (fork,) = [r for r in api.runs("lineage") if r.id != "base-run"]
     assert (fork.parent, fork.branch_step, fork.config) == ("base-run", 40, {"lr": 0.05})
-    assert [r["_step"] for r in fork.history()] == list(range(60))
+    assert [r["_step"] for r in fork.rows()] == list(range(60))
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert "resumed: True next step: 50" in text(code[2])
 
@@ -120,13 +120,13 @@ def test_media_and_tensorboard(tmp_path, monkeypatch):
     (run,) = api.runs("media-demo")
     assert run.state == "finished" and run.name == "moons"
     # TensorBoard scalars arrived at their global steps, and the model learned
-    losses = run.history(keys=["train/loss"])
+    losses = run.rows(keys=["train/loss"])
     assert [r["_step"] for r in losses] == list(range(60)) and losses[-1]["train/loss"] < losses[0]["train/loss"]
-    assert [r["_step"] for r in run.history(keys=["weights"])] == [0, 10, 20, 30, 40, 50]
+    assert [r["_step"] for r in run.rows(keys=["weights"])] == [0, 10, 20, 30, 40, 50]
     assert run.config["lr"] == 0.5 and run.config["features"] == 10  # add_hparams
     assert run.summary["hparam/final_acc"] > 0.8
     # nbtrack media: one image per 10 epochs, each a different picture of the boundary
-    images = run.history(keys=["boundary"])
+    images = run.rows(keys=["boundary"])
     assert [r["_step"] for r in images] == [0, 10, 20, 30, 40, 50]
     assert len({r["boundary"]["sha256"] for r in images}) == 6
     last = images[-1]["boundary"].to_numpy()

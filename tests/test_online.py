@@ -39,7 +39,7 @@ def online(server_url, **kw):
 
 
 def points(server, remote_id, key):
-    return sorted((m["step"], m["value"]) for m in server.history(remote_id, key))
+    return sorted((m["step"], m["value"]) for m in server.rows(remote_id, key))
 
 
 def sync_cli(*args, env=None):
@@ -89,19 +89,19 @@ def test_a_run_arrives_whole(server, store_dir):
     assert tags["tag.baseline"] == "true" and tags["mlflow.user"] == meta["user"]
     assert tags.get("mlflow.source.name") == meta.get("program")  # the program, when there is one
 
-    local = nbtrack.Api(store_dir).run(f"whole/{run.id}").history()
+    local = nbtrack.Api(store_dir).run(f"whole/{run.id}").rows()
     rid = info["run_id"]
     for key in ("loss", "acc"):
         expected = sorted((r["_step"], r[key]) for r in local if key in r)
         assert points(server, rid, key) == expected  # every point, once, the same doubles
     odd = points(server, rid, "odd")
     assert len(odd) == 2500 and odd[7][0] == 7 and math.isnan(float(odd[7][1]))
-    assert server.history(rid, "phase") == []  # strings stay in the local store
+    assert server.rows(rid, "phase") == []  # strings stay in the local store
     wide = server.get("runs/get", run_id=rid)["run"]["data"]["metrics"]
     assert len([m for m in wide if m["key"].startswith("wide/")]) == 1500
     assert points(server, rid, "wide/k1499") == [(2500, 1499.0)]
     # system metrics under MLflow's system/ names, numbered as MLflow numbers them
-    cpu = server.history(rid, "system/cpu_utilization_percentage")
+    cpu = server.rows(rid, "system/cpu_utilization_percentage")
     assert len(cpu) >= 1 and sorted(m["step"] for m in cpu) == list(range(len(cpu)))
     # the full config as an artifact, long value and all
     assert "nbtrack/config.json" in server.artifacts(rid)
@@ -249,9 +249,9 @@ def test_refused_items_are_dropped_alone(server, store_dir):
         (0, 3.0),
         (1, 6.0),
     ]
-    assert server.history(rid, "bad@key") == []
+    assert server.rows(rid, "bad@key") == []
     assert {p["key"]: p["value"] for p in remote["data"]["params"]}["lr"] == "0.1"
-    assert nbtrack.Api(store_dir).run(f"refused/{run.id}").history()[1]["bad@key"] == 5.0  # kept locally
+    assert nbtrack.Api(store_dir).run(f"refused/{run.id}").rows()[1]["bad@key"] == 5.0  # kept locally
     texts = [str(w.message) for w in caught]
     refused = [t for t in texts if "refused metric 'bad@key'" in t]
     assert len(refused) == 1 and "Names may only contain" in refused[0]  # once, with the server's reason
@@ -287,7 +287,7 @@ def test_force_fails_fast(tmp_path, store_dir):
     run.finish()
     assert run.url is None and run.sync_status["state"] == "unsent"
     assert f"cannot reach http://127.0.0.1:{port}" in run.sync_status["error"]
-    assert len(nbtrack.Api(store_dir).run(f"f/{run.id}").history()) == 10
+    assert len(nbtrack.Api(store_dir).run(f"f/{run.id}").rows()) == 10
 
 
 def test_basic_auth(tmp_path, store_dir, capfd):
@@ -311,7 +311,7 @@ def test_basic_auth(tmp_path, store_dir, capfd):
             run.log({"x": 1.0})
             run.finish()
             assert "refused the credentials" in capfd.readouterr().err
-            assert run.sync_status["state"] == "error" and nbtrack.Api(store_dir).run(f"a/{run.id}").history()
+            assert run.sync_status["state"] == "error" and nbtrack.Api(store_dir).run(f"a/{run.id}").rows()
             os.environ["MLFLOW_TRACKING_PASSWORD"] = "right-password-123"
             good = nbtrack.init(
                 project="a",
@@ -385,7 +385,7 @@ def test_a_failing_server_does_not_slow_log(server, store_dir, fault):
         else:
             assert proxy.errors_500 >= seen_before
         run.flush()
-        assert len(nbtrack.Api(store_dir).run(f"fault-{fault}/{run.id}").history(["x"])) == 20_001
+        assert len(nbtrack.Api(store_dir).run(f"fault-{fault}/{run.id}").rows(["x"])) == 20_001
         proxy.set("pass")
         run.finish()
         remote = server.run_by_tag(f"fault-{fault}", run.id)
@@ -458,8 +458,8 @@ def test_media_and_tensorboard_files_arrive_as_artifacts(server, store_dir, tmp_
     remote = server.run_by_tag("media-online", run.id)
     rid, exp = remote["info"]["run_id"], remote["info"]["experiment_id"]
     assert [v for _, v in points(server, rid, "tb/loss")] == [1.0 / (i + 1) for i in range(5)]
-    assert server.history(rid, "img") == [] and server.history(rid, "h") == []  # media are not metrics
-    ref = nbtrack.Api(store_dir).run(f"media-online/{run.id}").history()[0]["img"]
+    assert server.rows(rid, "img") == [] and server.rows(rid, "h") == []  # media are not metrics
+    ref = nbtrack.Api(store_dir).run(f"media-online/{run.id}").rows()[0]["img"]
     files = server.artifacts(rid)
     assert f"nbtrack/{ref['path']}" in files  # stored once, though logged five times
     assert len([f for f in files if f.startswith("nbtrack/media/")]) == 1
@@ -468,3 +468,39 @@ def test_media_and_tensorboard_files_arrive_as_artifacts(server, store_dir, tmp_
         f"{server.url}/api/2.0/mlflow-artifacts/artifacts/{exp}/{rid}/artifacts/nbtrack/{ref['path']}", timeout=30
     )
     assert got.content == ref.read_bytes()
+
+
+def test_artifacts_go_to_the_mlflow_run_and_links_to_the_model_registry(server, store_dir, tmp_path):
+    weights = tmp_path / "model.pt"
+    weights.write_bytes(b"weights-" * 1000)
+    data = tmp_path / "data.csv"
+    data.write_text("x,y\n1,2\n")
+    run = online(server.url, project="arts", dir=store_dir)
+    dataset = nbtrack.Artifact("data", "dataset")
+    dataset.add_file(str(data))
+    run.log_artifact(dataset)
+    run.link_model(str(weights), registered_model_name="arts-classifier", aliases=["staging"])
+    run.finish()
+    assert run.sync_status["state"] == "synced"
+    remote = server.run_by_tag("arts", run.id)["info"]
+    files = server.artifacts(remote["run_id"])
+    assert {"artifacts/data/v0/manifest.json", "artifacts/data/v0/files/data.csv"} <= set(files)
+    assert "artifacts/model.pt/v0/files/model.pt" in files
+    got = requests.get(
+        f"{server.url}/api/2.0/mlflow-artifacts/artifacts/{remote['experiment_id']}/{remote['run_id']}"
+        "/artifacts/artifacts/model.pt/v0/files/model.pt",
+        timeout=30,
+    )
+    assert got.content == weights.read_bytes()
+    model = server.get("registered-models/get", name="arts-classifier")["registered_model"]
+    assert [v["version"] for v in model["latest_versions"]] == ["1"]
+    assert model["latest_versions"][0]["run_id"] == remote["run_id"]
+    assert {"alias": "staging", "version": "1"} in model.get("aliases", [])
+    run2 = online(server.url, project="arts", dir=store_dir)
+    run2.finish()
+    assert server.artifacts(server.run_by_tag("arts", run2.id)["info"]["run_id"], "artifacts") == []
+
+
+def test_login_verify_asks_the_server(server, monkeypatch):
+    monkeypatch.setenv("NBTRACK_TRACKING_URI", server.url)
+    assert nbtrack.login(verify=True, key="any-token") is True

@@ -183,7 +183,7 @@ def test_a_failing_panel_never_reaches_the_users_loop(make_panel, recwarn):
     assert wait_for(lambda: any("updating a run panel failed" in str(w.message) for w in recwarn), timeout=60)
     run.finish()
     assert run.state == "finished"
-    assert len(nbtrack.Api(run.store_dir).run(f"panel/{run.id}").history()) == 2000
+    assert len(nbtrack.Api(run.store_dir).run(f"panel/{run.id}").rows()) == 2000
     assert len([w for w in recwarn if "updating a run panel failed" in str(w.message)]) == 1
 
 
@@ -278,3 +278,52 @@ def test_media_reach_the_panel_and_files_are_served_on_request(make_panel):
     assert src.startswith("data:image/png;base64,")
     assert base64.b64decode(src.split(",", 1)[1]) == (run._folder / final[-1][1][0]["path"]).read_bytes()
     assert p.summary["val/samples"].startswith("image media/")
+
+
+def test_define_metric_sets_the_x_axis_and_hides_keys(make_panel):
+    run, panel = make_panel()
+    run.define_metric("epoch", hidden=True)
+    run.define_metric("val/*", step_metric="epoch")
+    for epoch in range(4):
+        run.log({"train/loss": 1.0 / (epoch + 1)})
+        run.log({"epoch": epoch * 10})
+        run.log({"val/acc": epoch / 4})
+    points = panel.series_points()
+    assert "epoch" not in points  # hidden
+    assert points["val/acc"][0] == [0, 10, 20, 30]  # against epoch, not the step
+    assert points["train/loss"][0] == [0, 3, 6, 9]  # the step
+    panel.tick()
+    assert panel.axes == {"val/acc": "epoch"}
+
+
+def test_alerts_reach_the_panel_at_once_and_stay_when_finished(make_panel):
+    run, panel = make_panel()
+    run.alert("Diverged", "loss is nan", level="ERROR")
+    assert [(a["level"], a["title"]) for a in panel.alerts] == [("ERROR", "Diverged")]
+    assert any("alerts" in u for u in panel.comm.updates())
+    run.finish()
+    panel.finalize()
+    assert panel.alerts[0]["text"] == "loss is nan"
+
+
+def test_image_masks_are_served_and_embedded_with_their_image(make_panel):
+    np = pytest.importorskip("numpy")
+    run, panel = make_panel()
+    mask = np.zeros((4, 4), dtype=np.int64)
+    mask[1:3, 1:3] = 2
+    image = nbtrack.Image(np.zeros((4, 4, 3), dtype=np.uint8), masks={"pred": {"mask_data": mask}})
+    run.log({"seg": image})
+    panel.tick()
+    ref = panel.media_items()["seg"][-1][1][0]
+    mask_path = ref["masks"]["pred"]["path"]
+    pushed = [f["path"] for m in panel.comm.custom() for f in m.get("files", [])]
+    assert mask_path in pushed  # pushed with the image while the cell runs
+    panel._send_file("seg", mask_path)
+    assert panel.comm.custom()[-1]["mime"] == "image/png"
+    panel._send_file("seg", "../../etc/passwd")
+    assert panel.comm.custom()[-1]["error"] == "not available"
+    run.finish()
+    panel.finalize()
+    final = panel.media["seg"][-1][1][0]
+    assert final["src"].startswith("data:image/png;base64,")
+    assert final["masks"]["pred"]["src"].startswith("data:image/png;base64,")

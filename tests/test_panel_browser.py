@@ -390,3 +390,92 @@ def test_media_show_live_with_a_step_slider(browser, tmp_path):
         assert not [e for e in errors if "nbt" in e or "anywidget" in e], errors
     finally:
         server.stop()
+
+
+DROPIN_CELL = """\
+import numpy as np, nbtrack as wandb
+run = wandb.init(project="dropin", dir={dir!r}, settings={{"quiet": False, "system_interval": 0}})
+run.define_metric("epoch", hidden=True)
+run.define_metric("val/*", step_metric="epoch")
+for epoch in range(3):
+    run.log({{"epoch": epoch * 5}})
+    run.log({{"val/acc": epoch / 3}})
+mask = np.zeros((8, 8), dtype=int)
+mask[2:4, 2:5] = 1
+boxes = {{"truth": {{"box_data": [{{"position": {{"minX": 0.1, "maxX": 0.5, "minY": 0.1, "maxY": 0.5}}, "class_id": 1}},
+                                  {{"position": {{"middle": [4, 4], "width": 2, "height": 2}}, "domain": "pixel", "class_id": 2}}]}}}}
+script = "<p id=p>hello</p><script>document.body.dataset.ran='1';try{{parent.document.title='pwned';parent.__html=1}}catch(e){{document.body.dataset.blocked='1'}}</script>"
+y = np.array([0, 0, 1, 1, 2, 2]); probs = np.eye(3)[[0, 1, 1, 1, 2, 0]] * 0.8 + 0.05
+table = wandb.Table(columns=["k", "v"], data=[["a", 3], ["b", 5], ["c", 1]])
+run.log({{
+    "seg": wandb.Image(np.full((8, 8, 3), 90, dtype=np.uint8), masks={{"pred": {{"mask_data": mask}}}}, boxes=boxes),
+    "page": wandb.Html(script),
+    "roc": wandb.plot.roc_curve(y, probs, labels=["a", "b", "c"]),
+    "cm": wandb.plot.confusion_matrix(probs=probs, y_true=y, class_names=["a", "b", "c"]),
+    "bars": wandb.plot.bar(table, "k", "v"),
+    "tone": wandb.Audio(np.sin(np.linspace(0, 400, 4000)), sample_rate=4000),
+    "cloud": wandb.Object3D(np.random.default_rng(0).normal(size=(30, 3))),
+}})
+run.alert("Loss spike", "loss jumped to 9", level=wandb.AlertLevel.WARN)
+run.finish()
+"""
+
+DROPIN_PROBE = """() => {
+  const item = (k) => document.querySelector(`.nbt-media[data-key='${k}'] .nbt-media-item`);
+  const frame = document.querySelector('.nbt-media[data-key=page] iframe');
+  const seg = item('seg');
+  const roc = item('roc');
+  return {
+    state: (document.querySelector('.nbt-panel') || {dataset: {}}).dataset.state,
+    sandbox: frame ? frame.getAttribute('sandbox') : null,
+    srcdoc: frame ? frame.srcdoc : '',
+    painted: seg && seg.querySelector('canvas.nbt-mask') ? seg.querySelector('canvas.nbt-mask').dataset.painted : null,
+    boxes: seg ? seg.querySelectorAll('svg.nbt-boxes rect').length : 0,
+    rocSeries: roc ? roc.dataset.series : null, rocCanvas: roc ? roc.querySelectorAll('canvas').length : 0,
+    cm: [...document.querySelectorAll(".nbt-media[data-key=cm] .nbt-confusion td")].map(td => td.textContent),
+    bars: document.querySelectorAll(".nbt-media[data-key=bars] svg.nbt-bars rect").length,
+    audio: (document.querySelector(".nbt-media[data-key=tone] audio") || {}).src || '',
+    cloud: (item('cloud') || {textContent: ''}).textContent,
+    alert: [...document.querySelectorAll('.nbt-alert')].map(a => [a.dataset.level, a.textContent]),
+    axis: (document.querySelector(".nbt-chart[data-key='val/acc']") || {dataset: {}}).dataset.axis,
+    epochChart: !!document.querySelector(".nbt-chart[data-key='epoch']"),
+    title: document.title, leaked: window.__html === 1,
+  };
+}"""
+
+
+def test_dropin_values_alerts_and_axes_in_the_panel(browser, tmp_path):
+    root = tmp_path / "root"
+    write_notebook(root, "dropin.ipynb", DROPIN_CELL.format(dir=str(tmp_path / "s")))
+    server = JupyterServer("lab", root, tmp_path)
+    try:
+        page, errors, dialogs = open_notebook(browser, server, "dropin.ipynb")
+        run_all(page)
+        page.wait_for_function(
+            "() => { const p = document.querySelector('.nbt-panel'); return p && p.dataset.state === 'finished'"
+            " && document.querySelectorAll('.nbt-media-item').length >= 7"
+            " && document.querySelector('canvas.nbt-mask') && document.querySelector('canvas.nbt-mask').dataset.painted"
+            " && document.querySelector('.nbt-media[data-key=page] iframe').srcdoc; }",
+            timeout=90_000,
+        )
+        page.wait_for_timeout(500)
+        s = page.evaluate(DROPIN_PROBE)
+        page.screenshot(path=str(ARTIFACTS / "panel_dropin.png"), full_page=True)
+        # HTML runs in a sandboxed frame: its script ran there, and could not reach the page
+        assert s["sandbox"] == "allow-scripts" and "<p id=p>hello</p>" in s["srcdoc"]
+        inner = next(f for f in page.frames if f != page.main_frame and "hello" in (f.content() or ""))
+        assert inner.evaluate("() => [document.body.dataset.ran, document.body.dataset.blocked]") == ["1", "1"]
+        assert not s["leaked"] and s["title"] != "pwned" and dialogs == []
+        # overlays: 2 x 3 mask pixels of class 1, two boxes
+        assert s["painted"] == "6" and s["boxes"] == 2
+        # charts drawn from their tables
+        assert s["rocSeries"] == "3" and s["rocCanvas"] >= 1
+        assert s["cm"] == ["1", "1", "0", "0", "2", "0", "1", "0", "1"]
+        assert s["bars"] == 3
+        assert s["audio"].startswith(("blob:", "data:audio/wav"))
+        assert "3-D object" in s["cloud"] and "30 points" in s["cloud"]
+        assert s["alert"] == [["WARN", "WARN: Loss spike: loss jumped to 9 (step 7)"]]
+        assert s["axis"] == "epoch" and not s["epochChart"]  # against its step metric; epoch hidden
+        assert not [e for e in errors if "nbt" in e or "anywidget" in e], errors
+    finally:
+        server.stop()

@@ -40,5 +40,5 @@ def test_the_readme_examples_run(tmp_path, monkeypatch):
     assert printed[0].split()[0] == "finished"
     notebook_runs = [r for r in nbtrack.Api(tmp_path).runs("tour") if r.config.get("epochs") == 50]
     assert sorted(r.config["lr"] for r in notebook_runs) == [0.5, 1.5]
-    assert all(r.state == "finished" and len(r.history(keys=["loss"])) == 50 for r in notebook_runs)
+    assert all(r.state == "finished" and len(r.rows(keys=["loss"])) == 50 for r in notebook_runs)
     assert len(printed[1].strip().splitlines()) == 3  # the script's run and the two notebook runs

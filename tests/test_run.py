@@ -17,7 +17,7 @@ def run(store_dir):
 
 def history(store_dir, run, **kw):
     run.finish()
-    return read_run(store_dir, run.project, run.id).history(**kw)
+    return read_run(store_dir, run.project, run.id).rows(**kw)
 
 
 def strip(rows):
@@ -190,7 +190,7 @@ def test_context_manager(store_dir):
             1 / 0
     record = read_run(store_dir, "p", failing.id)
     assert (record.state, record.exit_code) == ("failed", 1)
-    assert len(record.history()) == 1
+    assert len(record.rows()) == 1
 
 
 def test_writes_after_finish_raise_and_reads_work(store_dir):
@@ -224,7 +224,7 @@ def test_module_level_api(store_dir):
     assert nbtrack.summary["loss"] == 0.2
     nbtrack.finish()
     assert nbtrack.run is None and run.state == "finished"
-    assert len(read_run(store_dir, "p", run.id).history()) == 1
+    assert len(read_run(store_dir, "p", run.id).rows()) == 1
     nbtrack.finish()  # nothing to finish: no error
 
 

@@ -29,7 +29,7 @@ def test_rows_reach_disk_while_running(store_dir):
     deadline = time.time() + 5
     seen = 0
     while time.time() < deadline:
-        seen = len(nbtrack.Api(store_dir).run(f"p/{run.id}").history())
+        seen = len(nbtrack.Api(store_dir).run(f"p/{run.id}").rows())
         if seen == 10:
             break
         time.sleep(0.05)
@@ -60,7 +60,7 @@ def test_sigkill_leaves_every_row_and_a_crashed_run(store_dir):
         if child.poll() is None:
             child.kill()
     record = read_run(store_dir, "p", run_id)
-    rows = record.history()
+    rows = record.rows()
     assert [r["_step"] for r in rows] == list(range(1000))
     assert [r["i"] for r in rows] == list(range(1000))
     assert record.state == "crashed"
@@ -97,7 +97,7 @@ def test_two_processes_log_into_one_dir_without_loss(store_dir):
         ids.append(out.strip())
     for run_id, name in zip(ids, ("left", "right")):
         record = read_run(store_dir, "p", run_id)
-        rows = record.history()
+        rows = record.rows()
         assert record.state == "finished" and record.name == name
         assert [r["_step"] for r in rows] == list(range(10_000))
         assert [r["v"] for r in rows] == list(range(10_000))
@@ -140,7 +140,7 @@ def test_a_failing_disk_warns_once_and_never_raises(store_dir):
     con = sqlite3.connect(store_dir / "nbtrack" / "nbtrack.db")
     assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     record = nbtrack.Api(store_dir).runs("p")[0]
-    early = record.history(keys=["early"])
+    early = record.rows(keys=["early"])
     assert [r["early"] for r in early] == list(range(100))  # nothing written before the failure is lost
 
 
@@ -229,7 +229,7 @@ def test_a_version_1_store_is_brought_up_to_date(store_dir):
         run.log({{"a": 2}})
         run.finish()
         record = nbtrack.Api({str(store_dir)!r}).run("p/old")
-        print([r["a"] for r in record.history()], len(record.system_metrics()))
+        print([r["a"] for r in record.rows()], len(record.system_metrics()))
     """)
     assert out.stdout.strip().splitlines()[-1] == "[1, 2] 1"
     con = sqlite3.connect(store_dir / "nbtrack" / "nbtrack.db")
@@ -266,12 +266,12 @@ def test_a_store_of_every_earlier_version_is_upgraded_in_place(store_dir, versio
     )
     con.commit()
     con.close()
-    assert [r["a"] for r in nbtrack.Api(store_dir).run("p/old").history()] == [1, 2]  # read before any upgrade
+    assert [r["a"] for r in nbtrack.Api(store_dir).run("p/old").rows()] == [1, 2]  # read before any upgrade
     run = nbtrack.init(project="p", dir=store_dir, id="old", resume="must", settings={"system_interval": 0})
     run.log({"a": 3})
     run.finish()
     record = read_run(store_dir, "p", "old")
-    assert [r["a"] for r in record.history()] == [1, 2, 3] and record.config == {"lr": 0.1}
+    assert [r["a"] for r in record.rows()] == [1, 2, 3] and record.config == {"lr": 0.1}
     con = sqlite3.connect(folder / "nbtrack.db")
     assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
     tables = {name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}

@@ -59,7 +59,7 @@ def test_samples_from_the_real_machine_are_stored_apart_from_the_history(store_d
     assert all(0 <= s["_runtime"] < 60 for s in samples)
 
     # the user's stream is untouched: steps 0..19, no system keys in rows or summary
-    history = record.history()
+    history = record.rows()
     assert [r["_step"] for r in history] == list(range(20))
     assert not [k for r in history for k in r if k.startswith("system/")]
     assert not [k for k in record.summary if k.startswith("system/")]
@@ -122,7 +122,7 @@ def test_without_psutil_the_run_goes_on_with_one_warning(store_dir, monkeypatch)
     run.log({"a": 1})
     run.finish()
     second.finish()
-    assert nbtrack.Api(store_dir).run(f"sys/{run.id}").history()[0]["a"] == 1
+    assert nbtrack.Api(store_dir).run(f"sys/{run.id}").rows()[0]["a"] == 1
 
 
 class FakeNVML(types.ModuleType):

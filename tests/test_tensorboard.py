@@ -53,7 +53,7 @@ def test_tensorboardx_writes_land_in_the_run(store_dir, tmp_path):
     run.finish()
 
     record = _record(store_dir, run)
-    rows = record.history()
+    rows = record.rows()
     assert [r["_step"] for r in rows] == list(range(10))
     assert [r["train/loss"] for r in rows] == [1.0 / (i + 1) for i in range(10)]
     assert [r["acc/val"] for r in rows] == [i / 20 for i in range(10)]
@@ -89,8 +89,8 @@ def test_torch_summary_writer_patched_when_imported_after_init(tmp_path):
         w.flush()
         run.finish()
         r = nbtrack.Api({str(tmp_path / "s")!r}).run("tb/" + run.id)
-        print(json.dumps({{"before": before, "rows": [[h["_step"], h["loss"]] for h in r.history(keys=["loss"])],
-                           "hist": r.history(keys=["w"])[0]["w"]["values"][:3], "config": r.config,
+        print(json.dumps({{"before": before, "rows": [[h["_step"], h["loss"]] for h in r.rows(keys=["loss"])],
+                           "hist": r.rows(keys=["w"])[0]["w"]["values"][:3], "config": r.config,
                            "summary": r.summary.get("hp/acc"), "dir": run.dir}}))
     """)
     import json
@@ -121,8 +121,8 @@ def test_patched_once_and_undone_when_no_run_needs_it(store_dir, tmp_path):
     assert cls.__dict__["add_scalar"] is original
     w.add_scalar("x", 3.0, 2)  # no run: TensorBoard alone
     w.close()
-    assert [r["x"] for r in _record(store_dir, second).history()] == [1.0]
-    assert [(r["_step"], r["x"]) for r in _record(store_dir, first).history()] == [(1, 2.0)]
+    assert [r["x"] for r in _record(store_dir, second).rows()] == [1.0]
+    assert [(r["_step"], r["x"]) for r in _record(store_dir, first).rows()] == [(1, 2.0)]
     plain = nbtrack.init(project="tb", dir=str(store_dir))
     assert cls.__dict__["add_scalar"] is original  # a run without sync_tensorboard patches nothing
     plain.finish()
@@ -159,7 +159,7 @@ def test_a_global_step_behind_the_run_joins_the_current_row(store_dir, tmp_path)
     w.add_scalar("val/acc", 0.9)  # no global_step: the current row too
     w.close()
     run.finish()
-    rows = _record(store_dir, run).history()
+    rows = _record(store_dir, run).rows()
     assert [r["_step"] for r in rows] == [0, 10, 20, 30]  # no value lost, none moved back
     assert rows[-1] == {**rows[-1], "train/loss": 1.0, "val/loss": 0.5, "val/acc": 0.9}
 

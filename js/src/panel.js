@@ -99,6 +99,177 @@ function histogramSvg(ref) {
   return svg;
 }
 
+// the text of a data: URL (a saved notebook embeds small files this way)
+function dataText(src) {
+  const comma = src.indexOf(",");
+  const head = src.slice(0, comma);
+  const body = src.slice(comma + 1);
+  if (!head.endsWith(";base64")) return decodeURIComponent(body);
+  const bytes = Uint8Array.from(atob(body), (c) => c.charCodeAt(0));
+  return new TextDecoder().decode(bytes);
+}
+
+const TEXT_MIMES = ["application/json", "text/html"];
+const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
+const SVG = "http://www.w3.org/2000/svg";
+
+function svgEl(tag, attrs) {
+  const e = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, String(v));
+  return e;
+}
+
+// a mask's class ids (grey PNG pixels) painted over its image, one colour per class
+function paintMask(canvas, url, labels) {
+  const im = new Image();
+  im.onload = () => {
+    canvas.width = im.naturalWidth;
+    canvas.height = im.naturalHeight;
+    const ctx = canvas.getContext("2d");
+    ctx.drawImage(im, 0, 0);
+    const px = ctx.getImageData(0, 0, canvas.width, canvas.height);
+    let painted = 0;
+    const seen = new Set();
+    for (let i = 0; i < px.data.length; i += 4) {
+      const id = px.data[i];
+      if (id === 0) {
+        px.data[i + 3] = 0; // class 0 is the background: left clear
+        continue;
+      }
+      const hex = PALETTE[id % PALETTE.length];
+      px.data[i] = parseInt(hex.slice(1, 3), 16);
+      px.data[i + 1] = parseInt(hex.slice(3, 5), 16);
+      px.data[i + 2] = parseInt(hex.slice(5, 7), 16);
+      px.data[i + 3] = 115;
+      painted++;
+      seen.add(id);
+    }
+    ctx.putImageData(px, 0, 0);
+    canvas.dataset.painted = String(painted);
+    canvas.title = [...seen].sort((a, b) => a - b).map((id) => `${id}: ${(labels || {})[id] || id}`).join(", ");
+  };
+  im.src = url;
+}
+
+// boxes (wandb's box_data) over an image W x H pixels, as SVG
+function boxesSvg(layer, W, H) {
+  const svg = svgEl("svg", { viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "none", class: "nbt-boxes" });
+  const labels = layer.class_labels || {};
+  for (const box of layer.box_data || []) {
+    const p = box.position || {};
+    const sx = box.domain === "pixel" ? 1 : W, sy = box.domain === "pixel" ? 1 : H;
+    let x0, x1, y0, y1;
+    if (p.middle) {
+      x0 = (p.middle[0] - p.width / 2) * sx; x1 = (p.middle[0] + p.width / 2) * sx;
+      y0 = (p.middle[1] - p.height / 2) * sy; y1 = (p.middle[1] + p.height / 2) * sy;
+    } else {
+      x0 = p.minX * sx; x1 = p.maxX * sx; y0 = p.minY * sy; y1 = p.maxY * sy;
+    }
+    const colour = PALETTE[(box.class_id || 0) % PALETTE.length];
+    const rect = svgEl("rect", { x: x0, y: y0, width: Math.max(0, x1 - x0), height: Math.max(0, y1 - y0), stroke: colour, fill: "none", "stroke-width": Math.max(1, W / 150), "vector-effect": "non-scaling-stroke" });
+    const title = svgEl("title");
+    title.textContent = box.box_caption || labels[box.class_id] || String(box.class_id ?? "");
+    rect.append(title);
+    svg.append(rect);
+  }
+  svg.dataset.boxes = String((layer.box_data || []).length);
+  return svg;
+}
+
+// a chart (nbtrack.plot) from its table and spec
+function chartView(spec, body, into) {
+  const col = (name) => body.columns.indexOf(name);
+  const rows = body.data || [];
+  const kind = spec.kind;
+  into.dataset.chart = kind;
+  if (spec.title) into.append(h("div", "nbt-chart-title", spec.title));
+  if (kind === "confusion_matrix") {
+    const [ia, ip, iv] = [col(spec.y), col(spec.x), col(spec.value)];
+    const classes = spec.classes || [];
+    const counts = {};
+    let most = 1;
+    for (const r of rows) {
+      counts[`${r[ia]}\u0000${r[ip]}`] = r[iv];
+      most = Math.max(most, r[iv]);
+    }
+    const t = h("table", "nbt-table nbt-confusion");
+    const head = h("tr");
+    head.append(h("th", null, "actual \\ predicted"), ...classes.map((c) => h("th", null, c)));
+    t.append(head);
+    for (const a of classes) {
+      const tr = h("tr");
+      tr.append(h("th", null, a));
+      for (const p of classes) {
+        const n = counts[`${a}\u0000${p}`] || 0;
+        const td = h("td", null, n);
+        td.style.background = `rgba(31, 119, 180, ${(0.85 * n) / most})`;
+        tr.append(td);
+      }
+      t.append(tr);
+    }
+    into.append(t);
+    into.dataset.points = String(rows.length);
+    return;
+  }
+  if (kind === "bar" || kind === "histogram") {
+    let labels, values;
+    if (kind === "bar") {
+      labels = rows.map((r) => r[col(spec.x)]);
+      values = rows.map((r) => +r[col(spec.y)]);
+    } else {
+      const xs = rows.map((r) => +r[col(spec.x)]).filter(Number.isFinite);
+      const lo = Math.min(...xs), hi = Math.max(...xs);
+      const n = 20, w = (hi - lo) / n || 1;
+      values = new Array(n).fill(0);
+      for (const x of xs) values[Math.min(n - 1, Math.floor((x - lo) / w))]++;
+      into.append(histogramSvg({ values, bins: values.map((_, i) => lo + i * w).concat([hi]) }));
+      into.dataset.points = String(xs.length);
+      return;
+    }
+    const W = 300, H = 140, top = Math.max(1e-12, ...values.map(Math.abs));
+    const svg = svgEl("svg", { viewBox: `0 0 ${W} ${H + 14}`, width: W, class: "nbt-hist nbt-bars" });
+    const bw = W / Math.max(1, values.length);
+    values.forEach((v, i) => {
+      const hgt = (H - 2) * (Math.abs(v) / top);
+      const r = svgEl("rect", { x: i * bw, y: H - hgt, width: Math.max(1, bw - 2), height: hgt });
+      const t = svgEl("title");
+      t.textContent = `${labels[i]}: ${fmt(v)}`;
+      r.append(t);
+      const label = svgEl("text", { x: i * bw + bw / 2, y: H + 12, "text-anchor": "middle" });
+      label.textContent = String(labels[i]).slice(0, 8);
+      svg.append(r, label);
+    });
+    into.append(svg);
+    into.dataset.points = String(values.length);
+    return;
+  }
+  // line, scatter, line_series, roc_curve, pr_curve: one series per value of spec.series
+  // one x column for all series (uPlot's shape): every point its own x entry, sorted
+  // stably, so a curve's vertical steps (ROC, PR: several points at one x) stay in order
+  const [ix, iy, is] = [col(spec.x), col(spec.y), spec.series ? col(spec.series) : -1];
+  const points = rows
+    .map((r) => [+r[ix], +r[iy], is >= 0 ? String(r[is]) : spec.y])
+    .filter((p) => Number.isFinite(p[0]))
+    .sort((a, b) => a[0] - b[0]);
+  const groups = new Map();
+  for (const p of points) if (!groups.has(p[2])) groups.set(p[2], groups.size);
+  const data = [points.map((p) => p[0])];
+  const series = [{ label: spec.xname || spec.x }];
+  let i = 0;
+  for (const [name, index] of groups) {
+    data.push(points.map((p) => (groups.get(p[2]) === index ? p[1] : null)));
+    const colour = PALETTE[i++ % PALETTE.length];
+    series.push(kind === "scatter"
+      ? { label: name, stroke: colour, paths: () => null, points: { show: true, size: 5, fill: colour } }
+      : { label: name, stroke: colour, width: 1.5, spanGaps: true, points: { show: false } });
+  }
+  const holder = h("div");
+  into.append(holder);
+  new uPlot({ width: 300, height: 170, scales: { x: { time: false } }, series, legend: { live: false } }, data, holder);
+  into.dataset.points = String(rows.length);
+  into.dataset.series = String(groups.size);
+}
+
 function section(key) {
   const i = key.indexOf("/");
   return i > 0 ? key.slice(0, i) : "metrics";
@@ -117,6 +288,7 @@ function render({ model, el }) {
   const meta = h("span", "nbt-meta");
   const tagList = h("span", "nbt-tags");
   const notes = h("div", "nbt-notes");
+  const alertsBox = h("div", "nbt-alerts");
   const where = h("div", "nbt-where");
   header.append(title, badge, tagList, meta);
   // ---- controls
@@ -142,7 +314,7 @@ function render({ model, el }) {
   const textsBox = h("details", "nbt-texts");
   const summaryBox = h("details", "nbt-summary-box");
   const configBox = h("details", "nbt-config-box");
-  root.append(header, notes, where, controls, sections, textsBox, summaryBox, configBox);
+  root.append(header, alertsBox, notes, where, controls, sections, textsBox, summaryBox, configBox);
 
   // ---- state
   const data = {}; // key -> {xs, ys, tailX, tailY}
@@ -198,7 +370,7 @@ function render({ model, el }) {
           { stroke: fg, grid: { stroke: gridColour }, ticks: { stroke: gridColour }, size: 50 },
         ],
         series: [
-          { label: key.startsWith("system/") ? "seconds" : "step" },
+          { label: (model.get("axes") || {})[key] || (key.startsWith("system/") ? "seconds" : "step") },
           { label: "raw", stroke, width: 1, alpha: 0.35, show: +smooth.value > 0 },
           { label: key, stroke, width: 1.5 },
         ],
@@ -206,7 +378,8 @@ function render({ model, el }) {
       [[], [], []],
       wrap,
     );
-    charts[key] = { wrap, plot, log: useLog };
+    charts[key] = { wrap, plot, log: useLog, axis: (model.get("axes") || {})[key] || null };
+    wrap.dataset.axis = charts[key].axis || "";
     wrap.dataset.log = String(useLog);
     g.label.textContent = `${section(key)} (${g.grid.children.length})`;
   }
@@ -230,7 +403,7 @@ function render({ model, el }) {
 
   // ---- media: the latest image / video / histogram / table per key, with a step slider
   function fetchFile(key, ref, done) {
-    if (ref.src) return done(ref.src);
+    if (ref.src) return done(ref.src, TEXT_MIMES.some((m) => ref.src.startsWith(`data:${m}`)) ? dataText(ref.src) : null);
     const f = files[ref.path];
     if (f && f.url) return done(f.url, f.text);
     if (f) return f.waiting.push(done);
@@ -250,7 +423,7 @@ function render({ model, el }) {
     let url = null, text = null;
     if (!msg.error && buffer) {
       url = URL.createObjectURL(new Blob([buffer], { type: msg.mime }));
-      if (msg.mime === "application/json") text = new TextDecoder().decode(buffer);
+      if (TEXT_MIMES.includes(msg.mime)) text = new TextDecoder().decode(buffer);
     }
     files[msg.path] = { url, text };
     for (const cb of f ? f.waiting : []) cb(url, text);
@@ -275,10 +448,46 @@ function render({ model, el }) {
         el.controls = el.loop = el.muted = true;
         el.width = 300;
       }
-      box.append(el);
+      if (kind === "image" && (ref.masks || ref.boxes)) {
+        const stage = h("div", "nbt-stage");
+        stage.append(el);
+        box.append(stage);
+        overlays(key, ref, stage, box);
+      } else {
+        box.append(el);
+      }
       fetchFile(key, ref, (url) => {
         if (url) el.src = url;
         else box.append(h("span", "nbt-muted", ref.path));
+      });
+    } else if (kind === "audio") {
+      const el = h("audio");
+      el.controls = true;
+      box.append(el);
+      fetchFile(key, ref, (url) => (url ? (el.src = url) : box.append(h("span", "nbt-muted", ref.path))));
+    } else if (kind === "html") {
+      // scripts may run inside, in an opaque origin: no access to this page, its cookies or the kernel
+      const frame = h("iframe", "nbt-html");
+      frame.setAttribute("sandbox", "allow-scripts");
+      frame.width = "300";
+      frame.height = "200";
+      box.append(frame);
+      fetchFile(key, ref, (url, text) => {
+        if (text !== null && text !== undefined) frame.srcdoc = text;
+        else box.append(h("span", "nbt-muted", ref.path));
+      });
+    } else if (kind === "object3d" || kind === "molecule") {
+      const info = `${kind === "object3d" ? "3-D object" : "molecule"} · ${ref.format} · ${fmt(ref.size)} bytes` +
+        (ref.points ? ` · ${ref.points} points` : "");
+      box.append(h("div", "nbt-muted", info));
+      const link = h("a", null, "download");
+      link.download = `${key.replace(/[^A-Za-z0-9_.-]/g, "_")}.${ref.format}`;
+      box.append(link);
+      fetchFile(key, ref, (url) => url && (link.href = url));
+    } else if (kind === "chart") {
+      fetchFile(key, ref, (url, text) => {
+        if (!text) return box.append(h("span", "nbt-muted", ref.path));
+        chartView(ref.spec || {}, JSON.parse(text), box);
       });
     } else if (kind === "table") {
       box.append(h("span", "nbt-muted", `${ref.rows} rows × ${(ref.columns || []).length} columns`));
@@ -298,6 +507,36 @@ function render({ model, el }) {
       });
     }
     if (ref.caption) box.append(h("figcaption", null, ref.caption));
+  }
+
+  // an image's masks and boxes, each layer with a checkbox to show or hide it
+  function overlays(key, ref, stage, box) {
+    const toggles = h("div", "nbt-layers");
+    const W = ref.width || 1, H = ref.height || 1;
+    const layer = (name, el) => {
+      const label = h("label");
+      const check = h("input");
+      check.type = "checkbox";
+      check.checked = true;
+      check.addEventListener("change", () => (el.style.display = check.checked ? "" : "none"));
+      label.append(check, ` ${name}`);
+      toggles.append(label);
+      stage.append(el);
+    };
+    for (const [name, mask] of Object.entries(ref.masks || {})) {
+      const canvas = h("canvas", "nbt-mask");
+      canvas.dataset.layer = name;
+      layer(`mask ${name}`, canvas);
+      fetchFile(key, mask, (url) => url && paintMask(canvas, url, mask.class_labels));
+    }
+    for (const [name, boxes] of Object.entries(ref.boxes || {})) {
+      const svg = boxesSvg(boxes, W, H);
+      svg.dataset.layer = name;
+      layer(`boxes ${name}`, svg);
+    }
+    box.dataset.masks = String(Object.keys(ref.masks || {}).length);
+    box.dataset.boxes = String(Object.values(ref.boxes || {}).reduce((n, l) => n + (l.box_data || []).length, 0));
+    box.append(toggles);
   }
 
   function mediaCard(key) {
@@ -434,6 +673,34 @@ function render({ model, el }) {
     }
   }
 
+  // alerts (run.alert): the newest few as a banner
+  function onAlerts() {
+    const all = model.get("alerts") || [];
+    alertsBox.replaceChildren(
+      ...all.slice(-3).reverse().map((a) => {
+        const line = h("div", "nbt-alert", `${a.level}: ${a.title}: ${a.text} (step ${a.step})`);
+        line.dataset.level = a.level;
+        return line;
+      }),
+    );
+    alertsBox.hidden = all.length === 0;
+    root.dataset.alerts = String(all.length);
+  }
+
+  // a key plotted against its define_metric step metric: redraw with that axis
+  function onAxes() {
+    const axes = model.get("axes") || {};
+    for (const [k, c] of Object.entries(charts)) {
+      if ((axes[k] || null) !== c.axis) {
+        c.plot.destroy();
+        c.wrap.remove();
+        delete charts[k];
+        dirty.add(k);
+      }
+    }
+    schedule([]);
+  }
+
   function onHeader() {
     const state = model.get("state");
     title.textContent = model.get("name");
@@ -477,6 +744,7 @@ function render({ model, el }) {
   setAll(model.get("snapshot"));
   addMedia(model.get("media"), true);
   onHeader();
+  onAlerts();
   renderTables();
   const timer = setInterval(() => model.get("state") === "running" && onHeader(), 1000);
   const onConfig = () => renderTables();
@@ -490,6 +758,8 @@ function render({ model, el }) {
   for (const t of headerTraits) model.on(`change:${t}`, onHeader);
   model.on("change:config", onConfig);
   model.on("change:snapshot", onFinal);
+  model.on("change:alerts", onAlerts);
+  model.on("change:axes", onAxes);
   model.on("msg:custom", onMessage);
   filter.addEventListener("input", applyFilter);
   logBox.addEventListener("change", () => schedule(Object.keys(data)));
@@ -507,6 +777,8 @@ function render({ model, el }) {
     for (const t of headerTraits) model.off(`change:${t}`, onHeader);
     model.off("change:config", onConfig);
     model.off("change:snapshot", onFinal);
+    model.off("change:alerts", onAlerts);
+    model.off("change:axes", onAxes);
     model.off("msg:custom", onMessage);
     for (const c of Object.values(charts)) c.plot.destroy();
     for (const f of Object.values(files)) if (f.url && f.url.startsWith("blob:")) URL.revokeObjectURL(f.url);

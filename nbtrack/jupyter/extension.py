@@ -12,7 +12,7 @@ from typing import Any
 
 from .. import diagnostics, events
 from ..active_run import Run
-from ..records import RunList
+from ..run_record import RunList
 from . import display as views
 from .session import NOTEBOOK_HINT, save_session
 
@@ -69,6 +69,7 @@ class NotebookLayer:
         self._undo.append(events.bus.subscribe(events.RUN_STARTED, self.on_started))
         self._undo.append(events.bus.subscribe(events.RUN_ENDING, self.on_ending))
         self._undo.append(events.bus.subscribe(events.RUN_FINISHED, self.on_finished))
+        self._undo.append(events.bus.subscribe(events.DISPLAY, self.on_display))
         publisher = shell.display_pub
         original_publish = publisher.publish
 
@@ -129,6 +130,10 @@ class NotebookLayer:
             return
         if not self.in_magic and self.will_show_as_cell_value():
             return  # the cell's value is this run: the display hook shows it once
+        self.show(run)
+
+    def on_display(self, run: Any, height: int = 420) -> None:
+        """``run.display()``: show the run's panel in the current cell."""
         self.show(run)
 
     def show(self, run: Any) -> None:

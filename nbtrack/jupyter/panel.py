@@ -25,18 +25,29 @@ import traitlets
 
 from .. import diagnostics, events, workers
 from ..active_run import Run
-from ..media import IMAGE_FORMATS, MEDIA_TYPES, VIDEO_FORMATS
+from ..media import AUDIO_FORMATS, IMAGE_FORMATS, MEDIA_TYPES, MOLECULE_FORMATS, OBJECT3D_FORMATS, VIDEO_FORMATS
 from .series import Series
 
 STATIC = Path(__file__).parent / "static"
 MAX_POINTS = 1000
 MAX_MEDIA = 100  # media values kept per key for the step slider (the latest ones)
-INLINE_BYTES = 256 * 1024  # a finished panel embeds each key's latest image up to this size
+INLINE_BYTES = 256 * 1024  # a finished panel embeds each key's latest item up to this size
+INLINE_KINDS = frozenset(("image", "table", "chart", "html", "audio"))
 # While a cell runs the kernel cannot answer a view's requests (its shell channel is
 # busy), so each tick pushes the files of every key's newest item, up to this size.
 PUSH_BYTES = 4 * 1024 * 1024
 INTERVAL = 0.25  # seconds between updates: at most 4 messages a second per panel
-MIME = {**VIDEO_FORMATS, **IMAGE_FORMATS, "table.json": "application/json"}
+MIME = {
+    **MOLECULE_FORMATS,
+    **OBJECT3D_FORMATS,
+    **AUDIO_FORMATS,
+    **VIDEO_FORMATS,
+    **IMAGE_FORMATS,
+    "mask.png": "image/png",
+    "table.json": "application/json",
+    "html": "text/html",
+}
+MAX_ALERTS = 20  # alerts a panel keeps (the newest)
 
 
 def _media_refs(value: Any) -> list[dict] | None:
@@ -46,6 +57,22 @@ def _media_refs(value: Any) -> list[dict] | None:
     if type(value) is list and value and all(type(v) is dict and v.get("_type") in MEDIA_TYPES for v in value):
         return value
     return None
+
+
+def _paths(ref: dict) -> list[str]:
+    """The files a reference names: its own, and its masks' (an image's overlays)."""
+    found = [ref["path"]] if isinstance(ref.get("path"), str) else []
+    for mask in (ref.get("masks") or {}).values():
+        if isinstance(mask, dict) and isinstance(mask.get("path"), str):
+            found.append(mask["path"])
+    return found
+
+
+def _copy_ref(ref: dict) -> dict:
+    copied = dict(ref)
+    if isinstance(ref.get("masks"), dict):
+        copied["masks"] = {name: dict(mask) for name, mask in ref["masks"].items()}
+    return copied
 
 
 def _mime(path: str) -> str:
@@ -87,6 +114,10 @@ class RunPanel(anywidget.AnyWidget):
         "histograms and tables; complete once finished."
     ).tag(sync=True)
     max_points = traitlets.Int(MAX_POINTS, help="Points kept per series.").tag(sync=True)
+    axes = traitlets.Dict(help="key -> the key it is plotted against (define_metric's step_metric).").tag(sync=True)
+    alerts: traitlets.List[dict[str, Any]] = traitlets.List(
+        help="The run's newest alerts: {ts, step, level, title, text}."
+    ).tag(sync=True)
 
     @traitlets.validate("max_points")
     def _validate_max_points(self, proposal: Any) -> int:
@@ -127,7 +158,9 @@ class RunPanel(anywidget.AnyWidget):
         untap_rows = run.tap_rows(self._queue.append)
         untap_system = run.tap_system(self._system.append)
         unsubscribe = events.bus.subscribe(events.CHANGED, self._on_changed)
-        self._untap = lambda: (untap_rows(), untap_system(), unsubscribe())
+        unalert = events.bus.subscribe(events.ALERT, self._on_alert)
+        self._axes: dict[str, str] = {}
+        self._untap = lambda: (untap_rows(), untap_system(), unsubscribe(), unalert())
         self.on_msg(self._on_front_end_msg)
         PanelPump.get().add(self)
 
@@ -148,10 +181,17 @@ class RunPanel(anywidget.AnyWidget):
             elif what == "name":
                 self.name = run.name
 
+    def _on_alert(self, run: Any, alert: dict[str, Any]) -> None:
+        """``run.alert()``: a banner at the top of the panel, at once."""
+        if run is self._run():
+            self.alerts = [*self.alerts, alert][-MAX_ALERTS:]
+
     # ------------------------------------------------------------ data flow
     def _fold(self) -> None:
         """Move queued rows into the series (call with the lock held)."""
         queue, series, cap = self._queue, self._series, self.max_points
+        run = self._run()
+        rules = run.metric_rules if run is not None else None
         for _ in range(len(queue)):
             step, _ts, cell, row = queue.popleft()
             if cell is not None:
@@ -161,10 +201,22 @@ class RunPanel(anywidget.AnyWidget):
                 if kind is float or kind is int:
                     if kind is float and not math.isfinite(value):
                         continue  # NaN and inf stay in the summary; a chart cannot place them
+                    x = step
+                    if rules is not None:
+                        metric = rules.lookup(key)
+                        if metric is not None:
+                            if metric.hidden:
+                                continue
+                            axis = metric.step_metric
+                            if axis is not None and axis != key:
+                                x = row.get(axis)
+                                if type(x) not in (int, float) or not math.isfinite(x):
+                                    continue  # plotted against its step metric: only rows that have it
+                                self._axes[key] = axis
                     s = series.get(key)
                     if s is None:
                         s = series[key] = Series(cap)
-                    s.add(step, value)
+                    s.add(x, value)
                     continue
                 refs = _media_refs(value)
                 if refs is not None:
@@ -214,6 +266,8 @@ class RunPanel(anywidget.AnyWidget):
             cell = getattr(self, "_last_cell", None)
             if cell is not None:
                 self.last_cell = cell
+            if self._axes != self.axes:
+                self.axes = dict(self._axes)
             self.refresh_header(run)
         if message:
             message["type"] = "delta"
@@ -251,27 +305,32 @@ class RunPanel(anywidget.AnyWidget):
         files = []
         for key, items in media.items():
             for ref in items[-1][1]:
-                path = ref.get("path")
-                if not path or path in self._pushed or ref.get("size", PUSH_BYTES + 1) > PUSH_BYTES:
+                if ref.get("size", PUSH_BYTES + 1) > PUSH_BYTES:
                     continue
-                data = self._read_media(key, path)
-                if data is not None:
-                    self._pushed.add(path)
-                    files.append({"path": path, "mime": _mime(path), "buffer": len(buffers)})
-                    buffers.append(data)
+                for path in _paths(ref):
+                    if path in self._pushed:
+                        continue
+                    data = self._read_media(key, path)
+                    if data is not None:
+                        self._pushed.add(path)
+                        files.append({"path": path, "mime": _mime(path), "buffer": len(buffers)})
+                        buffers.append(data)
         return files
 
     def _final_media(self) -> dict[str, list]:
-        """The media index, with each key's latest image embedded (a saved notebook
-        has no kernel to fetch files from)."""
+        """The media index, with each key's latest item embedded when small (images and
+        their masks, tables, charts, HTML, audio): a saved notebook has no kernel to
+        fetch files from."""
         out: dict[str, list] = {}
         for key, items in self._media.items():
-            out[key] = [[step, [dict(r) for r in refs]] for step, refs in items]
+            out[key] = [[step, [_copy_ref(r) for r in refs]] for step, refs in items]
             for ref in out[key][-1][1]:
-                if ref["_type"] == "image" and ref.get("size", INLINE_BYTES + 1) <= INLINE_BYTES:
-                    data = self._read_media(key, ref.get("path"))
+                if ref["_type"] not in INLINE_KINDS or ref.get("size", INLINE_BYTES + 1) > INLINE_BYTES:
+                    continue
+                for holder in [ref, *(ref.get("masks") or {}).values()]:
+                    data = self._read_media(key, holder.get("path"))
                     if data is not None:
-                        ref["src"] = f"data:{_mime(ref['path'])};base64,{base64.b64encode(data).decode('ascii')}"
+                        holder["src"] = f"data:{_mime(holder['path'])};base64,{base64.b64encode(data).decode('ascii')}"
         return out
 
     def _read_media(self, key: str, path: Any) -> bytes | None:
@@ -280,7 +339,7 @@ class RunPanel(anywidget.AnyWidget):
         items = self._media.get(key)
         if run is None or run.dir is None or not items or not isinstance(path, str):
             return None
-        if not any(ref.get("path") == path for _step, refs in items for ref in refs):
+        if not any(path in _paths(ref) for _step, refs in items for ref in refs):
             return None
         try:
             return (Path(run.dir) / path).read_bytes()
@@ -291,6 +350,7 @@ class RunPanel(anywidget.AnyWidget):
         with self.hold_sync():
             self.snapshot = snapshot
             self.media = media
+            self.axes = dict(self._axes)
             self.summary = _jsonable(run.summary.as_dict())
             self.texts = _jsonable(self._texts)
             self.config = run.config.as_dict()

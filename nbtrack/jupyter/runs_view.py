@@ -66,7 +66,7 @@ class RunsView(anywidget.AnyWidget):
             if record is None:
                 continue
             s = Series(MAX_OVERLAY_POINTS)
-            for row in record.history(keys=[key]):
+            for row in record.rows(keys=[key]):
                 value = row.get(key)
                 if isinstance(value, (int, float)) and not isinstance(value, bool) and value == value:
                     s.add(row["_step"], value)

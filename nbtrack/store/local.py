@@ -18,6 +18,7 @@ from .. import workers
 from ..errors import UsageError
 from ..records import StoredRun
 from . import reader, rescue
+from .objects import ObjectStore
 from .packing import KeySet, RowPacker
 from .schema import NewerSchema, check_readable, connect, migrate
 from .shapes import HistoryRow, ReplayRow, SetAsideEntry, SystemRow
@@ -32,6 +33,22 @@ WRITER_BUSY_MS = 1000
 
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
 _FIELD_COLUMNS = ("name", "notes")  # run columns a run may change while it runs
+# the tables holding rows of one run (by run_pk), besides runs itself
+_RUN_TABLES = (
+    "history",
+    "rewound_history",
+    "system_metrics",
+    "sync_state",
+    "set_aside",
+    "run_tags",
+    "configs",
+    "summaries",
+    "artifact_usage",
+    "run_files",
+    "alerts",
+    "metric_definitions",
+    "run_state",
+)
 
 
 class StoreUnavailable(UsageError):
@@ -117,6 +134,7 @@ class LocalStore:
         self.replaced = False  # the database file was removed or replaced under this handle
         self._writer_con: sqlite3.Connection | None = None
         self.write_lock = threading.Lock()  # guards the writer's connection (the writer thread, or finish())
+        self.objects = ObjectStore(root)  # files stored once by content: artifacts and media
         try:
             root.mkdir(parents=True, exist_ok=True)
             self.con = connect(str(self.path))
@@ -359,6 +377,40 @@ class LocalStore:
                     pk,
                 ),
             )
+
+    def update_run(
+        self,
+        pk: int,
+        *,
+        fields: dict[str, Any] | None = None,
+        tags: Sequence[str] | None = None,
+        config: dict[str, Any] | None = None,
+        summary: dict[str, Any] | None = None,
+    ) -> None:
+        """Write a stored run's name and notes, tags, config and summary (``Api``'s
+        ``update()``)."""
+        with self.transaction() as tx:
+            con = tx.con
+            if summary is not None:
+                con.execute("UPDATE summaries SET data = ? WHERE run_pk = ?", (_dumps(summary), pk))
+            if config is not None:
+                con.execute("UPDATE configs SET data = ? WHERE run_pk = ?", (_dumps(config), pk))
+            if tags is not None:
+                _write_tags(con, pk, tags)
+            fields = {k: v for k, v in (fields or {}).items() if k in _FIELD_COLUMNS}
+            if fields:
+                sets = ", ".join(f"{k} = :{k}" for k in fields)
+                con.execute(f"UPDATE runs SET {sets} WHERE pk = :pk", {**fields, "pk": pk})
+
+    def delete_run(self, pk: int) -> None:
+        """Remove a run and everything stored for it (its folder is the caller's); the
+        artifact versions it logged stay, without their maker."""
+        with self.transaction() as tx:
+            con = tx.con
+            for table in _RUN_TABLES:
+                con.execute(f"DELETE FROM {table} WHERE run_pk = ?", (pk,))
+            con.execute("UPDATE artifact_versions SET logged_by = NULL WHERE logged_by = ?", (pk,))
+            con.execute("DELETE FROM runs WHERE pk = ?", (pk,))
 
     # ------------------------------------------------------------------- reads
     def find_run(self, project: str, run_id: str) -> StoredRun | None:

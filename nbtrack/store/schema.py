@@ -115,11 +115,92 @@ def _v3_set_aside(con: sqlite3.Connection) -> None:
         data TEXT NOT NULL)""")
 
 
+def _v4_artifacts_files_alerts(con: sqlite3.Connection) -> None:
+    # Artifacts: a collection per (project, name), numbered versions with their manifest
+    # (files are content-addressed under objects/), aliases that move, and which runs
+    # logged and used each version.
+    for statement in (
+        """CREATE TABLE IF NOT EXISTS artifacts (
+            id INTEGER PRIMARY KEY,
+            project TEXT NOT NULL,
+            name TEXT NOT NULL,
+            type TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            UNIQUE (project, name))""",
+        """CREATE TABLE IF NOT EXISTS artifact_versions (
+            id INTEGER PRIMARY KEY,
+            artifact_id INTEGER NOT NULL REFERENCES artifacts (id),
+            version INTEGER NOT NULL,
+            digest TEXT NOT NULL,
+            description TEXT,
+            metadata TEXT NOT NULL DEFAULT '{}',
+            size INTEGER NOT NULL,
+            file_count INTEGER NOT NULL,
+            created_at REAL NOT NULL,
+            logged_by INTEGER REFERENCES runs (pk),
+            UNIQUE (artifact_id, version),
+            UNIQUE (artifact_id, digest))""",
+        """CREATE TABLE IF NOT EXISTS artifact_entries (
+            version_id INTEGER NOT NULL REFERENCES artifact_versions (id),
+            path TEXT NOT NULL,
+            sha256 TEXT,
+            size INTEGER,
+            ref TEXT,
+            extra TEXT NOT NULL DEFAULT '{}',
+            PRIMARY KEY (version_id, path)) WITHOUT ROWID""",
+        """CREATE TABLE IF NOT EXISTS artifact_aliases (
+            artifact_id INTEGER NOT NULL REFERENCES artifacts (id),
+            alias TEXT NOT NULL,
+            version_id INTEGER NOT NULL REFERENCES artifact_versions (id),
+            PRIMARY KEY (artifact_id, alias)) WITHOUT ROWID""",
+        """CREATE TABLE IF NOT EXISTS artifact_usage (
+            version_id INTEGER NOT NULL REFERENCES artifact_versions (id),
+            run_pk INTEGER NOT NULL REFERENCES runs (pk),
+            role TEXT NOT NULL,
+            at REAL NOT NULL,
+            PRIMARY KEY (version_id, run_pk, role)) WITHOUT ROWID""",
+        # link_artifact / link_model: a version shown in another collection (a registry)
+        """CREATE TABLE IF NOT EXISTS artifact_links (
+            artifact_id INTEGER NOT NULL REFERENCES artifacts (id),
+            version INTEGER NOT NULL,
+            version_id INTEGER NOT NULL REFERENCES artifact_versions (id),
+            at REAL NOT NULL,
+            run_pk INTEGER REFERENCES runs (pk),
+            PRIMARY KEY (artifact_id, version)) WITHOUT ROWID""",
+        # run.save(): files kept with a run, and how (live, now, end)
+        """CREATE TABLE IF NOT EXISTS run_files (
+            run_pk INTEGER NOT NULL REFERENCES runs (pk),
+            path TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            policy TEXT NOT NULL,
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (run_pk, path)) WITHOUT ROWID""",
+        # run.alert()
+        """CREATE TABLE IF NOT EXISTS alerts (
+            id INTEGER PRIMARY KEY,
+            run_pk INTEGER NOT NULL REFERENCES runs (pk),
+            ts REAL NOT NULL,
+            step INTEGER,
+            level TEXT NOT NULL,
+            title TEXT NOT NULL,
+            text TEXT NOT NULL)""",
+        # define_metric(): how each metric (or glob) is summarised and plotted
+        """CREATE TABLE IF NOT EXISTS metric_definitions (
+            run_pk INTEGER NOT NULL REFERENCES runs (pk),
+            name TEXT NOT NULL,
+            data TEXT NOT NULL,
+            PRIMARY KEY (run_pk, name))""",  # a rowid table: rowid order is definition order
+    ):
+        con.execute(statement)
+
+
 # version -> the migration that brings a store of version - 1 to it
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     1: _v1_runs_and_history,
     2: _v2_system_metrics_and_sync,
     3: _v3_set_aside,
+    4: _v4_artifacts_files_alerts,
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 

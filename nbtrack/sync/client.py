@@ -16,6 +16,7 @@ import time
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..errors import AuthenticationError, CommError
@@ -140,9 +141,15 @@ class Client:
             try:
                 with self._lock:
                     self.requests_sent += 1
-                    response = self.session.request(
-                        method, url, json=json, params=params, data=data, timeout=(min(timeout, 5.0), timeout)
-                    )
+                    if isinstance(data, Path):  # a file: streamed, opened again for each attempt
+                        with open(data, "rb") as stream:
+                            response = self.session.request(
+                                method, url, json=json, params=params, data=stream, timeout=(min(timeout, 5.0), timeout)
+                            )
+                    else:
+                        response = self.session.request(
+                            method, url, json=json, params=params, data=data, timeout=(min(timeout, 5.0), timeout)
+                        )
             except self.requests.exceptions.SSLError as exc:
                 raise CommError(
                     f"TLS verification failed for {self.server.label}: {exc}. Point "
@@ -252,9 +259,10 @@ class Client:
             body["tags"] = list(tags)
         self.call("POST", API + "runs/log-batch", json=body, **kw)
 
-    def upload_artifact(self, artifact_uri: str, relpath: str, content: bytes, **kw: Any) -> bool:
+    def upload_artifact(self, artifact_uri: str, relpath: str, content: bytes | Path, **kw: Any) -> bool:
         """Upload through the server's artifact proxy; False when the run's artifacts are
-        not served by this server (an ``s3://`` or local path the client cannot write)."""
+        not served by this server (an ``s3://`` or local path the client cannot write).
+        A ``Path`` is streamed from disk (each retry opens it again)."""
         if not artifact_uri.startswith("mlflow-artifacts:"):
             return False
         parsed = urllib.parse.urlsplit(artifact_uri)
@@ -262,6 +270,25 @@ class Client:
         path = urllib.parse.quote(f"{base}/{relpath}")
         self.call("PUT", ARTIFACTS + path, data=content, **kw)
         return True
+
+    def register_model_version(self, name: str, source: str, run_id: str | None, **kw: Any) -> str:
+        """A new version of the registered model ``name`` (made when missing) whose files
+        are at ``source``; its version number as MLflow gives it."""
+        try:
+            self.call("POST", API + "registered-models/create", json={"name": name}, **kw)
+        except ItemRejected as exc:
+            if exc.code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        body: dict[str, Any] = {"name": name, "source": source}
+        if run_id:
+            body["run_id"] = run_id
+        created = self.call("POST", API + "model-versions/create", json=body, **kw)
+        return str(created["model_version"]["version"])
+
+    def set_model_alias(self, name: str, alias: str, version: str, **kw: Any) -> None:
+        self.call(
+            "POST", API + "registered-models/alias", json={"name": name, "alias": alias, "version": version}, **kw
+        )
 
 
 def _body(response: Any) -> Any:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -400,6 +401,7 @@ class RunUploader:
             for path in sorted(folder.rglob("*")):
                 if path.is_file():
                     files[f"nbtrack/{path.relative_to(folder).as_posix()}"] = path
+        files.update(self._artifact_files())
         sent = self.state["files"]
         count = 0
         for rel, source in files.items():
@@ -410,15 +412,69 @@ class RunUploader:
                 sig = hashlib.sha1(source).hexdigest()
             if sent.get(rel) == sig:
                 continue
-            content = source.read_bytes() if isinstance(source, Path) else source
             try:
-                self.client.upload_artifact(uri, rel, content, **kw)
+                self.client.upload_artifact(uri, rel, source, **kw)  # a Path is streamed, not read whole
             except ItemRejected as exc:
                 self.warn(f"nbtrack: {self.server} refused artifact {rel!r} ({exc.message[:200]})")
             sent[rel] = sig
             count += 1
             self._save()
+        self._register_links(uri, kw)
         return count
+
+    def _artifact_files(self) -> dict[str, bytes | Path]:
+        """The artifact versions this run logged or linked, as MLflow artifacts
+        ``artifacts/<name>/v<N>/<path>`` with a ``manifest.json`` each."""
+        from ..store import artifacts as stored
+
+        with self.store.lock:
+            versions = {v.id: v for v in stored.of_run(self.store.con, self.pk, "logged")}
+            for _project, _name, _number, version in stored.links_by_run(self.store.con, self.pk):
+                versions.setdefault(version.id, version)
+            entries = {vid: stored.entries(self.store.con, vid) for vid in versions}
+        out: dict[str, bytes | Path] = {}
+        for vid, version in versions.items():
+            base = f"artifacts/{version.name}/v{version.version}"
+            manifest = {
+                "name": version.name,
+                "type": version.type,
+                "version": f"v{version.version}",
+                "digest": version.digest,
+                "metadata": version.metadata,
+                "entries": {e.path: {"sha256": e.sha256, "size": e.size, "ref": e.ref} for e in entries[vid]},
+            }
+            out[f"{base}/manifest.json"] = json.dumps(manifest, indent=1, default=str).encode()
+            for entry in entries[vid]:
+                if entry.sha256 is not None and self.store.objects.has(entry.sha256):
+                    out[f"{base}/files/{entry.path}"] = self.store.objects.path(entry.sha256)
+        return out
+
+    def _register_links(self, uri: str, kw: dict[str, Any]) -> None:
+        """Each link this run made (``link_artifact``, ``link_model``) as a version of the
+        MLflow registered model named after the collection, with its aliases."""
+        from ..store import artifacts as stored
+
+        with self.store.lock:
+            links = stored.links_by_run(self.store.con, self.pk)
+            aliases = {
+                (project, name): stored.aliases_in(self.store.con, project, name) for project, name, _n, _v in links
+            }
+        done = self.state.setdefault("registered", {})
+        for project, name, number, version in links:
+            key = f"{project}/{name}:v{number}"
+            if key in done:
+                continue
+            source = f"{uri.rstrip('/')}/artifacts/{version.name}/v{version.version}/files"
+            try:
+                remote_version = self.client.register_model_version(name, source, self.state["remote_id"], **kw)
+                for alias, version_id in aliases[(project, name)].items():
+                    if version_id == version.id and alias != "latest" and not re.fullmatch(r"v\d+", alias):
+                        self.client.set_model_alias(name, alias, remote_version, **kw)
+            except ItemRejected as exc:
+                self.warn(f"nbtrack: {self.server} refused to register {key} as a model ({exc.message[:200]})")
+                remote_version = None
+            done[key] = remote_version
+            self._save()
 
     def _send_status(self, run: StoredRun, progress: Progress, kw: dict[str, Any]) -> None:
         target = STATUS.get(run["state"], "RUNNING")

@@ -1,0 +1,387 @@
+"""What ``nbtrack.Api`` returns for a stored run: ``RunRecord`` (wandb's public
+``Run``), its saved files, and ``RunList``.
+
+A record is read when it is made (``config``, ``summary``, tags, state...); its
+history, files and artifacts are read from the store when asked for.  ``update()``
+writes name, notes, tags, config and summary back; ``delete()`` removes the run.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import shutil
+import sqlite3
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Protocol
+
+from .errors import UsageError
+from .media import restorer
+from .naming import check_tags, check_text
+from .records import StoredRun
+from .store import reader
+
+if TYPE_CHECKING:
+    from .artifacts import Artifact
+    from .metrics import Metric
+    from .store.local import LocalStore
+
+HISTORY_SAMPLES = 500  # rows history() returns by default, as wandb
+
+
+class Source(Protocol):
+    """Where records read from: the store's root, a read connection, a writable store."""
+
+    root: Path
+    stale_after: float
+
+    def connection(self) -> sqlite3.Connection | None: ...
+
+    def writable(self) -> LocalStore: ...
+
+
+def _utc(ts: float | None) -> datetime.datetime | None:
+    return None if ts is None else datetime.datetime.fromtimestamp(ts, datetime.timezone.utc)
+
+
+class RunRecord:
+    """A run as read back from the store.
+
+    Attributes
+    ----------
+    id, name, project, entity, state, config, summary, tags, notes, group, job_type
+        As the run recorded them.  ``state`` is ``running``, ``finished``,
+        ``failed`` or ``crashed`` (a running run whose process is gone).  ``name``,
+        ``notes``, ``tags``, ``config`` and ``summary`` may be changed here and
+        written back with ``update()``.
+    created_at
+        When the run was created, a timezone-aware ``datetime``.
+    resumed, parent, branch_step, rewinds
+        Lineage: whether it was continued, the run it was forked from and at which
+        step, and the steps it was rewound to.
+    """
+
+    def __init__(self, row: StoredRun, source: Source) -> None:
+        self._row = row
+        self._source = source
+        self.id: str = row["run_id"]
+        self.name: str = row["name"]
+        self.project: str = row["project"]
+        self.entity: str | None = row["entity"]
+        self.state: str = row["state"]
+        self.exit_code: int | None = row["exit_code"]
+        self.config: dict[str, Any] = row["config"]
+        self.dir: Path = Path(source.root) / row["folder"]
+        self.summary: dict[str, Any] = _restore(row["summary"], restorer(self.dir))
+        self.tags: tuple[str, ...] | list[str] = row["tags"]
+        self.notes: str | None = row["notes"]
+        self.group: str | None = row["group"]
+        self.job_type: str | None = row["job_type"]
+        self.mode: str = row["mode"]
+        self.metadata: dict[str, Any] = row["metadata"]
+        self.created_at = _utc(row["created_at"])
+        self.started_at = _utc(row["started_at"])
+        self.finished_at = _utc(row["finished_at"])
+        self.runtime: float = row["runtime"]
+        self.last_step: int = row["last_step"]
+        self.resumed: bool = row["resume_count"] > 0
+        self.resume_count: int = row["resume_count"]
+        self.parent: str | None = row["parent_id"]
+        self.branch_step: int | None = row["branch_step"]
+        self.rewinds: list[dict[str, Any]] = row["rewinds"]
+        self.folder: str = row["folder"]
+        self.pid: int | None = row["pid"]
+        self.sweep = None
+
+    # wandb's public Run names for the same things
+    display_name = property(lambda self: self.name)
+    summary_metrics = property(lambda self: self.summary)
+    lastHistoryStep = property(lambda self: self.last_step)
+    url = property(lambda self: None, doc="Local runs have no web page (online: see the MLflow run).")
+
+    @property
+    def path(self) -> str:
+        return f"{self.entity}/{self.project}/{self.id}" if self.entity else f"{self.project}/{self.id}"
+
+    def _con(self) -> sqlite3.Connection | None:
+        return self._source.connection()
+
+    # ------------------------------------------------------------ history
+    def rows(self, keys: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """Every logged row in step order, as dicts with ``_step``, ``_timestamp``,
+        ``_runtime`` (and ``_cell`` when logged from a notebook cell) plus the logged keys.
+
+        With ``keys``, only rows holding at least one of them, each with only those keys.
+        Logged images, videos, tables... come back as ``nbtrack.MediaRef``.
+        """
+        if isinstance(keys, str):
+            keys = [keys]
+        con = self._con()
+        if con is None:
+            return []
+        return reader.history(con, self._row["pk"], keys, object_hook=restorer(self.dir))
+
+    def history(
+        self,
+        samples: int = HISTORY_SAMPLES,
+        keys: Iterable[str] | None = None,
+        x_axis: str = "_step",
+        pandas: bool = True,
+        stream: str = "default",
+    ) -> Any:
+        """wandb's ``history``: up to ``samples`` rows spread evenly over the run (the
+        first and the last always in), as a pandas DataFrame when pandas is installed
+        and ``pandas`` is True, else a list of dicts.
+
+        With ``keys``, only the rows holding every one of them (and ``x_axis``), with
+        those columns.  ``stream="system"`` reads the system metrics instead.  For every
+        row, unsampled, use ``scan_history()`` or ``rows()``.
+        """
+        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+            raise UsageError(f"history: samples must be a positive integer, got {samples!r}")
+        if isinstance(keys, str):
+            keys = [keys]
+        wanted = None if keys is None else list(dict.fromkeys([*keys, *([x_axis] if x_axis != "_step" else [])]))
+        if stream in ("system", "events"):
+            found = self.system_metrics(wanted)
+        elif stream == "default":
+            found = self.rows(wanted)
+        else:
+            raise UsageError(f"history: stream must be 'default' or 'system', got {stream!r}")
+        if wanted is not None:
+            found = [r for r in found if all(k in r for k in wanted)]
+        elif x_axis != "_step":
+            found = [r for r in found if x_axis in r]
+        found = _sample(found, samples)
+        return _frame(found) if pandas else found
+
+    def scan_history(
+        self,
+        keys: Iterable[str] | None = None,
+        page_size: int = 1000,
+        min_step: int | None = None,
+        max_step: int | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Every row in step order, read ``page_size`` rows at a time (a long run
+        never sits in memory whole).  With ``keys``, only rows holding all of them, with
+        ``_step`` and those keys; ``min_step``/``max_step`` bound the steps (max
+        excluded, as wandb)."""
+        if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1:
+            raise UsageError(f"scan_history: page_size must be a positive integer, got {page_size!r}")
+        if isinstance(keys, str):
+            keys = [keys]
+        wanted = None if keys is None else list(keys)
+        after = -1 if min_step is None else int(min_step) - 1
+        hook = restorer(self.dir)
+        while True:
+            con = self._con()
+            if con is None:
+                return
+            page = reader.history(  # whole rows: the page's size counts rows, not matches
+                con,
+                self._row["pk"],
+                None,
+                after_step=after,
+                max_step=None if max_step is None else int(max_step) - 1,
+                limit=page_size,
+                object_hook=hook,
+            )
+            for row in page:
+                if wanted is None:
+                    yield row
+                elif all(k in row for k in wanted):
+                    yield {"_step": row["_step"], **{k: row[k] for k in wanted}}
+            if len(page) < page_size:
+                return
+            after = page[-1]["_step"]
+
+    def system_metrics(self, keys: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """System metric samples (``system/...`` keys) in time order, each with
+        ``_timestamp`` and ``_runtime``; a stream of its own, apart from the history."""
+        if isinstance(keys, str):
+            keys = [keys]
+        con = self._con()
+        return reader.system_metrics(con, self._row["pk"], keys) if con is not None else []
+
+    # ------------------------------------------------------------ writing
+    def _owned_by_live_process(self, what: str) -> None:
+        if self.state == "running":
+            raise UsageError(
+                f"{what}: run {self.path} is running in process {self.pid}; change it there "
+                "(run.name, run.tags, run.config, run.summary), or after it finished"
+            )
+
+    def update(self) -> None:
+        """Write this record's ``name``, ``notes``, ``tags``, ``config`` and ``summary``
+        back to the store."""
+        self._owned_by_live_process("update")
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise UsageError(f"update: name must be a non-empty string, got {self.name!r}")
+        if not isinstance(self.config, dict) or not isinstance(self.summary, dict):
+            raise UsageError("update: config and summary must be dicts")
+        from .values import json_friendly
+
+        fields = {"name": check_text(self.name, "name"), "notes": check_text(self.notes, "notes", multiline=True)}
+        tags = check_tags(list(self.tags))
+        self._source.writable().update_run(
+            self._row["pk"],
+            fields=fields,
+            tags=tags,
+            config=json_friendly(self.config),
+            summary=json_friendly(_unrestore(self.summary)),
+        )
+        self.tags = tags
+
+    def delete(self, delete_artifacts: bool = False) -> None:
+        """Remove the run from the store and its folder from disk.  The artifact versions
+        it logged stay (other runs may use them) unless ``delete_artifacts``."""
+        self._owned_by_live_process("delete")
+        store = self._source.writable()
+        if delete_artifacts:
+            for artifact in self.logged_artifacts():
+                artifact.delete(delete_aliases=True)
+        store.delete_run(self._row["pk"])
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    # ------------------------------------------------------------ files
+    def files(self, names: Iterable[str] | None = None, per_page: int = 50) -> list[RunFile]:
+        """The run's files: those kept with ``save`` (by their saved name), then every
+        other file in its folder (media, saved code...) by its path there."""
+        from .run_files import FILES_DIR, listed
+
+        con = self._con()
+        saved = listed(con, self._row["pk"]) if con is not None else []
+        out = [
+            RunFile(self, f["name"], self.dir / FILES_DIR / f["name"], f["size"], f["sha256"], f["updated_at"])
+            for f in saved
+        ]
+        if self.dir.is_dir():
+            for path in sorted(self.dir.rglob("*")):
+                rel = path.relative_to(self.dir).as_posix()
+                if path.is_file() and not rel.startswith(FILES_DIR + "/"):
+                    out.append(RunFile(self, rel, path, path.stat().st_size, None, path.stat().st_mtime))
+        wanted = None if names is None else set(names)
+        return [f for f in out if wanted is None or f.name in wanted]
+
+    def file(self, name: str) -> RunFile:
+        """One of ``files()``, by name."""
+        for found in self.files():
+            if found.name == name:
+                return found
+        raise UsageError(f"file: run {self.path} has no file {name!r}")
+
+    # ------------------------------------------------------------ artifacts, alerts, metrics
+    def _artifacts(self, role: str) -> list[Artifact]:
+        from .artifacts import loaded
+        from .store import artifacts as stored
+
+        store = self._source.writable()
+        with store.lock:
+            versions = stored.of_run(store.con, self._row["pk"], role)
+        return [loaded(store, v) for v in versions]
+
+    def logged_artifacts(self, per_page: int = 100) -> list[Artifact]:
+        """The artifact versions this run logged."""
+        return self._artifacts("logged")
+
+    def used_artifacts(self, per_page: int = 100) -> list[Artifact]:
+        """The artifact versions this run used."""
+        return self._artifacts("used")
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """The run's alerts: ``{"ts", "step", "level", "title", "text"}`` in order."""
+        from .alerts import listed
+
+        con = self._con()
+        return listed(con, self._row["pk"]) if con is not None else []
+
+    @property
+    def metric_definitions(self) -> list[Metric]:
+        """What the run's ``define_metric`` calls defined."""
+        from .metrics import load
+
+        con = self._con()
+        return load(con, self._row["pk"]) if con is not None else []
+
+    def __repr__(self) -> str:
+        return f"<RunRecord {self.path} name={self.name!r} state={self.state}>"
+
+
+class RunFile:
+    """A file of a stored run (wandb's ``File``): ``name``, ``size``, ``path`` on disk."""
+
+    def __init__(
+        self, run: RunRecord, name: str, path: Path, size: int, sha256: str | None, updated_at: float | None
+    ) -> None:
+        self.run = run
+        self.name = name
+        self.path = path
+        self.size = size
+        self.sha256 = sha256
+        self.updated_at = _utc(updated_at)
+
+    def download(
+        self, root: str | os.PathLike[str] = ".", replace: bool = False, exist_ok: bool = False, **_ignored: Any
+    ) -> IO[str]:
+        """Copy the file to ``root/name``; return it open for reading.  An existing file
+        there is an error unless ``replace`` (overwrite) or ``exist_ok`` (keep it)."""
+        target = Path(root) / self.name
+        if target.exists() and not replace:
+            if not exist_ok:
+                raise UsageError(f"download: {target} exists; pass replace=True or exist_ok=True")
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(self.path, target)
+        return open(target, encoding="utf-8", errors="replace")
+
+    def __repr__(self) -> str:
+        return f"<RunFile {self.name} ({self.size} bytes)>"
+
+
+def _sample(rows: list[dict[str, Any]], samples: int) -> list[dict[str, Any]]:
+    if len(rows) <= samples:
+        return rows
+    if samples == 1:
+        return [rows[-1]]
+    last = len(rows) - 1
+    picks = sorted({round(i * last / (samples - 1)) for i in range(samples)})
+    return [rows[i] for i in picks]
+
+
+def _frame(rows: list[dict[str, Any]]) -> Any:
+    try:
+        import pandas as pd
+    except ImportError:
+        return rows
+    return pd.DataFrame(rows)
+
+
+def _restore(value: Any, hook: Any) -> Any:
+    """Apply a JSON object hook to a value decoded without it, inner dicts first, as
+    ``json.loads(..., object_hook=hook)`` would have."""
+    if type(value) is dict:
+        return hook({k: _restore(v, hook) for k, v in value.items()})
+    if type(value) is list:
+        return [_restore(v, hook) for v in value]
+    return value
+
+
+def _unrestore(value: Any) -> Any:
+    """The stored form of a summary that ``_restore`` read (MediaRefs as plain dicts)."""
+    if isinstance(value, dict):
+        return {k: _unrestore(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unrestore(v) for v in value]
+    return value
+
+
+class RunList(list):
+    """What ``Api.runs()`` returns: a list of ``RunRecord``, newest first (or in the
+    ``order`` asked for).
+
+    In a notebook with nbtrack's extension loaded it shows as the interactive runs
+    table; elsewhere it is a plain list.
+    """
+
+    project: str | None = None
