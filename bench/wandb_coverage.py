@@ -161,9 +161,11 @@ def find_sites(corpus: Path) -> list[FileSites]:
     return found
 
 
-def nbtrack_has(path: str) -> bool:
-    """Whether nbtrack has what ``path`` names (``wandb.a.b`` or ``run.x``)."""
+def nbtrack_has(path: str) -> bool | None:
+    """Whether nbtrack has what ``path`` names (``wandb.a.b`` or ``run.x``); None when
+    the name is a wandb feature nbtrack refuses with a UsageError (not counted as had)."""
     import nbtrack
+    from nbtrack.compat import OutOfScope
 
     if path.startswith("run."):
         return hasattr(nbtrack.Run, path.split(".", 1)[1])
@@ -176,8 +178,12 @@ def nbtrack_has(path: str) -> bool:
         return True
     obj: object = nbtrack
     for i, part in enumerate(parts):
+        if isinstance(obj, OutOfScope):
+            return None
         if hasattr(obj, part):
             obj = getattr(obj, part)
+            if isinstance(obj, OutOfScope):
+                return None
             continue
         module = "nbtrack." + ".".join(parts[: i + 1])
         try:
@@ -190,11 +196,12 @@ def nbtrack_has(path: str) -> bool:
 def coverage(corpus: Path) -> dict:
     files = find_sites(corpus)
     sites = [s for f in files for s in f.sites]
-    known: dict[str, bool] = {}
+    known: dict[str, bool | None] = {}
     for s in sites:
         if s.path not in known:
             known[s.path] = nbtrack_has(s.path)
-    missing = collections.Counter(s.path for s in sites if not known[s.path])
+    missing = collections.Counter(s.path for s in sites if known[s.path] is False)
+    refused = collections.Counter(s.path for s in sites if known[s.path] is None)
     covered = sum(1 for s in sites if known[s.path])
     using = [f for f in files if f.sites]
     complete = [f for f in using if all(known[s.path] for s in f.sites)]
@@ -208,6 +215,8 @@ def coverage(corpus: Path) -> dict:
         "complete_files": len(complete),
         "complete_share": len(complete) / len(using) if using else 1.0,
         "missing": missing.most_common(),
+        "refused": refused.most_common(),
+        "refused_sites": sum(refused.values()),
     }
 
 
@@ -221,7 +230,9 @@ def as_nbtrack(text: str) -> str:
     return NBTRACK_FROM.sub(lambda m: f"{m.group(1)}from nbtrack{m.group(2) or ''} import", text)
 
 
-def run_script(script: Path, python: str, *, rewrite: bool, timeout: float) -> tuple[bool, str]:
+def run_script(
+    script: Path, python: str, *, rewrite: bool, timeout: float, args: list[str] | None = None
+) -> tuple[bool, str]:
     work = Path(tempfile.mkdtemp(prefix="wandb-corpus-"))
     try:
         text = script.read_text(errors="replace")
@@ -239,10 +250,12 @@ def run_script(script: Path, python: str, *, rewrite: bool, timeout: float) -> t
             "WANDB_MODE": "offline",
             "WANDB_SILENT": "true",
             "NBTRACK_QUIET": "1",
-            "PYTHONPATH": str(ROOT) if rewrite else "",
+            "PYTHONPATH": str(ROOT) if rewrite else os.environ.get("WANDB_PYTHONPATH", ""),
             "MPLBACKEND": "Agg",
         }
-        proc = subprocess.run([python, str(target)], cwd=work, env=env, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(
+            [python, str(target), *(args or [])], cwd=work, env=env, capture_output=True, text=True, timeout=timeout
+        )
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or [""]
         return proc.returncode == 0, tail[0][:200]
     except subprocess.TimeoutExpired:
@@ -266,24 +279,33 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(result['unparsable'])} not parsable); {result['sites']:,} call sites"
     )
     print(f"call sites whose name nbtrack has: {result['covered']:,} ({result['share']:.1%})")
+    print(
+        f"call sites nbtrack refuses with a UsageError naming the alternative (not counted above): "
+        f"{result['refused_sites']:,} ({result['refused_sites'] / max(1, result['sites']):.1%})"
+    )
     print(f"files that use nothing nbtrack lacks: {result['complete_files']} ({result['complete_share']:.1%})")
     if result["missing"]:
-        print("missing, by call sites:")
+        print("missing (AttributeError or ImportError), by call sites:")
         for name, count in result["missing"][: args.top]:
+            print(f"  {count:>5}  {name}")
+    if result["refused"]:
+        print("refused with a UsageError, by call sites:")
+        for name, count in result["refused"][: args.top]:
             print(f"  {count:>5}  {name}")
     if args.run is not None:
         scripts = [
             line.strip() for line in args.run.read_text().splitlines() if line.strip() and not line.startswith("#")
         ]
         rows = []
-        for rel in scripts:
+        for line in scripts:
+            rel, *script_args = line.split()
             script = args.corpus / rel
             real = (
-                run_script(script, args.wandb_python, rewrite=False, timeout=args.timeout)
+                run_script(script, args.wandb_python, rewrite=False, timeout=args.timeout, args=script_args)
                 if args.wandb_python
                 else (None, "")
             )
-            ours = run_script(script, sys.executable, rewrite=True, timeout=args.timeout)
+            ours = run_script(script, sys.executable, rewrite=True, timeout=args.timeout, args=script_args)
             rows.append(
                 {"script": rel, "wandb": real[0], "wandb_tail": real[1], "nbtrack": ours[0], "nbtrack_tail": ours[1]}
             )

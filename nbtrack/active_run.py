@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import diagnostics, events
+from . import diagnostics, events, live
 from .alerts import AlertMethods
 from .artifacts import ArtifactMethods
 from .diagnostics import NbtrackWarning
@@ -66,6 +66,7 @@ class Run(ArtifactMethods, MetricMethods, FileMethods, AlertMethods):
     """
 
     cell: int | None = None  # execution count of the cell now running (set by the IPython layer)
+    sweep_id: str | None = None  # the sweep this run is a trial of (none yet: sweeps are not in nbtrack)
 
     def __init__(
         self,
@@ -141,7 +142,7 @@ class Run(ArtifactMethods, MetricMethods, FileMethods, AlertMethods):
             self._reload_metrics(store, started.pk)
         self._watched_files: list[tuple[str, str | None, str]] = []  # save(policy="live"|"end")
         self._alerted: dict[str, float] = {}  # alert title -> when it was last raised
-        self.sweep_id: str | None = None
+        live.add(self)
 
     # ---------------------------------------------------------------- logging
     def log(self, data: Mapping[str, Any], step: int | None = None, commit: bool | None = None) -> None:
@@ -367,11 +368,15 @@ class Run(ArtifactMethods, MetricMethods, FileMethods, AlertMethods):
         self._step_once("ending", lambda: events.bus.emit(events.RUN_ENDING, run=self))
         self._step_once("store", self._write_end)
         self._step_once("said", lambda: diagnostics.say(self._ending_line(), quiet=quiet))
-        self._step_once("manager", lambda: self._on_closed(self))
+        self._step_once("manager", self._leave)
         if self._sync is not None:
             self._step_once("sync", lambda: self._sync.finish(self._settings.sync_timeout))
         self._closing.add("finished")
         events.bus.emit(events.RUN_FINISHED, run=self)
+
+    def _leave(self) -> None:
+        live.remove(self)
+        self._on_closed(self)
 
     def _step_once(self, name: str, work: Callable[[], Any]) -> None:
         if name in self._closing:

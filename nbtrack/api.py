@@ -316,7 +316,8 @@ class Api:
         self, type_name: str | None = None, name: str | None = None, per_page: int = 50, tags: Any = None
     ) -> list[Artifact]:
         """The versions of the artifact ``name`` (``"project/name"``), newest first; or,
-        with only ``type_name``, the latest version of every artifact of that type."""
+        with only ``type_name``, the latest version of every artifact of that type.
+        ``tags`` keeps the versions that have every one of them."""
         from .artifacts import as_linked, loaded, parse_ref
         from .store import artifacts as stored
 
@@ -328,10 +329,12 @@ class Api:
                 links = [] if versions else stored.linked(store.con, project, collection)
             found = [loaded(store, v) for v in versions]
             found += [as_linked(store, v, project, collection, number) for number, v in links]
-            return [a for a in found if type_name is None or a.type == type_name]
-        with store.lock:
-            latest = stored.latest_of_type(store.con, type_name, self.default_project)
-        return [loaded(store, v) for v in latest]
+        else:
+            with store.lock:
+                latest = stored.latest_of_type(store.con, type_name, self.default_project)
+            found = [loaded(store, v) for v in latest]
+        wanted = [tags] if isinstance(tags, str) else list(tags or [])
+        return [a for a in found if (type_name is None or a.type == type_name) and all(t in a.tags for t in wanted)]
 
     artifact_versions = artifacts
 

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 # hashlib, shutil, tempfile and urllib are imported where used: import nbtrack stays fast
 
 NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
+REGISTRY_NAME = re.compile(r"^(?! )[A-Za-z0-9_. \-]{1,128}(?<! )$")
+TAG = re.compile(r"^[A-Za-z0-9_. \-]{1,128}$")
 ALIAS = re.compile(r"^[^/:]{1,128}$")
 UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]")
 
@@ -42,13 +44,28 @@ def make_name_safe(name: str) -> str:
     return UNSAFE.sub("_", str(name))[:128] or "_"
 
 
-def check_name(name: Any, argument: str = "name") -> str:
-    if not isinstance(name, str) or not NAME.match(name):
+def check_name(name: Any, argument: str = "name", registry: bool = False) -> str:
+    """An artifact name; a registry's collection (``link_artifact``'s target) may also
+    hold spaces, as registered model names do."""
+    if not isinstance(name, str) or not (REGISTRY_NAME if registry else NAME).match(name):
+        spaces = ", ' '" if registry else ""
         raise UsageError(
-            f"{argument}={name!r} is not an artifact name: 1-128 letters, digits, '_', '-' and '.' "
+            f"{argument}={name!r} is not an artifact name: 1-128 letters, digits, '_', '-'{spaces} and '.' "
             "(nbtrack.util.make_artifact_name_safe(name) makes one)"
         )
     return name
+
+
+def check_tags(tags: Any) -> list[str]:
+    if isinstance(tags, str):
+        tags = [tags]
+    out: list[str] = []
+    for tag in tags or []:
+        if not isinstance(tag, str) or not TAG.match(tag):
+            raise UsageError(f"tags: {tag!r} is not an artifact tag: 1-128 letters, digits, spaces, '_', '-' and '.'")
+        if tag not in out:
+            out.append(tag)
+    return out
 
 
 def check_aliases(aliases: Any) -> list[str]:
@@ -80,7 +97,7 @@ def parse_ref(ref: str, default_project: str | None) -> tuple[str, str, str]:
     project = parts[-2] if len(parts) >= 2 else default_project
     if project is None:
         raise UsageError(f"artifact {ref!r}: name its project ('project/{ref}'), or use it from a run")
-    check_name(name)
+    check_name(name, registry=True)
     return project, name, which or "latest"
 
 
@@ -149,6 +166,7 @@ class Artifact:
         self.metadata: dict[str, Any] = dict(metadata or {})
         self.incremental = incremental
         self.use_as = use_as
+        self.tags: list[str] = []  # set before logging, or on a logged version before save()
         self._entries: dict[str, dict[str, Any]] = {}  # path -> {"source"|"bytes"|"ref", "sha256", "size", "extra"}
         self._objects: dict[str, Any] = {}  # path -> the media object add() was given
         self._temp: tempfile.TemporaryDirectory[str] | None = None
@@ -521,6 +539,7 @@ class Artifact:
                     stored.remove_alias(tx.con, version.artifact_id, alias)
             for alias in self._aliases:
                 stored.set_alias(tx.con, version.artifact_id, alias, version.id)
+            stored.set_tags(tx.con, version.id, check_tags(self.tags))
 
     def delete(self, delete_aliases: bool = False) -> None:
         """Forget this version (its files stay in the store's objects while others hold them)."""
@@ -597,10 +616,19 @@ def loaded(store: LocalStore, version: stored.Version) -> Artifact:
             "extra": e.extra,
         }
     artifact._store, artifact._version, artifact._aliases, artifact._project = store, version, aliases, version.project
+    artifact.tags = list(version.tags)
     return artifact
 
 
-def log(store: LocalStore, artifact: Artifact, *, project: str, run_pk: int | None, aliases: list[str]) -> Artifact:
+def log(
+    store: LocalStore,
+    artifact: Artifact,
+    *,
+    project: str,
+    run_pk: int | None,
+    aliases: list[str],
+    tags: list[str] | None = None,
+) -> Artifact:
     """Store an artifact's files and record its version (or find the identical one);
     move ``latest`` and ``aliases`` to it; record that ``run_pk`` logged it."""
     version: stored.Version | None = artifact._version  # logged before: this run logs the same version
@@ -636,11 +664,16 @@ def log(store: LocalStore, artifact: Artifact, *, project: str, run_pk: int | No
         # gives that version back, and latest moves to it
         for alias in ["latest", *aliases]:
             stored.set_alias(tx.con, version.artifact_id, alias, version.id)
+        wanted = check_tags([*version.tags, *artifact.tags, *(tags or [])])
+        if wanted != version.tags:
+            stored.set_tags(tx.con, version.id, wanted)
+            version.tags = wanted
         if run_pk is not None:
             stored.record_use(tx.con, version.id, run_pk, "logged")
     fresh = loaded(store, version)
     artifact._store, artifact._version, artifact._project = store, version, project
     artifact._aliases = fresh._aliases
+    artifact.tags = list(version.tags)
     for path, entry in fresh._entries.items():
         artifact._entries.setdefault(path, {}).update(entry)
     return artifact
@@ -679,7 +712,7 @@ def link(
     if artifact._version is None:
         raise UsageError("link_artifact: log the artifact first (run.log_artifact(artifact))")
     parts = target.split("/")
-    name = check_name(parts[-1], "target_path")
+    name = check_name(parts[-1], "target_path", registry=True)
     project = parts[-2] if len(parts) >= 2 else default_project
     with store.transaction() as tx:
         try:
@@ -725,7 +758,7 @@ class ArtifactMethods:
         self._check_writable("log_artifact")
         artifact = _as_artifact(artifact_or_path, name, type)
         store, pk = self._artifact_store()
-        return log(store, artifact, project=self._project, run_pk=pk, aliases=check_aliases(aliases))
+        return log(store, artifact, project=self._project, run_pk=pk, aliases=check_aliases(aliases), tags=tags)
 
     def use_artifact(
         self,

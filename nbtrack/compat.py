@@ -26,6 +26,31 @@ OUT_OF_SCOPE: dict[str, str] = {
     "launch": "wandb Launch is wandb's job service; run the script with your scheduler",
     "api": "use nbtrack.Api()",
 }
+# wandb names for framework integrations and sweeps, which nbtrack does not have yet
+_PLANNED = (
+    "framework integrations and sweeps are planned; until then log from your own loop or callback with nbtrack.log"
+)
+OUT_OF_SCOPE.update(
+    {
+        name: _PLANNED
+        for name in (
+            "watch",
+            "unwatch",
+            "sweep",
+            "agent",
+            "keras",
+            "sklearn",
+            "xgboost",
+            "lightgbm",
+            "catboost",
+            "fastai",
+            "sacred",
+            "tensorflow",
+            "integration",
+            "lightning",
+        )
+    }
+)
 
 
 class OutOfScope:
@@ -37,7 +62,7 @@ class OutOfScope:
 
     def _fail(self, *_args: Any, **_kwargs: Any) -> NoReturn:
         name = object.__getattribute__(self, "_name")
-        raise UsageError(f"wandb.{name} has no nbtrack equivalent: {OUT_OF_SCOPE[name]}")
+        raise UsageError(f"wandb.{name} is not in nbtrack: {OUT_OF_SCOPE[name]}")
 
     __call__ = _fail
 

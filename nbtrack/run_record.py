@@ -8,6 +8,7 @@ writes name, notes, tags, config and summary back; ``delete()`` removes the run.
 
 from __future__ import annotations
 
+import copy
 import datetime
 import os
 import shutil
@@ -16,6 +17,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
+from . import live
 from .errors import UsageError
 from .media import restorer
 from .naming import check_tags, check_text
@@ -71,7 +73,7 @@ class RunRecord:
         self.entity: str | None = row["entity"]
         self.state: str = row["state"]
         self.exit_code: int | None = row["exit_code"]
-        self.config: dict[str, Any] = row["config"]
+        self.config: dict[str, Any] = copy.deepcopy(row["config"])  # changed here, compared at update()
         self.dir: Path = Path(source.root) / row["folder"]
         self.summary: dict[str, Any] = _restore(row["summary"], restorer(self.dir))
         self.tags: tuple[str, ...] | list[str] = row["tags"]
@@ -214,7 +216,13 @@ class RunRecord:
 
     def update(self) -> None:
         """Write this record's ``name``, ``notes``, ``tags``, ``config`` and ``summary``
-        back to the store."""
+        back to the store.  A run this process is running takes the changes itself (as
+        ``run.name = ...``, ``run.config.update(...)`` would); one running in another
+        process cannot be changed from here."""
+        running_here = live.find(self.project, self.id) if self.state == "running" else None
+        if running_here is not None:
+            self._update_live(running_here)
+            return
         self._owned_by_live_process("update")
         if not isinstance(self.name, str) or not self.name.strip():
             raise UsageError(f"update: name must be a non-empty string, got {self.name!r}")
@@ -232,6 +240,23 @@ class RunRecord:
             summary=json_friendly(_unrestore(self.summary)),
         )
         self.tags = tags
+
+    def _update_live(self, run: Any) -> None:
+        if self.name != run.name:
+            run.name = self.name
+        if self.notes != run.notes:
+            run.notes = self.notes
+        if tuple(self.tags) != tuple(run.tags):
+            run.tags = list(self.tags)
+        stored_config = self._row["config"]
+        changed = {k: v for k, v in self.config.items() if k not in stored_config or stored_config[k] != v}
+        if changed:
+            run.config.update(changed, allow_val_change=True)
+        current = run.summary.as_dict()
+        changed = {k: v for k, v in _unrestore(self.summary).items() if current.get(k) != v}
+        if changed:
+            run.summary.update(changed)
+        run.flush()
 
     def delete(self, delete_artifacts: bool = False) -> None:
         """Remove the run from the store and its folder from disk.  The artifact versions

@@ -240,3 +240,26 @@ def test_a_disabled_run_accepts_artifact_calls_and_stores_nothing(tmp_path):
     assert run.use_artifact("d:latest").name == "d"
     assert not (tmp_path / "nbtrack").exists()
     run.finish()
+
+
+def test_artifact_tags_filter_versions_and_registry_names_may_hold_spaces(store_dir, tmp_path):
+    run = nbtrack.init(project="p", dir=store_dir)
+    for i, region in enumerate(["us-west-2", "eu-central-1"]):
+        art = nbtrack.Artifact("llm", "model")
+        art.add_file(str(write(tmp_path / f"w{i}.bin", f"weights {i}")), name="w.bin")
+        art.tags = [region, "base"]
+        logged = run.log_artifact(art, tags=["candidate"] if i else None)
+        run.link_artifact(logged, "wandb-registry-model/Artifact Demo Models")
+    logged.tags.append("production")
+    logged.save()
+    run.finish()
+    api = nbtrack.Api(store_dir)
+    assert [a.version for a in api.artifacts("model", "p/llm", tags=["base"])] == ["v1", "v0"]
+    assert [a.tags for a in api.artifacts("model", "p/llm", tags=["production"])] == [
+        ["eu-central-1", "base", "candidate", "production"]
+    ]
+    registry = api.artifacts(type_name="model", name="wandb-registry-model/Artifact Demo Models", tags=["us-west-2"])
+    assert [(a.name, a.tags) for a in registry] == [("Artifact Demo Models:v0", ["us-west-2", "base"])]
+    assert api.artifact("wandb-registry-model/Artifact Demo Models:latest").tags[0] == "eu-central-1"
+    with pytest.raises(nbtrack.UsageError, match=r"tags: 'bad\\nline' is not an artifact tag"):
+        nbtrack.init(project="p", dir=store_dir).log_artifact(nbtrack.Artifact("z", "y"), tags=["ok", "bad\nline"])

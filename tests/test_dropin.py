@@ -200,6 +200,8 @@ def test_save_now_live_end_restore_and_files(store_dir, tmp_path):
     assert sorted(os.path.relpath(p, run.dir) for p in saved) == ["files/ckpt/a.pt", "files/ckpt/b.pt"]
     run.save("notes.txt")  # live: copied now and again at finish
     run.save(str(tmp_path / "work" / "final.json"), policy="end")
+    based = run.save(str(tmp_path / "work" / "ckpt" / "b.pt"), base_path=str(tmp_path), policy="now")
+    assert os.path.relpath(based[0], run.dir) == os.path.join("files", "work", "ckpt", "b.pt")
     assert not os.path.exists(os.path.join(run.dir, "files", "final.json"))
     open("notes.txt", "w").write("n2")
     open("final.json", "w").write('{"done": true}')
@@ -408,12 +410,24 @@ def test_cli_runs_rm(store_dir):
 
 # ------------------------------------------------------------------ what nbtrack does not do
 def test_wandb_features_out_of_scope_raise_a_usage_error_naming_the_alternative():
-    with pytest.raises(
-        nbtrack.UsageError, match="wandb.Plotly has no nbtrack equivalent: log the figure as nbtrack.Html"
-    ):
+    with pytest.raises(nbtrack.UsageError, match="wandb.Plotly is not in nbtrack: log the figure as nbtrack.Html"):
         nbtrack.Plotly(object())
-    with pytest.raises(nbtrack.UsageError, match="wandb.plot_table has no nbtrack equivalent"):
+    with pytest.raises(nbtrack.UsageError, match="wandb.plot_table is not in nbtrack: use the charts of nbtrack.plot"):
         nbtrack.plot_table("vega", nbtrack.Table(columns=["a"]), {})
     with pytest.raises(AttributeError):
         nbtrack.no_such_name
     assert nbtrack.setup() is None and nbtrack.require("core") is None and nbtrack.sagemaker_auth() is None
+
+
+def test_api_update_of_a_run_this_process_runs_goes_through_the_run(store_dir):
+    run = nbtrack.init(project="p", dir=store_dir, config={"dataset": "CelebA"})
+    run.log({"loss": 1.0})
+    record = nbtrack.Api(store_dir).run(f"{run.entity or 'me'}/p/{run.id}")
+    record.config["bar"] = 32
+    record.summary["best"] = 0.1
+    record.tags = ["seen"]
+    record.update()
+    assert run.config["bar"] == 32 and run.summary["best"] == 0.1 and run.tags == ("seen",)
+    again = nbtrack.Api(store_dir).run(f"p/{run.id}")
+    assert again.config == {"dataset": "CelebA", "bar": 32} and again.summary["best"] == 0.1
+    run.finish()

@@ -349,3 +349,13 @@ def test_displays_are_kept_only_while_a_run_saves_code(shell):
     assert layer.displays == {}
     cell("display(HTML('<b>after</b>'))")
     assert layer.displays == {}
+
+
+def test_run_display_shows_the_run_in_the_cell(shell):
+    ok(shell, "run = %track_init -p shown")
+    cap = ok(shell, "shown = run.display(height=300)")
+    assert shell.user_ns["shown"] is True
+    run_id = shell.user_ns["run"].id
+    assert sum(run_id in str(o.data.get("text/plain", "")) for o in cap.outputs) == 1
+    cap = ok(shell, "hidden = run.display(hidden=True)")
+    assert shell.user_ns["hidden"] is False and not cap.outputs

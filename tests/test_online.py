@@ -39,7 +39,7 @@ def online(server_url, **kw):
 
 
 def points(server, remote_id, key):
-    return sorted((m["step"], m["value"]) for m in server.rows(remote_id, key))
+    return sorted((m["step"], m["value"]) for m in server.history(remote_id, key))
 
 
 def sync_cli(*args, env=None):
@@ -96,12 +96,12 @@ def test_a_run_arrives_whole(server, store_dir):
         assert points(server, rid, key) == expected  # every point, once, the same doubles
     odd = points(server, rid, "odd")
     assert len(odd) == 2500 and odd[7][0] == 7 and math.isnan(float(odd[7][1]))
-    assert server.rows(rid, "phase") == []  # strings stay in the local store
+    assert server.history(rid, "phase") == []  # strings stay in the local store
     wide = server.get("runs/get", run_id=rid)["run"]["data"]["metrics"]
     assert len([m for m in wide if m["key"].startswith("wide/")]) == 1500
     assert points(server, rid, "wide/k1499") == [(2500, 1499.0)]
     # system metrics under MLflow's system/ names, numbered as MLflow numbers them
-    cpu = server.rows(rid, "system/cpu_utilization_percentage")
+    cpu = server.history(rid, "system/cpu_utilization_percentage")
     assert len(cpu) >= 1 and sorted(m["step"] for m in cpu) == list(range(len(cpu)))
     # the full config as an artifact, long value and all
     assert "nbtrack/config.json" in server.artifacts(rid)
@@ -249,7 +249,7 @@ def test_refused_items_are_dropped_alone(server, store_dir):
         (0, 3.0),
         (1, 6.0),
     ]
-    assert server.rows(rid, "bad@key") == []
+    assert server.history(rid, "bad@key") == []
     assert {p["key"]: p["value"] for p in remote["data"]["params"]}["lr"] == "0.1"
     assert nbtrack.Api(store_dir).run(f"refused/{run.id}").rows()[1]["bad@key"] == 5.0  # kept locally
     texts = [str(w.message) for w in caught]
@@ -458,7 +458,7 @@ def test_media_and_tensorboard_files_arrive_as_artifacts(server, store_dir, tmp_
     remote = server.run_by_tag("media-online", run.id)
     rid, exp = remote["info"]["run_id"], remote["info"]["experiment_id"]
     assert [v for _, v in points(server, rid, "tb/loss")] == [1.0 / (i + 1) for i in range(5)]
-    assert server.rows(rid, "img") == [] and server.rows(rid, "h") == []  # media are not metrics
+    assert server.history(rid, "img") == [] and server.history(rid, "h") == []  # media are not metrics
     ref = nbtrack.Api(store_dir).run(f"media-online/{run.id}").rows()[0]["img"]
     files = server.artifacts(rid)
     assert f"nbtrack/{ref['path']}" in files  # stored once, though logged five times

@@ -43,11 +43,13 @@ class Version:
     file_count: int
     created_at: float
     logged_by: int | None
+    tags: list[str]
 
 
 _VERSION = (
     "SELECT v.id, v.artifact_id, a.project, a.name, a.type, v.version, v.digest, v.description, v.metadata,"
-    " v.size, v.file_count, v.created_at, v.logged_by FROM artifact_versions v JOIN artifacts a ON a.id = v.artifact_id"
+    " v.size, v.file_count, v.created_at, v.logged_by, v.tags"
+    " FROM artifact_versions v JOIN artifacts a ON a.id = v.artifact_id"
 )
 
 
@@ -56,6 +58,7 @@ def _version(row: tuple[Any, ...] | None) -> Version | None:
         return None
     values = list(row)
     values[8] = json.loads(values[8] or "{}")
+    values[13] = json.loads(values[13] or "[]")
     return Version(*values)
 
 
@@ -124,6 +127,10 @@ def set_alias(con: sqlite3.Connection, artifact_id: int, alias: str, version_id:
         "INSERT OR REPLACE INTO artifact_aliases (artifact_id, alias, version_id) VALUES (?, ?, ?)",
         (artifact_id, alias, version_id),
     )
+
+
+def set_tags(con: sqlite3.Connection, version_id: int, tags: list[str]) -> None:
+    con.execute("UPDATE artifact_versions SET tags = ? WHERE id = ?", (_dumps(list(tags)), version_id))
 
 
 def remove_alias(con: sqlite3.Connection, artifact_id: int, alias: str) -> None:

@@ -134,6 +134,7 @@ def _v4_artifacts_files_alerts(con: sqlite3.Connection) -> None:
             digest TEXT NOT NULL,
             description TEXT,
             metadata TEXT NOT NULL DEFAULT '{}',
+            tags TEXT NOT NULL DEFAULT '[]',
             size INTEGER NOT NULL,
             file_count INTEGER NOT NULL,
             created_at REAL NOT NULL,
