@@ -32,8 +32,10 @@ from .api import (
     mark_preempting,
     restore,
     save,
+    unwatch,
     use_artifact,
     use_model,
+    watch,
 )
 from .artifacts import Artifact, ArtifactEntry
 from .compat import box3d, require, sagemaker_auth, setup, teardown, termerror, termlog, termwarn
@@ -56,6 +58,7 @@ from .media import (
 from .metrics import Metric
 from .run_record import RunRecord
 from .settings import Settings
+from .sweeps import agent, sweep
 
 __version__ = "0.1.0"
 
@@ -86,6 +89,7 @@ __all__ = [
     "Table",
     "UsageError",
     "Video",
+    "agent",
     "alert",
     "box3d",
     "config",
@@ -110,15 +114,21 @@ __all__ = [
     "save",
     "setup",
     "summary",
+    "sweep",
     "teardown",
     "termerror",
     "termlog",
     "termwarn",
     "unload_ipython_extension",
+    "unwatch",
     "use_artifact",
     "use_model",
     "util",
+    "watch",
 ]
+
+
+_FRAMEWORKS = ("sklearn", "keras", "xgboost", "lightgbm", "integration")
 
 
 def __getattr__(name: str) -> Any:
@@ -134,6 +144,10 @@ def __getattr__(name: str) -> Any:
         if run is None:
             return _BeforeInit(name)
         return getattr(run, name)
+    if name in _FRAMEWORKS:  # wandb.sklearn, wandb.keras...: loaded when first used
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
     from .compat import OUT_OF_SCOPE, OutOfScope
 
     if name in OUT_OF_SCOPE:  # a wandb feature nbtrack does not have: say so when used

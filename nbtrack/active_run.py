@@ -27,6 +27,7 @@ from .artifacts import ArtifactMethods
 from .diagnostics import NbtrackWarning
 from .errors import UsageError
 from .hyperparams import Config
+from .integrations.torch_watch import WatchMethods
 from .media import Media, MediaStore
 from .metrics import MetricMethods, MetricRules
 from .metrics import load as load_metrics
@@ -50,7 +51,7 @@ class StepWarning(NbtrackWarning):
     """A logged row was dropped because its step was lower than the run's current step."""
 
 
-class Run(ArtifactMethods, MetricMethods, FileMethods, AlertMethods):
+class Run(ArtifactMethods, MetricMethods, FileMethods, AlertMethods, WatchMethods):
     """A run being tracked.  Create it with ``nbtrack.init()``, not directly.
 
     Attributes
@@ -66,7 +67,8 @@ class Run(ArtifactMethods, MetricMethods, FileMethods, AlertMethods):
     """
 
     cell: int | None = None  # execution count of the cell now running (set by the IPython layer)
-    sweep_id: str | None = None  # the sweep this run is a trial of (none yet: sweeps are not in nbtrack)
+    sweep_id: str | None = None  # the sweep this run is a trial of
+    after_log: Callable[[int, dict[str, Any]], None] | None = None  # called after each log(), outside the lock
 
     def __init__(
         self,
@@ -142,6 +144,7 @@ class Run(ArtifactMethods, MetricMethods, FileMethods, AlertMethods):
             self._reload_metrics(store, started.pk)
         self._watched_files: list[tuple[str, str | None, str]] = []  # save(policy="live"|"end")
         self._alerted: dict[str, float] = {}  # alert title -> when it was last raised
+        self._watches: list = []  # watch()'s hooks on torch models
         live.add(self)
 
     # ---------------------------------------------------------------- logging
@@ -225,6 +228,8 @@ class Run(ArtifactMethods, MetricMethods, FileMethods, AlertMethods):
                         tap(item)
                 if len(rows) >= BATCH_ROWS:
                     self._backlog(len(rows))
+        if self.after_log is not None:  # a sweep trial reports its metric (and may be pruned)
+            self.after_log(self._step - 1 if commit is not False else self._step, row)
         if bad:
             raise TypeError(
                 f"log: cannot log {', '.join(bad)}; log numbers, strings, booleans, None, "
@@ -868,6 +873,20 @@ class DisabledRun:
 
     def display(self, height: int = 420, hidden: bool = False) -> bool:
         return False
+
+    def watch(
+        self,
+        models: Any,
+        criterion: Any = None,
+        log: str | None = "gradients",
+        log_freq: int = 1000,
+        idx: int | None = None,
+        log_graph: bool = False,
+    ) -> None:
+        return None
+
+    def unwatch(self, models: Any = None) -> None:
+        return None
 
     def to_html(self, height: int = 420, hidden: bool = False) -> str:
         return f"<div>nbtrack run {self.name} (disabled: nothing is stored)</div>"

@@ -115,6 +115,14 @@ alert = _on_current_run(Run.alert)
 save = _on_current_run(Run.save)
 log_code = _on_current_run(Run.log_code)
 mark_preempting = _on_current_run(Run.mark_preempting)
+watch = _on_current_run(Run.watch)
+
+
+def unwatch(models: Any = None) -> None:
+    """Remove ``watch``'s hooks from the current run's models (all by default)."""
+    run = manager.current
+    if run is not None:
+        run.unwatch(models)
 
 
 def restore(name: str, run_path: str | None = None, replace: bool = False, root: str | None = None) -> Any:
@@ -337,6 +345,13 @@ class Api:
         return [a for a in found if (type_name is None or a.type == type_name) and all(t in a.tags for t in wanted)]
 
     artifact_versions = artifacts
+
+    def sweep(self, path: str) -> Any:
+        """A sweep (``"sweep_id"`` or ``"entity/project/sweep_id"``): ``config``, ``runs``,
+        ``trials()``, ``best_run()``."""
+        from .sweeps import Sweep
+
+        return Sweep(path, dir=self.root.parent)
 
     def close(self) -> None:
         if self._con is not None:

@@ -27,30 +27,12 @@ OUT_OF_SCOPE: dict[str, str] = {
     "api": "use nbtrack.Api()",
 }
 # wandb names for framework integrations and sweeps, which nbtrack does not have yet
-_PLANNED = (
-    "framework integrations and sweeps are planned; until then log from your own loop or callback with nbtrack.log"
+# wandb names for frameworks nbtrack has no integration for
+_NO_INTEGRATION = (
+    "nbtrack has no integration for this framework; log from your own loop or callback with nbtrack.log "
+    "(nbtrack integrates Keras, Lightning, Transformers, XGBoost, LightGBM, scikit-learn and PyTorch's watch)"
 )
-OUT_OF_SCOPE.update(
-    {
-        name: _PLANNED
-        for name in (
-            "watch",
-            "unwatch",
-            "sweep",
-            "agent",
-            "keras",
-            "sklearn",
-            "xgboost",
-            "lightgbm",
-            "catboost",
-            "fastai",
-            "sacred",
-            "tensorflow",
-            "integration",
-            "lightning",
-        )
-    }
-)
+OUT_OF_SCOPE.update({name: _NO_INTEGRATION for name in ("catboost", "fastai", "sacred", "tensorflow")})
 
 
 class OutOfScope:

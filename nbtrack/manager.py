@@ -102,6 +102,9 @@ class RunManager:
         self._runs: weakref.WeakSet[Run] = weakref.WeakSet()  # every run made here, for the fork reset
         self._exits = ExitHooks()
         self._pid = os.getpid()
+        # a sweep agent's trial: the next init() takes its config, group and project
+        # (``apply(args)``) and hands it the run (``started(run)``)
+        self.trial: Any = None
 
     # ------------------------------------------------------------- arguments
     def resolve(self, kw: dict[str, Any]) -> InitArgs:
@@ -245,6 +248,9 @@ class RunManager:
     # ------------------------------------------------------------------ init
     def init(self, **kw: Any) -> Run | DisabledRun:
         a = self.resolve(kw)
+        trial = self.trial
+        if trial is not None:
+            trial.apply(a)
         s = a.settings
         if a.mode == "disabled":
             return self._disabled(a, kw)
@@ -279,6 +285,8 @@ class RunManager:
             self._exits.install(self._at_exit)
         for patcher in integrations:
             run.attach(patcher.attach(run))
+        if trial is not None:
+            trial.started(run)
         events.bus.emit(events.RUN_STARTED, run=run)
         return run
 

@@ -36,6 +36,7 @@ def test_every_notebook_is_tested():
         "quickstart.ipynb",
         "resume_and_fork.ipynb",
         "media_and_tensorboard.ipynb",
+        "frameworks.ipynb",
     }
 
 
@@ -142,3 +143,20 @@ def test_media_and_tensorboard(tmp_path, monkeypatch):
     assert "boundary image: 50 (64, 64, 3) epoch 50" in text(code[5])
     # the panel was displayed, as a widget
     assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in code[1].outputs)
+
+
+def test_frameworks(tmp_path, monkeypatch):
+    for module in ("sklearn", "torch", "optuna"):
+        pytest.importorskip(module)
+    nb, api = execute("frameworks.ipynb", tmp_path, monkeypatch)
+    forest = api.runs("frameworks", filters={"display_name": "forest"})[0]
+    logged = {k for r in forest.rows() for k in r if not k.startswith("_")}
+    assert {"confusion_matrix", "roc", "pr", "feature_importances", "calibration_curve"} <= logged
+    mlp = api.runs("frameworks", filters={"display_name": "mlp"})[0]
+    assert [r["_step"] for r in mlp.rows() if "gradients/0.weight" in r] == [9, 19, 29, 39, 49]
+    trials = api.runs("frameworks-sweep")
+    assert len(trials) == 4 and len({r.group for r in trials}) == 1
+    state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    (view,) = [m["state"] for m in state.values() if m["state"].get("_anywidget_id", "").endswith("RunsView")]
+    assert len(view["rows"]) == 4 and view["initial_sort"] == {"key": "val_loss", "dir": 1}
+    assert "lr" in view["params"] and set(view["params"]) <= {"hidden", "lr"}  # keys that vary (lr always does)

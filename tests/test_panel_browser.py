@@ -479,3 +479,44 @@ def test_dropin_values_alerts_and_axes_in_the_panel(browser, tmp_path):
         assert not [e for e in errors if "nbt" in e or "anywidget" in e], errors
     finally:
         server.stop()
+
+
+SWEEP_CELLS = (
+    "import nbtrack\n"
+    "config = {{'method': 'grid', 'metric': {{'name': 'loss', 'goal': 'minimize'}},\n"
+    "          'parameters': {{'lr': {{'values': [0.1, 0.3, 0.9]}}, 'opt': {{'values': ['adam', 'sgd']}}}}}}\n"
+    "def train():\n"
+    "    run = nbtrack.init(dir={dir!r}, settings={{'quiet': True}})\n"
+    "    for i in range(5):\n"
+    "        run.log({{'loss': run.config.lr * (2 if run.config.opt == 'sgd' else 1) / (i + 1)}})\n"
+    "sweep_id = nbtrack.sweep(config, project='sw')\n"
+    "nbtrack.agent(sweep_id, function=train)",
+    "%load_ext nbtrack\n%track_sweep $sweep_id --dir {dir}",
+)
+
+
+def test_sweep_table_is_sorted_by_the_metric_with_parallel_coordinates(browser, tmp_path, monkeypatch):
+    pytest.importorskip("optuna")
+    root = tmp_path / "root"
+    store = tmp_path / "s"
+    monkeypatch.setenv("NBTRACK_DIR", str(store))  # the sweep's study lives there too
+    write_notebook(root, "sweep.ipynb", *(c.format(dir=str(store)) for c in SWEEP_CELLS))
+    server = JupyterServer("lab", root, tmp_path)
+    try:
+        page, errors, _ = open_notebook(browser, server, "sweep.ipynb")
+        run_all(page)
+        page.wait_for_function(
+            "() => document.querySelector('.nbt-runs') && document.querySelector('.nbt-runs').dataset.parallel === '6'",
+            timeout=90_000,
+        )
+        page.screenshot(path=str(ARTIFACTS / "runs_sweep.png"), full_page=True)
+        runs = {r.id: r for r in nbtrack.Api(store).runs("sw")}
+        order = page.evaluate("() => document.querySelector('.nbt-runs').dataset.order").split(",")
+        losses = [runs[i].summary["loss"] for i in order]
+        assert len(order) == 6 and losses == sorted(losses)  # best first
+        axes = page.evaluate("() => document.querySelector('.nbt-runs').dataset.axes")
+        assert axes == "lr,opt,loss"
+        assert page.evaluate("() => document.querySelector('.nbt-runs select').value") == "loss"
+        assert not [e for e in errors if "nbt" in e or "anywidget" in e], errors
+    finally:
+        server.stop()

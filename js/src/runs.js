@@ -28,9 +28,11 @@ function render({ model, el }) {
   bar.append(filter, h("span", null, "overlay "), metric);
   const table = h("table", "nbt-runs-table");
   const chartBox = h("div", "nbt-overlay");
-  root.append(bar, table, chartBox);
+  const parallelBox = h("div", "nbt-parallel");
+  root.append(bar, table, chartBox, parallelBox);
 
-  let sortKey = "start", sortDir = -1, plot = null;
+  const initial = model.get("initial_sort") || {};
+  let sortKey = initial.key || "start", sortDir = initial.key ? initial.dir || 1 : -1, plot = null;
   const selected = new Set();
 
   function value(row, col) {
@@ -90,6 +92,76 @@ function render({ model, el }) {
     table.replaceChildren(...body);
     root.dataset.rows = String(rows.length);
     root.dataset.order = rows.map((r) => r.id).join(",");
+    drawParallel(rows);
+  }
+
+  // parallel coordinates: one axis per config key that differs between runs, then the
+  // chosen metric; one line per visible run, coloured from low (blue) to high (red)
+  function drawParallel(rows) {
+    const keys = model.get("params") || [];
+    const target = metric.value;
+    parallelBox.replaceChildren();
+    root.dataset.parallel = "0";
+    if (!keys.length || !target) return;
+    const axes = [...keys.map((k) => ({ key: k, get: (r) => (r._params || {})[k] })),
+      { key: target, get: (r) => (r._metrics || {})[target] }];
+    const W = 620, H = 180, top = 18, bottom = 18;
+    for (const a of axes) {
+      const values = rows.map(a.get).filter((v) => v !== null && v !== undefined);
+      a.numeric = values.every((v) => typeof v === "number");
+      if (a.numeric) {
+        a.lo = Math.min(...values);
+        a.hi = Math.max(...values);
+      } else {
+        a.cats = [...new Set(values.map(String))].sort();
+      }
+    }
+    const y = (a, v) => {
+      if (v === null || v === undefined) return null;
+      const f = a.numeric ? (a.hi === a.lo ? 0.5 : (v - a.lo) / (a.hi - a.lo))
+        : (a.cats.length < 2 ? 0.5 : a.cats.indexOf(String(v)) / (a.cats.length - 1));
+      return top + (1 - f) * (H - top - bottom);
+    };
+    const x = (i) => 40 + (i * (W - 80)) / Math.max(1, axes.length - 1);
+    const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+    svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
+    svg.setAttribute("width", String(W));
+    svg.setAttribute("class", "nbt-parallel-svg");
+    const add = (tag, attrs, text) => {
+      const e = document.createElementNS("http://www.w3.org/2000/svg", tag);
+      for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
+      if (text !== undefined) e.textContent = String(text);
+      svg.append(e);
+      return e;
+    };
+    const last = axes[axes.length - 1];
+    let lines = 0;
+    for (const r of rows) {
+      const points = axes.map((a, i) => [x(i), y(a, a.get(r))]).filter((p) => p[1] !== null);
+      if (points.length < 2) continue;
+      const m = last.get(r);
+      const f = typeof m === "number" && last.hi !== last.lo ? (m - last.lo) / (last.hi - last.lo) : 0.5;
+      const line = add("polyline", {
+        points: points.map((p) => p.join(",")).join(" "), fill: "none", "stroke-width": 1.5,
+        stroke: `rgb(${Math.round(40 + 200 * f)}, 90, ${Math.round(240 - 200 * f)})`,
+      });
+      line.dataset.id = r.id;
+      const t = document.createElementNS("http://www.w3.org/2000/svg", "title");
+      t.textContent = r.name;
+      line.append(t);
+      lines++;
+    }
+    axes.forEach((a, i) => {
+      add("line", { x1: x(i), x2: x(i), y1: top, y2: H - bottom, stroke: "currentColor", "stroke-opacity": 0.5 });
+      add("text", { x: x(i), y: 12, "text-anchor": "middle", "font-size": 10, fill: "currentColor" }, a.key);
+      const hi = a.numeric ? a.hi : a.cats[a.cats.length - 1];
+      const lo = a.numeric ? a.lo : a.cats[0];
+      add("text", { x: x(i) + 3, y: top + 8, "font-size": 9, fill: "currentColor" }, hi === undefined ? "" : hi);
+      add("text", { x: x(i) + 3, y: H - bottom + 12, "font-size": 9, fill: "currentColor" }, lo === undefined ? "" : lo);
+    });
+    parallelBox.append(h("div", "nbt-chart-title", `config against ${target}`), svg);
+    root.dataset.parallel = String(lines);
+    root.dataset.axes = axes.map((a) => a.key).join(",");
   }
 
   function drawMetrics() {
@@ -99,6 +171,7 @@ function render({ model, el }) {
       o.value = k;
       return o;
     }));
+    if (initial.key && keys.includes(initial.key)) metric.value = initial.key;
   }
 
   function request() {
@@ -140,7 +213,10 @@ function render({ model, el }) {
   drawMetrics();
   drawTable();
   filter.addEventListener("input", drawTable);
-  metric.addEventListener("change", request);
+  metric.addEventListener("change", () => {
+    request();
+    drawParallel(visibleRows());
+  });
   model.on("msg:custom", onMessage);
   model.on("change:rows", drawTable);
   return () => {

@@ -168,13 +168,15 @@ class NotebookLayer:
         bundle["text/html"] = views.fallback_html(run, series)
         return bundle
 
-    def runs_view(self, records: list, project: str | None) -> Any:
+    def runs_view(
+        self, records: list, project: str | None, sort_by: str | None = None, descending: bool = False
+    ) -> Any:
         """The interactive runs table where widgets work, else the static one."""
         if self.widgets and _in_kernel():
             try:
                 from .runs_view import RunsView
 
-                return RunsView(list(records), project)
+                return RunsView(list(records), project, sort_by=sort_by, descending=descending)
             except Exception as exc:
                 self._widget_failed(exc)
         return views.RunsTable(list(records), project)

@@ -223,3 +223,26 @@ class TrackMagics(Magics):
             dir = current.store_dir
         records = api.Api(dir).runs(project, limit=args.limit)
         return self.layer.runs_view(records, project)
+
+    @magic_arguments()
+    @argument("sweep_id", help="the sweep's id, as nbtrack.sweep() returned it")
+    @argument("--dir", help="store dir (default: the current run's, NBTRACK_DIR or the working dir)")
+    @line_magic
+    def track_sweep(self, line: str) -> Any:
+        """A sweep's trials as a runs table, best first by the sweep's metric, with a
+        parallel coordinates view of the swept config keys against the metric."""
+        args = parse(self.track_sweep, line)
+        current = manager.current
+        dir = args.dir or self.default_dir
+        if dir is None and current is not None and current.dir is not None:
+            dir = current.store_dir
+        reader = api.Api(dir)
+        try:
+            sweep = reader.sweep(args.sweep_id)
+        except Error as exc:
+            raise IPythonUsageError(f"%track_sweep: {exc}") from None
+        metric = sweep.config.get("metric") or {}
+        records = reader.runs(sweep.project, filters={"group": sweep.id})
+        return self.layer.runs_view(
+            records, sweep.project, sort_by=metric.get("name"), descending=metric.get("goal") == "maximize"
+        )

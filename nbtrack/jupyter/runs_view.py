@@ -28,8 +28,16 @@ class RunsView(anywidget.AnyWidget):
         help="One dict per run: column -> value, plus id, tags, group."
     ).tag(sync=True)
     metrics: traitlets.List[str] = traitlets.List(help="Numeric summary keys that can be overlaid.").tag(sync=True)
+    params: traitlets.List[str] = traitlets.List(
+        help="Config keys (flattened with '.') that differ between the runs: the parallel coordinates' axes."
+    ).tag(sync=True)
+    initial_sort = traitlets.Dict(help="{'key', 'dir'}: the order the table opens in (a sweep: by its metric).").tag(
+        sync=True
+    )
 
-    def __init__(self, records: list, project: str | None) -> None:
+    def __init__(
+        self, records: list, project: str | None, sort_by: str | None = None, descending: bool = False
+    ) -> None:
         table = RunsTable(records, project)
         rows = []
         for record, shown in zip(records, table.rows()):
@@ -42,7 +50,14 @@ class RunsView(anywidget.AnyWidget):
             for key in table.summary_keys:
                 value = record.summary.get(key)
                 row["_sort"][key] = value if isinstance(value, (int, float)) else None
+            row["_params"] = _flat(record.config)
+            row["_metrics"] = {
+                k: v for k, v in record.summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+            }
+            if sort_by is not None:
+                row["_sort"][sort_by] = row["_metrics"].get(sort_by)
             rows.append(row)
+        params = sorted({k for r in rows for k in r["_params"] if len({str(x["_params"].get(k)) for x in rows}) > 1})
         metrics = sorted(
             {
                 k
@@ -51,7 +66,10 @@ class RunsView(anywidget.AnyWidget):
                 if isinstance(v, (int, float)) and not isinstance(v, bool)
             }
         )
-        super().__init__(project=project, columns=table.columns(), rows=rows, metrics=metrics)
+        initial = {"key": sort_by, "dir": -1 if descending else 1} if sort_by else {}
+        super().__init__(
+            project=project, columns=table.columns(), rows=rows, metrics=metrics, params=params, initial_sort=initial
+        )
         self._records = {r.id: r for r in records}
         self._table = table
         self.on_msg(self._on_front_end_msg)
@@ -85,6 +103,16 @@ class RunsView(anywidget.AnyWidget):
         data["text/html"] = self._table._repr_html_()
         data["text/plain"] = repr(self._table)
         return data, meta
+
+
+def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        elif isinstance(value, (int, float, str, bool)) or value is None:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 __all__ = ["RunsView", "_fmt"]

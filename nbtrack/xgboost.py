@@ -1,0 +1,5 @@
+"""``wandb.xgboost``'s names: see ``nbtrack.integration.xgboost``."""
+
+from .integration.xgboost import WandbCallback
+
+__all__ = ["WandbCallback"]
