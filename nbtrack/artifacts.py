@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from .errors import UsageError
-from .media import Media, MediaStore, restorer
+from .media import Media, MediaStore, Table, restorer
 from .store import artifacts as stored
 from .store.objects import hash_file
 
@@ -291,11 +291,18 @@ class Artifact:
             )
         if self._temp is None:
             self._temp = tempfile.TemporaryDirectory(prefix="nbtrack-artifact-")
-        media = MediaStore(Path(self._temp.name))
+        root = Path(self._temp.name)
+        media = MediaStore(root)
         ref = obj._reference(media)
         self._objects[name] = obj
+        # media a table's cells hold (images, masks...) go in too, at the paths its cells name
+        for stored_file in sorted(root.glob("media/**/*")):
+            rel = stored_file.relative_to(root).as_posix()
+            if stored_file.is_file() and rel != ref.get("path") and rel not in self._entries:
+                sha, size = hash_file(stored_file)
+                self._add(rel, {"source": stored_file, "sha256": sha, "size": size})
         if ref.get("path"):
-            source = Path(self._temp.name) / ref["path"]
+            source = root / ref["path"]
             suffix = source.name.split(".", 1)[1] if "." in source.name else ""
             return self._add(
                 f"{name}.{suffix}" if suffix and not name.endswith(suffix) else name,
@@ -403,18 +410,19 @@ class Artifact:
         return [self.get_entry(p) for p in self._entries if names is None or p in names]
 
     def get(self, name: str) -> Any:
-        """The media value added under ``name`` (a ``Table`` comes back as a ``MediaRef``
-        whose ``.table()`` reads it), or None."""
+        """The media value added under ``name``: an ``nbtrack.Table`` for a table (its
+        media cells as ``MediaRef``s), else a ``MediaRef``; None when there is none."""
         if name in self._objects:
             return self._objects[name]
         for path, entry in self._entries.items():
             extra = entry.get("extra") or {}
             if extra.get("name") == name and "media" in extra:
-                folder = self._download_folder_for_get()
-                self._materialize(self.get_entry(path), folder)
-                ref = dict(extra["media"], path=path)
-                hook = restorer(folder)
-                return hook(ref)
+                folder = Path(self.download(self._download_folder_for_get(), allow_missing_references=True))
+                ref = restorer(folder)(dict(extra["media"], path=path))
+                if getattr(ref, "kind", None) == "table":
+                    body = json.loads((folder / path).read_text(), object_hook=restorer(folder))
+                    return Table(columns=body["columns"], data=body["data"])
+                return ref
         return None
 
     def _download_folder_for_get(self) -> Path:

@@ -25,6 +25,8 @@ OUT_OF_SCOPE: dict[str, str] = {
     "profiler": "use the PyTorch profiler and log its tables",
     "launch": "wandb Launch is wandb's job service; run the script with your scheduler",
     "api": "use nbtrack.Api()",
+    "plots": "wandb.plots was wandb's old chart module, gone from wandb too; use nbtrack.plot (roc_curve, pr_curve, "
+    "confusion_matrix...) or nbtrack.sklearn",
 }
 # wandb names for framework integrations and sweeps, which nbtrack does not have yet
 # wandb names for frameworks nbtrack has no integration for
@@ -39,12 +41,13 @@ class OutOfScope:
     """Stands in for a wandb feature nbtrack does not have: calling it, or anything on
     it, raises a ``UsageError`` saying so and what to use instead."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, reason: str | None = None) -> None:
         object.__setattr__(self, "_name", name)
+        object.__setattr__(self, "_reason", reason or OUT_OF_SCOPE[name])
 
     def _fail(self, *_args: Any, **_kwargs: Any) -> NoReturn:
         name = object.__getattribute__(self, "_name")
-        raise UsageError(f"wandb.{name} is not in nbtrack: {OUT_OF_SCOPE[name]}")
+        raise UsageError(f"wandb.{name} is not in nbtrack: {object.__getattribute__(self, '_reason')}")
 
     __call__ = _fail
 

@@ -241,6 +241,8 @@ class Image(Media):
         if fmt not in IMAGE_FORMATS:
             raise ValueError(f"Image: file_type must be one of {', '.join(sorted(IMAGE_FORMATS))}, got {file_type!r}")
         value = data_or_path
+        if isinstance(value, MediaRef) and value.kind == "image" and value.file is not None:
+            value = value.file  # an image read back (from a table or a run): its stored file
         if _is_figure(value):
             value = figure_png(value)
             self._bytes, self._format = value, "png"
@@ -896,6 +898,11 @@ class Table(Media):
         def cell(value: Any) -> Any:
             if isinstance(value, Media):
                 return value._reference(store)
+            if isinstance(value, MediaRef) and value.file is not None and value.file.is_file():
+                # a media value read back (from an artifact's table): its file stored again here
+                name = value.file.name
+                ext = name.split(".", 1)[1] if "." in name else value.get("format", "bin")
+                return {**value, **store.put(value.file.read_bytes(), ext, value.kind)}
             return json_friendly(value)
 
         body = {"columns": self.columns, "data": [[cell(v) for v in row] for row in self.data]}
@@ -903,6 +910,37 @@ class Table(Media):
         ref = store.put(text, "table.json", "table")
         ref.update(columns=self.columns, rows=len(self.data))
         return ref
+
+
+class JoinedTable(Table):
+    """Two tables joined on a key column (``join_key``, or a pair of names, one per
+    table): the rows of ``table1`` that have a match in ``table2``, with the columns of
+    both (``table2``'s key once; a name in both gets ``table2``'s prefixed with ``t2.``).
+    wandb joins in its UI; nbtrack joins when the value is made."""
+
+    def __init__(self, table1: Table, table2: Table, join_key: str | Sequence[str]) -> None:
+        for argument, table in (("table1", table1), ("table2", table2)):
+            if not isinstance(table, Table):
+                raise TypeError(
+                    f"JoinedTable: {argument} must be an nbtrack.Table (an artifact's get(name) gives one), "
+                    f"got {type(table).__name__}"
+                )
+        key1, key2 = (join_key, join_key) if isinstance(join_key, str) else tuple(join_key)
+        for key, table, argument in ((key1, table1, "table1"), (key2, table2, "table2")):
+            if key not in table.columns:
+                raise ValueError(f"JoinedTable: {key!r} is not a column of {argument} ({', '.join(table.columns)})")
+        i1, i2 = table1.columns.index(key1), table2.columns.index(key2)
+        extra = [(j, c) for j, c in enumerate(table2.columns) if j != i2]
+        columns = list(table1.columns) + [f"t2.{c}" if c in table1.columns else c for _j, c in extra]
+        index: dict[str, list[list[Any]]] = {}
+        for row in table2.data:
+            index.setdefault(json.dumps(json_friendly(row[i2]), sort_keys=True), []).append(row)
+        joined = []
+        for row in table1.data:
+            for match in index.get(json.dumps(json_friendly(row[i1]), sort_keys=True), []):
+                joined.append(list(row) + [match[j] for j, _c in extra])
+        super().__init__(columns=columns, data=joined)
+        self.join_key = join_key
 
 
 def _is_dataframe(value: Any) -> bool:

@@ -189,6 +189,27 @@ def _curve_counts(positive: Any, score: Any) -> tuple[Any, Any]:
     return tp, fp
 
 
+def _curves(
+    y_true: Any,
+    y_probas: Any,
+    labels: Sequence[str] | None,
+    classes_to_plot: Sequence[Any] | None,
+    columns: list[str],
+    points: Any,
+) -> Table:
+    """One curve per class (one vs rest): ``points(tp, fp, positives, negatives)`` turns
+    the counts at each threshold into the curve's (x, y) points."""
+    actual, scores, chosen = _one_vs_rest(y_true, y_probas, labels, classes_to_plot)
+    table = Table(columns=columns)
+    for index, name in chosen:
+        positive = (actual == index) if actual.dtype.kind in "iub" else (actual.astype(str) == name)
+        tp, fp = _curve_counts(positive.astype(int), scores[:, index])
+        p, n = max(int(positive.sum()), 1), max(int((~positive).sum()), 1)
+        for x, y in _thin(points(tp, fp, p, n)):
+            table.add_data(name, round(x, 6), round(y, 6))
+    return table
+
+
 def roc_curve(
     y_true: Any,
     y_probas: Any,
@@ -198,15 +219,11 @@ def roc_curve(
     split_table: bool = False,
 ) -> Chart:
     """Receiver operating characteristic, one curve per class (one vs rest)."""
-    actual, scores, chosen = _one_vs_rest(y_true, y_probas, labels, classes_to_plot)
-    table = Table(columns=["class", "fpr", "tpr"])
-    for index, name in chosen:
-        positive = (actual == index) if actual.dtype.kind in "iub" else (actual.astype(str) == name)
-        tp, fp = _curve_counts(positive.astype(int), scores[:, index])
-        p, n = max(int(positive.sum()), 1), max(int((~positive).sum()), 1)
-        points = [(0.0, 0.0)] + [(float(f / n), float(t / p)) for t, f in zip(tp, fp, strict=True)]
-        for fpr, tpr in _thin(points):
-            table.add_data(name, round(fpr, 6), round(tpr, 6))
+
+    def points(tp: Any, fp: Any, p: int, n: int) -> list[tuple[float, float]]:
+        return [(0.0, 0.0)] + [(float(f / n), float(t / p)) for t, f in zip(tp, fp, strict=True)]
+
+    table = _curves(y_true, y_probas, labels, classes_to_plot, ["class", "fpr", "tpr"], points)
     return Chart(table, {"kind": "roc_curve", "x": "fpr", "y": "tpr", "series": "class", "title": title or "ROC"})
 
 
@@ -220,15 +237,11 @@ def pr_curve(
     split_table: bool = False,
 ) -> Chart:
     """Precision against recall, one curve per class (one vs rest)."""
-    actual, scores, chosen = _one_vs_rest(y_true, y_probas, labels, classes_to_plot)
-    table = Table(columns=["class", "recall", "precision"])
-    for index, name in chosen:
-        positive = (actual == index) if actual.dtype.kind in "iub" else (actual.astype(str) == name)
-        tp, fp = _curve_counts(positive.astype(int), scores[:, index])
-        p = max(int(positive.sum()), 1)
-        points = [(0.0, 1.0)] + [(float(t / p), float(t / (t + f))) for t, f in zip(tp, fp, strict=True)]
-        for recall, precision in _thin(points):
-            table.add_data(name, round(recall, 6), round(precision, 6))
+
+    def points(tp: Any, fp: Any, p: int, n: int) -> list[tuple[float, float]]:
+        return [(0.0, 1.0)] + [(float(t / p), float(t / (t + f))) for t, f in zip(tp, fp, strict=True)]
+
+    table = _curves(y_true, y_probas, labels, classes_to_plot, ["class", "recall", "precision"], points)
     return Chart(
         table,
         {

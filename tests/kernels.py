@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import queue
+import time
 from pathlib import Path
 
 from conftest import ROOT
@@ -35,11 +36,21 @@ class Kernel:
         self.kc.start_channels()
         # A kernel a server started may not be up yet (its heartbeat silent, which makes
         # wait_for_ready() give up at once).  A kernel_info request waits in the client's
-        # queue until the kernel binds its socket, so its reply is the condition to wait for.
-        msg_id = self.kc.kernel_info()
-        while self.kc.get_shell_msg(timeout=180)["parent_header"].get("msg_id") != msg_id:
-            pass
-        return self  # execute() reads only the iopub messages of its own requests
+        # queue until the kernel binds its socket, so its reply says the kernel is up; and
+        # the kernel's iopub status for a request says this client's subscription is live
+        # (ZeroMQ drops what is published before a subscriber joins): both are waited for.
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            msg_id = self.kc.kernel_info()
+            while self.kc.get_shell_msg(timeout=180)["parent_header"].get("msg_id") != msg_id:
+                pass
+            try:
+                while self.kc.get_iopub_msg(timeout=1)["parent_header"].get("msg_id") != msg_id:
+                    pass
+                return self  # execute() reads only the iopub messages of its own requests
+            except queue.Empty:
+                continue  # published before the subscription took: ask again
+        raise TimeoutError(f"the kernel of {connection_file} did not answer on iopub")
 
     def execute(self, code: str, timeout: float = 60) -> tuple[str, dict | None]:
         """Run ``code``; return (stdout + stderr text, error content or None)."""

@@ -138,7 +138,7 @@ def test_add_dir_reference_and_media_in_an_artifact(store_dir, tmp_path):
         "shard-0.parquet",
     ]
     got = back.get("predictions")
-    assert got.kind == "table" and got.table() == {"columns": ["a", "b"], "data": [[1, "x"], [2, "y"]]}
+    assert isinstance(got, nbtrack.Table) and (got.columns, got.data) == (["a", "b"], [[1, "x"], [2, "y"]])
     with pytest.raises(nbtrack.UsageError, match="reference to s3://bucket"):
         back.download(str(tmp_path / "out"))
     out = Path(back.download(str(tmp_path / "out2"), allow_missing_references=True))
@@ -263,3 +263,37 @@ def test_artifact_tags_filter_versions_and_registry_names_may_hold_spaces(store_
     assert api.artifact("wandb-registry-model/Artifact Demo Models:latest").tags[0] == "eu-central-1"
     with pytest.raises(nbtrack.UsageError, match=r"tags: 'bad\\nline' is not an artifact tag"):
         nbtrack.init(project="p", dir=store_dir).log_artifact(nbtrack.Artifact("z", "y"), tags=["ok", "bad\nline"])
+
+
+def test_tables_with_images_round_trip_through_artifacts_and_join(store_dir):
+    np = pytest.importorskip("numpy")
+    images = [np.full((4, 4), i * 60, dtype=np.uint8) for i in range(3)]
+    run = nbtrack.init(project="p", dir=store_dir)
+    raw = nbtrack.Artifact("raw_data", "dataset")
+    raw.add(
+        nbtrack.Table(columns=["id", "image"], data=[[i, nbtrack.Image(img)] for i, img in enumerate(images)]),
+        "raw_examples",
+    )
+    run.log_artifact(raw)
+    scores = nbtrack.Artifact("scores", "dataset")
+    scores.add(nbtrack.Table(columns=["id", "score"], data=[[2, 0.9], [0, 0.4], [7, 0.1]]), "score_table")
+    run.log_artifact(scores)
+    run.finish()
+
+    other = nbtrack.init(project="p", dir=store_dir)
+    data_table = other.use_artifact("raw_data:latest").get("raw_examples")
+    score_table = other.use_artifact("scores:latest").get("score_table")
+    assert data_table.columns == ["id", "image"] and data_table.data[1][1].kind == "image"
+    assert np.array_equal(data_table.data[1][1].to_numpy(), images[1])
+    joined = nbtrack.JoinedTable(score_table, data_table, "id")
+    assert [row[:2] for row in joined.data] == [[2, 0.9], [0, 0.4]]  # id 7 has no image: left out
+    summary = nbtrack.Artifact("summary_results", "dataset")
+    summary.add(joined, "results")
+    summary.add(nbtrack.Image(data_table.data[2][1]), "third")  # an image read back, logged again
+    other.log_artifact(summary)
+    other.finish()
+    back = nbtrack.Api(store_dir).artifact("p/summary_results:latest").get("results")
+    assert back.columns == ["id", "score", "image"]
+    assert np.array_equal(back.data[0][2].to_numpy(), images[2])  # the image came along with the table
+    with pytest.raises(ValueError, match="'name' is not a column of table2"):
+        nbtrack.JoinedTable(score_table, data_table, ("id", "name"))

@@ -414,7 +414,13 @@ def test_wandb_features_out_of_scope_raise_a_usage_error_naming_the_alternative(
         nbtrack.Plotly(object())
     with pytest.raises(nbtrack.UsageError, match="wandb.plot_table is not in nbtrack: use the charts of nbtrack.plot"):
         nbtrack.plot_table("vega", nbtrack.Table(columns=["a"]), {})
-    with pytest.raises(AttributeError):
+    with pytest.raises(
+        nbtrack.UsageError, match="wandb.integration.openai is not in nbtrack: nbtrack has no integration"
+    ):
+        nbtrack.integration.openai.autolog()
+    with pytest.raises(nbtrack.UsageError, match="wandb.fastai is not in nbtrack"):
+        nbtrack.fastai.WandbCallback()
+    with pytest.raises(AttributeError):  # a name wandb never had is still an AttributeError
         nbtrack.no_such_name
     assert nbtrack.setup() is None and nbtrack.require("core") is None and nbtrack.sagemaker_auth() is None
 

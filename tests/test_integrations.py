@@ -355,3 +355,30 @@ def test_xgboost_and_lightgbm_callbacks(store_dir):
     assert record.config["num_leaves"] == 4 and "best_iteration" in record.summary
     assert any("Feature Importance" in r for r in record.rows())
     assert nbtrack.Api(store_dir).artifact(f"boost/{run.id}_model:latest").files()[0].path == "model.txt"
+
+
+@pytest.mark.parametrize(
+    ("module", "library", "extra"),
+    [
+        ("nbtrack.integration.xgboost", "xgboost", "xgboost"),
+        ("nbtrack.integration.lightgbm", "lightgbm", "lightgbm"),
+        ("nbtrack.integration.lightning", "lightning", "lightning"),
+        ("nbtrack.integration.transformers", "transformers", "transformers"),
+        ("nbtrack.integration.keras", "keras", "keras"),
+    ],
+)
+def test_a_missing_framework_is_a_usage_error_naming_the_extra(monkeypatch, module, library, extra):
+    import sys
+
+    monkeypatch.setitem(sys.modules, library, None)  # as if it were not installed
+    monkeypatch.delitem(sys.modules, module, raising=False)
+    with pytest.raises(nbtrack.UsageError, match=rf"needs {library}: pip install 'nbtrack\[{extra}\]'"):
+        importlib.import_module(module)
+
+
+def test_sweeps_without_optuna_say_which_extra(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "optuna", None)
+    with pytest.raises(nbtrack.UsageError, match=r"pip install 'nbtrack\[sweeps\]'"):
+        nbtrack.sweep({"method": "random", "parameters": {"x": {"values": [1]}}})

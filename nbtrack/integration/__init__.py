@@ -14,6 +14,20 @@ from typing import Any
 
 from ..errors import Error, UsageError
 
+# wandb's integration modules nbtrack has no counterpart for
+ABSENT = (
+    "openai", "diffusers", "ultralytics", "langchain", "sb3", "catboost", "fastai", "sacred", "tensorflow",
+    "metaflow", "prodigy", "kfp", "dspy", "weave", "huggingface", "yolov8", "cohere",
+)  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    if name in ABSENT:
+        from ..compat import _NO_INTEGRATION, OutOfScope
+
+        return OutOfScope(f"integration.{name}", _NO_INTEGRATION)
+    raise AttributeError(f"module 'nbtrack.integration' has no attribute {name!r}")
+
 
 def need(module: str, extra: str) -> Any:
     """Import a framework, or say which extra installs it."""

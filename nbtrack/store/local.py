@@ -269,15 +269,7 @@ class LocalStore:
                         "INSERT INTO set_aside (run_pk, step, ts, what, reason, data) VALUES (?, ?, ?, ?, ?, ?)",
                         [(pk, *s) for s in set_aside],
                     )
-                if summary is not None:
-                    con.execute("UPDATE summaries SET data = ? WHERE run_pk = ?", (_dumps(summary), pk))
-                if config is not None:
-                    con.execute("UPDATE configs SET data = ? WHERE run_pk = ?", (_dumps(config), pk))
-                if tags is not None:
-                    _write_tags(con, pk, tags)
-                if fields:
-                    sets = ", ".join(f"{k} = :{k}" for k in fields)
-                    con.execute(f"UPDATE runs SET {sets} WHERE pk = :pk", {**fields, "pk": pk})
+                _write_state(con, pk, summary=summary, config=config, tags=tags, fields=fields)
                 if heartbeat is not None or last_step is not None:
                     con.execute(
                         "UPDATE run_state SET heartbeat = COALESCE(?, heartbeat),"
@@ -355,16 +347,14 @@ class LocalStore:
         tags and fields its process could not write."""
         with self.transaction() as tx:
             con = tx.con
-            if final.get("summary") is not None:
-                con.execute("UPDATE summaries SET data = ? WHERE run_pk = ?", (_dumps(final["summary"]), pk))
-            if final.get("config") is not None:
-                con.execute("UPDATE configs SET data = ? WHERE run_pk = ?", (_dumps(final["config"]), pk))
-            if final.get("tags") is not None:
-                _write_tags(con, pk, final["tags"])
-            fields = {k: v for k, v in (final.get("fields") or {}).items() if k in _FIELD_COLUMNS}
-            if fields:
-                sets = ", ".join(f"{k} = :{k}" for k in fields)
-                con.execute(f"UPDATE runs SET {sets} WHERE pk = :pk", {**fields, "pk": pk})
+            _write_state(
+                con,
+                pk,
+                summary=final.get("summary"),
+                config=final.get("config"),
+                tags=final.get("tags"),
+                fields=final.get("fields"),
+            )
             con.execute(
                 "UPDATE run_state SET state = ?, exit_code = ?, finished_at = ?, heartbeat = ?, runtime = ?"
                 " WHERE run_pk = ?",
@@ -390,17 +380,7 @@ class LocalStore:
         """Write a stored run's name and notes, tags, config and summary (``Api``'s
         ``update()``)."""
         with self.transaction() as tx:
-            con = tx.con
-            if summary is not None:
-                con.execute("UPDATE summaries SET data = ? WHERE run_pk = ?", (_dumps(summary), pk))
-            if config is not None:
-                con.execute("UPDATE configs SET data = ? WHERE run_pk = ?", (_dumps(config), pk))
-            if tags is not None:
-                _write_tags(con, pk, tags)
-            fields = {k: v for k, v in (fields or {}).items() if k in _FIELD_COLUMNS}
-            if fields:
-                sets = ", ".join(f"{k} = :{k}" for k in fields)
-                con.execute(f"UPDATE runs SET {sets} WHERE pk = :pk", {**fields, "pk": pk})
+            _write_state(tx.con, pk, summary=summary, config=config, tags=tags, fields=fields)
 
     def delete_run(self, pk: int) -> None:
         """Remove a run and everything stored for it (its folder is the caller's); the
@@ -634,6 +614,28 @@ def _insert_rows(con: sqlite3.Connection, rows: Sequence[HistoryRow], fresh: dic
     if full < n:
         tail = params[full:]
         con.execute(_INSERT + ",".join(["(?,?,?,?,?,?,?)"] * len(tail)), tuple(flat(tail)))
+
+
+def _write_state(
+    con: sqlite3.Connection,
+    pk: int,
+    *,
+    summary: dict[str, Any] | None,
+    config: dict[str, Any] | None,
+    tags: Sequence[str] | None,
+    fields: dict[str, Any] | None,
+) -> None:
+    """A run's summary, config, tags and changeable fields (name, notes), where given."""
+    if summary is not None:
+        con.execute("UPDATE summaries SET data = ? WHERE run_pk = ?", (_dumps(summary), pk))
+    if config is not None:
+        con.execute("UPDATE configs SET data = ? WHERE run_pk = ?", (_dumps(config), pk))
+    if tags is not None:
+        _write_tags(con, pk, tags)
+    fields = {k: v for k, v in (fields or {}).items() if k in _FIELD_COLUMNS}
+    if fields:
+        sets = ", ".join(f"{k} = :{k}" for k in fields)
+        con.execute(f"UPDATE runs SET {sets} WHERE pk = :pk", {**fields, "pk": pk})
 
 
 def _write_tags(con: sqlite3.Connection, pk: int, tags: Sequence[str]) -> None:
