@@ -199,8 +199,8 @@ def test_keras_callbacks_with_the_torch_backend(store_dir, tmp_path):
     versions = nbtrack.Api(store_dir).artifacts("model", f"keras/run_{run.id}_model")
     assert [a.aliases for a in reversed(versions)] == [["epoch_0"], ["epoch_1"], ["epoch_2", "latest"]]
     assert nbtrack.Api(store_dir).artifact(f"keras/model-{run.id}:best").files()[0].path == "model-best.keras"
-    preds = nbtrack.Api(store_dir).artifact(f"keras/run_{run.id}_pred:epoch_2").get("eval_data").table()
-    assert [row[:2] for row in preds["data"]] == [[2, 0], [2, 1], [2, 2]]
+    preds = nbtrack.Api(store_dir).artifact(f"keras/run_{run.id}_pred:epoch_2").get("eval_data")
+    assert preds.columns == ["epoch", "idx", "pred"] and [row[:2] for row in preds.data] == [[2, 0], [2, 1], [2, 2]]
 
 
 def test_lightning_logger_hyperparameters_metrics_at_the_trainer_step_and_checkpoints(store_dir, tmp_path):
