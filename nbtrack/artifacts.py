@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from .errors import UsageError
-from .media import Media, MediaStore, Table, restorer
+from .media import MEDIA_DIR, Media, MediaStore, Table, restorer
 from .store import artifacts as stored
 from .store.objects import hash_file
 
@@ -296,7 +296,7 @@ class Artifact:
         ref = obj._reference(media)
         self._objects[name] = obj
         # media a table's cells hold (images, masks...) go in too, at the paths its cells name
-        for stored_file in sorted(root.glob("media/**/*")):
+        for stored_file in sorted(root.glob(f"{MEDIA_DIR}/**/*")):
             rel = stored_file.relative_to(root).as_posix()
             if stored_file.is_file() and rel != ref.get("path") and rel not in self._entries:
                 sha, size = hash_file(stored_file)
@@ -417,16 +417,17 @@ class Artifact:
         for path, entry in self._entries.items():
             extra = entry.get("extra") or {}
             if extra.get("name") == name and "media" in extra:
-                folder = Path(self.download(self._download_folder_for_get(), allow_missing_references=True))
+                # the value's file and the media its cells name (under media/): not the rest
+                folder = self._default_root()
+                for needed in self._entries:
+                    if needed == path or needed.startswith(f"{MEDIA_DIR}/"):
+                        self._materialize(self.get_entry(needed), folder)
                 ref = restorer(folder)(dict(extra["media"], path=path))
                 if getattr(ref, "kind", None) == "table":
                     body = json.loads((folder / path).read_text(), object_hook=restorer(folder))
                     return Table(columns=body["columns"], data=body["data"])
                 return ref
         return None
-
-    def _download_folder_for_get(self) -> Path:
-        return self._default_root()
 
     # ----------------------------------------------------------- download
     def _default_root(self) -> Path:
@@ -640,22 +641,16 @@ def log(
     """Store an artifact's files and record its version (or find the identical one);
     move ``latest`` and ``aliases`` to it; record that ``run_pk`` logged it."""
     version: stored.Version | None = artifact._version  # logged before: this run logs the same version
-    if version is None:
-        entries = []
-        for path, entry in artifact._entries.items():
-            sha: str | None = entry.get("sha256")
-            size: int | None = entry.get("size")
-            if "source" in entry:
-                sha, size = store.objects.put_file(Path(entry["source"]), (entry["sha256"], entry["size"]))
-            elif "bytes" in entry:
-                sha, size = store.objects.put_bytes(entry["bytes"])
-            entries.append(stored.Entry(path, sha, size, entry.get("ref"), entry.get("extra") or {}))
-        digest = artifact.digest
-        with store.transaction() as tx:
+    # the files go into the objects first (outside the transaction: they may be large)
+    entries = _store_files(store, artifact) if version is None else []
+    with store.transaction() as tx:
+        if version is None:
             try:
                 artifact_id = stored.ensure_collection(tx.con, project, artifact._name, artifact.type)
             except ValueError as exc:
                 raise UsageError(f"log_artifact: {exc}") from None
+            # the digest of what was stored (a file changed since add_file is stored as it is now)
+            digest = manifest_digest({e.path: {"sha256": e.sha256, "ref": e.ref} for e in entries})
             version = stored.by_digest(tx.con, artifact_id, digest)
             if version is None:
                 version = stored.add_version(
@@ -667,7 +662,6 @@ def log(
                     entries=entries,
                     logged_by=run_pk,
                 )
-    with store.transaction() as tx:
         # "latest" is the version logged last: content identical to an older version
         # gives that version back, and latest moves to it
         for alias in ["latest", *aliases]:
@@ -685,6 +679,20 @@ def log(
     for path, entry in fresh._entries.items():
         artifact._entries.setdefault(path, {}).update(entry)
     return artifact
+
+
+def _store_files(store: LocalStore, artifact: Artifact) -> list[stored.Entry]:
+    """An artifact's files put into the store's objects; its manifest entries."""
+    entries = []
+    for path, entry in artifact._entries.items():
+        sha: str | None = entry.get("sha256")
+        size: int | None = entry.get("size")
+        if "source" in entry:
+            sha, size = store.objects.put_file(Path(entry["source"]), (entry["sha256"], entry["size"]))
+        elif "bytes" in entry:
+            sha, size = store.objects.put_bytes(entry["bytes"], entry["sha256"])
+        entries.append(stored.Entry(path, sha, size, entry.get("ref"), entry.get("extra") or {}))
+    return entries
 
 
 def use(store: LocalStore, ref: str, *, project: str | None, run_pk: int | None, type: str | None = None) -> Artifact:

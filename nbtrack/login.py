@@ -52,7 +52,8 @@ def login(
                 "(nbtrack syncs to MLflow; without a host it works offline)"
             )
         os.environ["NBTRACK_TRACKING_URI"] = host.strip()
-    uri = Settings().resolve().tracking_uri
+    settings = Settings().resolve()
+    uri = settings.tracking_uri
     if uri is None:
         return True  # offline: nothing to log in to
     if key is not None:
@@ -66,7 +67,7 @@ def login(
             raise UsageError(f"login: {exc}") from None
         client = sync.Client(server)
         try:
-            wait = float(timeout) if timeout is not None else Settings().resolve().init_timeout
+            wait = float(timeout) if timeout is not None else settings.init_timeout
             client.call(
                 "GET",
                 sync.client.API + "experiments/search",

@@ -998,7 +998,7 @@ class MediaStore:
         if rel not in self._known:
             target = self.folder / rel
             if self.objects is not None:
-                self.objects.put_bytes(data)
+                self.objects.put_bytes(data, digest)
                 self.objects.link(digest, target)
             elif not target.exists():
                 target.parent.mkdir(parents=True, exist_ok=True)

@@ -95,6 +95,20 @@ _FIELDS: dict[str, tuple[str | None, Callable[[str], Any], Any, str | None]] = {
     "init_timeout": ("NBTRACK_INIT_TIMEOUT", _seconds, 10.0, "WANDB_INIT_TIMEOUT"),
 }
 
+# (save_code, resume, mode, project, entity, anonymous, force, reinit, fork_from and
+# resume_from are init() arguments in nbtrack: passed as settings they say so)
+_INIT_ARGUMENTS = (
+    "save_code",
+    "resume",
+    "mode",
+    "project",
+    "entity",
+    "anonymous",
+    "force",
+    "reinit",
+    "fork_from",
+    "resume_from",
+)
 # wandb.Settings names code written for wandb passes: the nbtrack field each sets (with a
 # value converter), or None when it means nothing here (accepted, and said once)
 WANDB_SETTINGS: dict[str, tuple[str, Callable[[Any], Any]] | None] = {
@@ -148,38 +162,15 @@ WANDB_SETTINGS: dict[str, tuple[str, Callable[[Any], Any]] | None] = {
             "email",
             "_disable_service",
             "x_disable_service",
-            "save_code",
-            "resume",
-            "mode",
-            "project",
-            "entity",
-            "anonymous",
-            "force",
-            "reinit",
             "label_disable",
             "x_label",
             "_disable_machine_info",
             "x_disable_machine_info",
-            "fork_from",
-            "resume_from",
             "x_primary",
         )
     },
+    **dict.fromkeys(_INIT_ARGUMENTS),
 }
-# (save_code, resume, mode, project, entity, anonymous, force, reinit, fork_from and
-# resume_from are init() arguments in nbtrack: passed as settings they say so)
-_INIT_ARGUMENTS = (
-    "save_code",
-    "resume",
-    "mode",
-    "project",
-    "entity",
-    "anonymous",
-    "force",
-    "reinit",
-    "fork_from",
-    "resume_from",
-)
 
 
 class Settings:

@@ -410,8 +410,8 @@ def agent(
     if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
         raise UsageError(f"agent: count must be a positive integer, got {count!r}")
     _project, name = _parse_sweep_id(sweep_id)
-    _study, config, sweep_project = load(sweep_id)
-    study = optuna.load_study(study_name=name, storage=storage(), sampler=_sampler(config), pruner=_pruner(config))
+    study, config, sweep_project = load(sweep_id)
+    study.sampler, study.pruner = _sampler(config), _pruner(config)  # they live with the agent, not the study
     metric = config.get("metric")
     callbacks = []
     if config.get("run_cap") is not None:

@@ -297,3 +297,17 @@ def test_tables_with_images_round_trip_through_artifacts_and_join(store_dir):
     assert np.array_equal(back.data[0][2].to_numpy(), images[2])  # the image came along with the table
     with pytest.raises(ValueError, match="'name' is not a column of table2"):
         nbtrack.JoinedTable(score_table, data_table, ("id", "name"))
+
+
+def test_a_file_changed_between_add_file_and_logging_is_versioned_as_stored(store_dir, tmp_path):
+    data = write(tmp_path / "d.txt", "old")
+    run = nbtrack.init(project="p", dir=store_dir)
+    early = nbtrack.Artifact("d", "data")
+    early.add_file(str(data))
+    write(data, "new!")  # changed after add_file: the bytes logged are the new ones
+    logged = run.log_artifact(early)
+    again = nbtrack.Artifact("d", "data")
+    again.add_file(str(data))
+    assert run.log_artifact(again).version == logged.version == "v0"  # the same content, the same version
+    assert (Path(logged.download(str(tmp_path / "out"))) / "d.txt").read_text() == "new!"
+    run.finish()

@@ -78,10 +78,13 @@ class ObjectStore:
         self._place(temp, sha)
         return sha, size
 
-    def put_bytes(self, data: bytes) -> tuple[str, int]:
-        import hashlib
+    def put_bytes(self, data: bytes, sha256: str | None = None) -> tuple[str, int]:
+        """Store bytes; ``(sha256, size)``.  ``sha256``: their hash, when the caller has it."""
+        if sha256 is None:
+            import hashlib
 
-        sha = hashlib.sha256(data).hexdigest()
+            sha256 = hashlib.sha256(data).hexdigest()
+        sha = sha256
         if self.has(sha):
             return sha, len(data)
         fd, temp = self._temp()
