@@ -311,3 +311,62 @@ def test_a_file_changed_between_add_file_and_logging_is_versioned_as_stored(stor
     assert run.log_artifact(again).version == logged.version == "v0"  # the same content, the same version
     assert (Path(logged.download(str(tmp_path / "out"))) / "d.txt").read_text() == "new!"
     run.finish()
+
+
+KILLED = """
+import os, signal, sys
+import nbtrack
+d, src = sys.argv[1], sys.argv[2]
+run = nbtrack.init(project="p", id="killed", dir=d, settings={"system_interval": 0})
+art = nbtrack.Artifact("weights", "model")
+art.add_file(src)
+run.log_artifact(art, aliases=["best"])
+run.define_metric("loss", summary="min")
+run.alert("saved", "weights are in")
+run.save(src, policy="now")
+print("handed over", flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_what_was_handed_over_survives_kill_9(store_dir, tmp_path):
+    from conftest import run_python
+
+    src = write(tmp_path / "w.bin", "w" * 10_000)
+    proc = run_python(KILLED, argv=[str(store_dir), str(src)], check=False)
+    assert proc.returncode == -9 and "handed over" in proc.stdout
+    api = nbtrack.Api(store_dir)
+    version = api.artifact("p/weights:best")
+    assert (Path(version.download(str(tmp_path / "out"))) / "w.bin").read_text() == "w" * 10_000
+    record = api.run("p/killed")
+    assert [a["title"] for a in record.alerts()] == ["saved"]
+    assert [m.name for m in record.metric_definitions] == ["loss"]
+    assert record.file("w.bin").download(str(tmp_path / "restored")).read() == "w" * 10_000
+
+
+def test_threads_logging_artifacts_at_once_get_distinct_versions_and_one_per_content(store_dir, tmp_path):
+    import threading
+
+    run = nbtrack.init(project="p", dir=store_dir)
+    files = [write(tmp_path / f"f{i}.txt", f"content {i % 4}") for i in range(8)]  # 4 contents, each twice
+    logged, errors = [], []
+
+    def log(path):
+        try:
+            art = nbtrack.Artifact("shared", "data")
+            art.add_file(str(path), name="f.txt")
+            logged.append(run.log_artifact(art).version)
+        except Exception as exc:  # collected: the assertion below names it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=log, args=(f,)) for f in files]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    run.finish()
+    assert errors == [] and len(logged) == 8
+    versions = nbtrack.Api(store_dir).artifacts("data", "p/shared")
+    assert sorted(v.version for v in versions) == ["v0", "v1", "v2", "v3"]  # one version per content
+    contents = {(Path(v.download(str(tmp_path / v.version))) / "f.txt").read_text() for v in versions}
+    assert contents == {f"content {i}" for i in range(4)}
