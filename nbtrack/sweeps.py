@@ -22,10 +22,11 @@ share one sweep.  Needs ``pip install nbtrack[sweeps]`` (Optuna).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import statistics
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,11 @@ from .manager import manager
 from .naming import new_run_id
 from .settings import Settings
 from .store import store_root
+
+try:
+    import fcntl
+except ImportError:  # Windows: no lock between agents (a grid point may rarely run twice)
+    fcntl = None  # type: ignore[assignment]
 
 METHODS = ("grid", "random", "bayes")
 DISTRIBUTIONS = (
@@ -420,9 +426,15 @@ def agent(
         return
 
     def objective(trial: Any) -> float:
-        sampled = sample(trial, config["parameters"])
-        if config["method"] == "grid" and _taken(study, trial):
-            raise DuplicateTrial(f"grid point {trial.params} is another trial's (a second agent took it first)")
+        if config["method"] == "grid":
+            # sampling and the check are serialised between this machine's agents, so the
+            # second agent to reach a grid point sees the first one's values and steps aside
+            with _claim_lock():
+                sampled = sample(trial, config["parameters"])
+                if _taken(study, trial):
+                    raise DuplicateTrial(f"grid point {trial.params} is another trial's (another agent took it)")
+        else:
+            sampled = sample(trial, config["parameters"])
         hook = Trial(name, project or sweep_project, sampled, trial, metric, prune=bool(config.get("early_terminate")))
         if manager.trial is not None:
             raise Error("agent: another sweep trial is running in this process")
@@ -458,11 +470,29 @@ class DuplicateTrial(Exception):
 
 
 def _taken(study: Any, trial: Any) -> bool:
+    """Whether another trial, running or done, has this trial's values."""
     mine = trial.params
     return any(
-        other.number < trial.number and other.params == mine and other.state.name in ("RUNNING", "COMPLETE", "PRUNED")
+        other.number != trial.number and other.params == mine and other.state.name in ("RUNNING", "COMPLETE", "PRUNED")
         for other in study.get_trials(deepcopy=False)
     )
+
+
+@contextlib.contextmanager
+def _claim_lock() -> Iterator[None]:
+    """An exclusive lock shared by this machine's agents (``sweeps.lock`` next to the
+    runs).  Agents on other machines (``NBTRACK_SWEEP_STORAGE``) are not covered: there,
+    as with Optuna's own GridSampler, a grid point may rarely run twice."""
+    root = store_root(Settings().resolve().dir or Path.cwd())
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / "sweeps.lock", "a") as handle:
+        if fcntl is not None:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def _end_run(run: Any, trial: Any, outcome: str) -> None:

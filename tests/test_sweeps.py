@@ -103,11 +103,11 @@ AGENT = """
 import os, sys, time
 from pathlib import Path
 import nbtrack
-sweep_id, ready = sys.argv[1], Path(sys.argv[2])
-(ready / str(os.getpid())).touch()
+sweep_id, started = sys.argv[1], Path(sys.argv[2])
 def train():
     run = nbtrack.init(settings={"system_interval": 0})
-    while len(list(ready.iterdir())) < 2:  # both agents are up: they take trials side by side
+    (started / str(os.getpid())).touch()
+    while len(list(started.iterdir())) < 2:  # each agent's first trial waits for the other's first
         time.sleep(0.01)
     run.log({"loss": run.config["x"] + run.config["y"]})
 nbtrack.agent(sweep_id, function=train)
