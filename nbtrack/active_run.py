@@ -132,6 +132,8 @@ class Run(ArtifactMethods, MetricMethods, FileMethods, AlertMethods, WatchMethod
         self._rows = self._sink.rows
         self._writer.add(self._sink, settings.flush_interval)
         self._sampler: Any = None  # SystemSampler, started by start_sampler()
+        self._sampler_lock = threading.Lock()
+        self._sampler_closed = False
         self._sync: Any = None  # the RunSync of an online run
         self._detach: list[Callable[[], None]] = []  # integrations to undo at finish
         self._on_closed = on_closed
@@ -295,12 +297,24 @@ class Run(ArtifactMethods, MetricMethods, FileMethods, AlertMethods, WatchMethod
 
     # --------------------------------------------------- what the run owns
     def start_sampler(self) -> None:
-        """Start the system metrics sampler (``Settings.system_interval``; 0 = none)."""
+        """Start the system metrics sampler (``Settings.system_interval``; 0 = none);
+        not once the run is closing."""
         from . import system
 
-        self._sampler = system.start_sampler(
-            self._settings.system_interval, self._system_sample, str(self._folder), self._sink.label
-        )
+        with self._sampler_lock:
+            if self._sampler_closed or self._sampler is not None:
+                return
+            self._sampler = system.start_sampler(
+                self._settings.system_interval, self._system_sample, str(self._folder), self._sink.label
+            )
+
+    def _stop_sampler(self) -> None:
+        self.start_sampler()  # a run finished before the writer started its sampler still gets its last sample
+        with self._sampler_lock:
+            self._sampler_closed = True
+            sampler = self._sampler
+        if sampler is not None:
+            sampler.stop()
 
     def start_sync(self, server: Any, sync_command: str, say: Callable[[str], None]) -> None:
         """Sync this run to ``server`` in the background (online mode)."""
@@ -369,7 +383,7 @@ class Run(ArtifactMethods, MetricMethods, FileMethods, AlertMethods, WatchMethod
         self._step_once("refuse", lambda: self._refuse_writes(exit_code))
         self._step_once("integrations", self._undo_integrations)
         self._step_once("files", self._save_watched)
-        self._step_once("sampler", lambda: self._sampler is not None and self._sampler.stop())
+        self._step_once("sampler", self._stop_sampler)
         self._step_once("ending", lambda: events.bus.emit(events.RUN_ENDING, run=self))
         self._step_once("store", self._write_end)
         self._step_once("said", lambda: diagnostics.say(self._ending_line(), quiet=quiet))
@@ -441,6 +455,8 @@ class Run(ArtifactMethods, MetricMethods, FileMethods, AlertMethods, WatchMethod
                 )
             except Exception as exc:
                 drained, problem = False, f"{type(exc).__name__}: {exc}"
+        if drained:
+            writer.seal(sink, final=True)
         writer.remove(sink)
         if not drained:
             self._rescue(final, problem)

@@ -270,7 +270,18 @@ class Api:
         if con is None:
             return found
         simple = not filters and order in ("-created_at", "-createdAt")
-        rows = reader.list_runs(con, wanted, limit if simple else None, self.stale_after)
+        if filters is not None and not isinstance(filters, Mapping):
+            run_filters.matches(None, filters)  # the UsageError that names what is expected
+        where, where_args = run_filters.sql_prefilter(filters)
+        rows = reader.list_runs(
+            con,
+            wanted,
+            limit if simple else None,
+            self.stale_after,
+            where=where,
+            where_args=where_args,
+            decode=False,
+        )
         records = [RunRecord(row, self) for row in rows]
         if not simple:
             records = run_filters.sort([r for r in records if run_filters.matches(r, filters)], order)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import diagnostics, environment, events, workers
+from . import diagnostics, environment, events, system, workers
 from .active_run import DisabledRun, Run
 from .errors import UsageError, choices
 from .hyperparams import build_config, load_config
@@ -391,7 +391,8 @@ class RunManager:
         s = a.settings
         now = time.time()
         store = LocalStore.open(a.dir)
-        meta = environment.runtime_metadata(Path.cwd(), anonymous=a.anonymous == "must", git=not s.disable_git)
+        # where the run started (host, python, git...) is gathered by the writer thread
+        meta: dict[str, Any] = {}
         meta["anonymous"] = a.anonymous
         meta["save_code"] = a.save_code
         if a.sync_tensorboard:
@@ -448,11 +449,23 @@ class RunManager:
             anonymous=a.anonymous,
         )
         self._runs.add(run)
-        run.start_sampler()
-        try:
-            store.write_auto_marker(a.project, run.id)
-        except OSError:
-            pass
+        cwd, project, run_id = Path.cwd(), a.project, run.id
+        sink = run._sink
+
+        def environment_metadata() -> None:
+            sink.metadata = environment.runtime_metadata(cwd, anonymous=a.anonymous == "must", git=not s.disable_git)
+
+        def auto_resume_marker() -> None:
+            try:
+                store.write_auto_marker(project, run_id)
+            except OSError:
+                pass
+
+        # left to the writer's first round (or to finish(), whichever comes first)
+        sink.startup += [environment_metadata, auto_resume_marker]
+        if system.available(s.system_interval):
+            sink.startup.append(run.start_sampler)
+        run._writer.wake()
         if a.save_code:
             saved = _save_program(Path(run.dir))
             if saved:

@@ -72,7 +72,10 @@ def field(record: Any, name: str) -> Any:
         return _FIELDS[name](record)
     for prefix, source in (("config.", "config"), ("summary_metrics.", "summary"), ("summary.", "summary")):
         if name.startswith(prefix):
-            return _lookup(getattr(record, source), name[len(prefix) :])
+            # a stored record's fields as stored: no copy of each run's config to match it
+            stored = getattr(record, "_stored", None)
+            data = stored(source) if stored is not None else getattr(record, source)
+            return _lookup(data, name[len(prefix) :])
     raise UsageError(
         f"runs: cannot filter or order by {name!r}; use one of {', '.join(sorted(_FIELDS))}, "
         "config.<key> or summary_metrics.<key>"
@@ -171,3 +174,105 @@ def sort(records: list[Any], order: str) -> list[Any]:
     except TypeError:
         present.sort(key=lambda pair: str(pair[0]), reverse=descending)
     return [r for _v, r in present] + [r for _v, r in absent]
+
+
+# ---------------------------------------------------------------- SQL prefilter
+# A filter document is matched in Python, on records.  To list a big project fast, the
+# conditions SQL can judge are also turned into a WHERE clause that keeps a superset of
+# the matches (never fewer): only those runs are read and then matched exactly.
+_SQL_COLUMNS = {
+    "name": "r.run_id",
+    "id": "r.run_id",
+    "run_id": "r.run_id",
+    "display_name": "r.name",
+    "displayName": "r.name",
+    "group": "r.run_group",
+    "job_type": "r.job_type",
+    "jobType": "r.job_type",
+}
+_SQL_OPS = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
+_NUMERIC = "('integer','real')"
+
+
+def sql_prefilter(filters: Mapping[str, Any] | None) -> tuple[str, list[Any]]:
+    """``(where, args)``: SQL over ``runs r``, ``run_state s``, ``configs c`` and
+    ``summaries m`` true for every run that may match ``filters`` (``""`` when it
+    cannot narrow them down)."""
+    if not filters or not isinstance(filters, Mapping):
+        return "", []
+    parts, args = [], []
+    for key, condition in filters.items():
+        if key == "$and" and isinstance(condition, (list, tuple)):
+            for item in condition:
+                where, more = sql_prefilter(item)
+                if where:
+                    parts.append(where)
+                    args.extend(more)
+            continue
+        if key == "$or" and isinstance(condition, (list, tuple)) and condition:
+            branches = [sql_prefilter(item) if isinstance(item, Mapping) else ("", []) for item in condition]
+            if all(where for where, _ in branches):
+                parts.append("(" + " OR ".join(where for where, _ in branches) + ")")
+                for _, more in branches:
+                    args.extend(more)
+            continue
+        where, more = _leaf_sql(key, condition)
+        if where:
+            parts.append(where)
+            args.extend(more)
+    return " AND ".join(f"({p})" for p in parts), args
+
+
+def _leaf_sql(key: str, condition: Any) -> tuple[str, list[Any]]:
+    ops = dict(condition) if isinstance(condition, Mapping) and any(str(k).startswith("$") for k in condition) else None
+    if ops is None:
+        ops = {"$eq": condition}
+    parts: list[str] = []
+    args: list[Any] = []
+    for op, operand in ops.items():
+        where, more = _op_sql(key, op, operand)
+        if where:
+            parts.append(where)
+            args.extend(more)
+    return " AND ".join(parts), args
+
+
+def _op_sql(key: str, op: str, operand: Any) -> tuple[str, list[Any]]:
+    if key == "state":
+        wanted = [operand] if op == "$eq" else list(operand) if op == "$in" and isinstance(operand, list) else None
+        if wanted is None or not all(isinstance(w, str) for w in wanted):
+            return "", []
+        stored = sorted({"running" if w in ("running", "crashed") else w for w in wanted})
+        return f"s.state IN ({','.join('?' * len(stored))})", stored
+    if key == "tags" and op == "$eq" and isinstance(operand, str):
+        return "EXISTS (SELECT 1 FROM run_tags t WHERE t.run_pk = r.pk AND t.tag = ?)", [operand]
+    column = _SQL_COLUMNS.get(key)
+    if column is not None:
+        if op == "$eq" and isinstance(operand, str):
+            return f"{column} = ?", [operand]
+        if op == "$in" and isinstance(operand, list) and operand and all(isinstance(o, str) for o in operand):
+            return f"{column} IN ({','.join('?' * len(operand))})", list(operand)
+        return "", []
+    for prefix, data in (("config.", "c.data"), ("summary_metrics.", "m.data"), ("summary.", "m.data")):
+        if key.startswith(prefix):
+            name = key[len(prefix) :]
+            break
+    else:
+        return "", []
+    if not name or any(ch in name for ch in '."\\') or isinstance(operand, bool):
+        return "", []
+    path = f'$."{name}"'
+    kind = f"json_type({data}, ?)"
+    if op in _SQL_OPS and isinstance(operand, (int, float)):
+        # a value that is not a number is left to the exact match
+        return f"{kind} NOT IN {_NUMERIC} OR json_extract({data}, ?) {_SQL_OPS[op]} ?", [path, path, operand]
+    if op == "$eq" and isinstance(operand, (int, float)):
+        return f"{kind} IS NOT NULL AND ({kind} NOT IN {_NUMERIC} OR json_extract({data}, ?) = ?)", [
+            path,
+            path,
+            path,
+            operand,
+        ]
+    if op == "$eq" and isinstance(operand, str):
+        return f"{kind} IS NOT NULL AND ({kind} != 'text' OR json_extract({data}, ?) = ?)", [path, path, path, operand]
+    return "", []

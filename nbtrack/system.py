@@ -15,8 +15,8 @@ short run still has one.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import os
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -232,14 +232,34 @@ class SystemSampler(workers.Worker):
         return self.alive
 
 
+_psutil_found: list[bool] = []
+
+
+def available(interval: float) -> bool:
+    """Whether a sampler can run: ``interval`` is not 0 and psutil is importable (else a
+    warning, once).  Called by ``init()`` on the caller's thread, so that the warning is
+    seen there; the sampler itself starts on the writer's thread."""
+    if not interval:
+        return False
+    if "psutil" in sys.modules:
+        found = sys.modules["psutil"] is not None
+    elif not _psutil_found:
+        from importlib.machinery import PathFinder  # cheaper than importing importlib.util
+
+        _psutil_found.append(PathFinder.find_spec("psutil") is not None)
+        found = _psutil_found[0]
+    else:
+        found = _psutil_found[0]
+    if not found:
+        _warn_once("psutil", "nbtrack: system metrics need psutil (pip install psutil); this run records none")
+    return found
+
+
 def start_sampler(
     interval: float, emit: Callable[[float, dict[str, float]], None], disk_path: str | None, label: str
 ) -> SystemSampler | None:
     """A started sampler, or ``None`` when ``interval`` is 0 or psutil is missing (warned once)."""
-    if not interval:
-        return None
-    if importlib.util.find_spec("psutil") is None:
-        _warn_once("psutil", "nbtrack: system metrics need psutil (pip install psutil); this run records none")
+    if not available(interval):
         return None
     sampler = SystemSampler(interval, emit, disk_path=disk_path, label=label)
     sampler.start()

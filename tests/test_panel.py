@@ -219,9 +219,7 @@ def test_system_samples_are_charted_against_seconds(make_panel):
     run, p = make_panel(settings={"system_interval": 0.05})
     for i in range(3):
         run.log({"loss": float(i)})
-    deadline = time.time() + 10
-    while run._sampler.samples < 3 and time.time() < deadline:
-        time.sleep(0.02)
+    assert wait_for(lambda: run._sampler is not None and run._sampler.samples >= 3)
     p.tick()  # the pump thread may have sent part already: put the deltas together
     deltas = [m for m in p.comm.custom() if m["type"] == "delta"]
     xs = [x for d in deltas for x in d["series"].get("system/cpu_utilization_percentage", {}).get("append", [[]])[0]]

@@ -38,7 +38,7 @@ def test_samples_from_the_real_machine_are_stored_apart_from_the_history(store_d
     for i in range(20):
         run.log({"loss": 1.0 / (i + 1)})
         time.sleep(0.02)
-    assert wait_for(lambda: run._sampler.samples >= 5)
+    assert wait_for(lambda: run._sampler is not None and run._sampler.samples >= 5)
     run.finish()
 
     record = nbtrack.Api(store_dir).run(f"sys/{run.id}")
@@ -79,7 +79,8 @@ def test_sampling_goes_on_while_nothing_is_logged(store_dir):
 def test_the_sampler_stops_with_the_run_and_takes_a_last_sample(store_dir):
     before = len(sampler_threads())
     run = nbtrack.init(project="sys", dir=store_dir, settings={"system_interval": 30})
-    assert len(sampler_threads()) == before + 1
+    # the writer's first round starts it, just after init() returns
+    assert wait_for(lambda: len(sampler_threads()) == before + 1)
     run.log({"a": 1})
     run.finish()
     assert len(sampler_threads()) == before
@@ -174,7 +175,7 @@ def test_gpu_metrics_through_nvml(store_dir, monkeypatch):
     fake = FakeNVML()
     monkeypatch.setitem(sys.modules, "pynvml", fake)
     run = nbtrack.init(project="sys", dir=store_dir, settings={"system_interval": 0.05})
-    assert wait_for(lambda: run._sampler.samples >= 2)
+    assert wait_for(lambda: run._sampler is not None and run._sampler.samples >= 2)
     assert run._sampler.gpus == 2
     run.finish()
     assert fake.calls == ["init", "shutdown"]
@@ -199,7 +200,7 @@ def test_no_gpu_when_nvml_cannot_start(store_dir, monkeypatch):
     fake.nvmlInit = no_driver
     monkeypatch.setitem(sys.modules, "pynvml", fake)
     run = nbtrack.init(project="sys", dir=store_dir, settings={"system_interval": 0.05})
-    assert wait_for(lambda: run._sampler.samples >= 1)
+    assert wait_for(lambda: run._sampler is not None and run._sampler.samples >= 1)
     run.finish()
     assert run._sampler.gpus == 0
     last = nbtrack.Api(store_dir).run(f"sys/{run.id}").system_metrics()[-1]
@@ -211,7 +212,7 @@ def test_no_gpu_on_this_machine_with_the_real_library(store_dir):
     """The no-GPU path with what is really installed: either no nvidia-ml-py, or NVML
     failing to find a driver; either way CPU metrics and no GPU keys."""
     run = nbtrack.init(project="sys", dir=store_dir, settings={"system_interval": 0.05})
-    assert wait_for(lambda: run._sampler.samples >= 1)
+    assert wait_for(lambda: run._sampler is not None and run._sampler.samples >= 1)
     run.finish()
     last = nbtrack.Api(store_dir).run(f"sys/{run.id}").system_metrics()[-1]
     try:
@@ -254,7 +255,7 @@ def test_real_gpu_metrics_follow_real_gpu_work(store_dir):
     limit_w = pynvml.nvmlDeviceGetEnforcedPowerLimit(handle) / 1000
     pynvml.nvmlShutdown()
     run = nbtrack.init(project="sys", dir=store_dir, settings={"system_interval": 0.2})
-    assert wait_for(lambda: run._sampler.samples >= 2)
+    assert wait_for(lambda: run._sampler is not None and run._sampler.samples >= 2)
     idle_mb = [s for s in nbtrack.Api(store_dir).run(f"sys/{run.id}").system_metrics()]
     block = torch.empty(4 * 10**9, dtype=torch.uint8, device="cuda")  # 4,000 MB held
     a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
@@ -291,11 +292,11 @@ def test_real_gpu_metrics_follow_real_gpu_work(store_dir):
 
 def test_resumed_run_continues_the_system_stream(store_dir):
     run = nbtrack.init(project="sys", dir=store_dir, id="again", settings={"system_interval": 0.05})
-    assert wait_for(lambda: run._sampler.samples >= 2)
+    assert wait_for(lambda: run._sampler is not None and run._sampler.samples >= 2)
     run.finish()
     first = nbtrack.Api(store_dir).run("sys/again").system_metrics()
     run = nbtrack.init(project="sys", dir=store_dir, id="again", resume="must", settings={"system_interval": 0.05})
-    assert wait_for(lambda: run._sampler.samples >= 2)
+    assert wait_for(lambda: run._sampler is not None and run._sampler.samples >= 2)
     run.finish()
     both = nbtrack.Api(store_dir).run("sys/again").system_metrics()
     assert both[: len(first)] == first and len(both) >= len(first) + 2

@@ -4,6 +4,7 @@ import uPlot from "uplot";
 import uplotCss from "uplot/dist/uPlot.min.css";
 import panelCss from "./panel.css";
 
+const PAGE = 100; // rows drawn at first, and added by each "show more": a 10,000-run project stays quick
 const COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"];
 
 function h(tag, cls, text) {
@@ -29,10 +30,17 @@ function render({ model, el }) {
   const table = h("table", "nbt-runs-table");
   const chartBox = h("div", "nbt-overlay");
   const parallelBox = h("div", "nbt-parallel");
-  root.append(bar, table, chartBox, parallelBox);
+  root.append(bar, table, more, chartBox, parallelBox);
 
   const initial = model.get("initial_sort") || {};
   let sortKey = initial.key || "start", sortDir = initial.key ? initial.dir || 1 : -1, plot = null;
+  let shownRows = PAGE;
+  const more = h("button", "nbt-more");
+  more.type = "button";
+  more.addEventListener("click", () => {
+    shownRows += PAGE;
+    drawTable();
+  });
   const selected = new Set();
 
   function value(row, col) {
@@ -61,6 +69,7 @@ function render({ model, el }) {
       const th = h("th", null, c + (c === sortKey ? (sortDir > 0 ? " ▲" : " ▼") : ""));
       th.dataset.col = c;
       th.addEventListener("click", () => {
+        shownRows = PAGE;
         sortDir = c === sortKey ? -sortDir : 1;
         sortKey = c;
         drawTable();
@@ -68,7 +77,8 @@ function render({ model, el }) {
       head.append(th);
     }
     const body = [head];
-    const rows = visibleRows();
+    const matching = visibleRows();
+    const rows = matching.slice(0, shownRows);
     for (const r of rows) {
       const tr = h("tr");
       tr.dataset.id = r.id;
@@ -90,7 +100,11 @@ function render({ model, el }) {
       body.push(tr);
     }
     table.replaceChildren(...body);
+    const hidden = matching.length - rows.length;
+    more.textContent = `show ${Math.min(PAGE, hidden)} more (${hidden} not shown)`;
+    more.hidden = hidden <= 0;
     root.dataset.rows = String(rows.length);
+    root.dataset.matching = String(matching.length);
     root.dataset.order = rows.map((r) => r.id).join(",");
     drawParallel(rows);
   }
@@ -212,10 +226,13 @@ function render({ model, el }) {
 
   drawMetrics();
   drawTable();
-  filter.addEventListener("input", drawTable);
+  filter.addEventListener("input", () => {
+    shownRows = PAGE;
+    drawTable();
+  });
   metric.addEventListener("change", () => {
     request();
-    drawParallel(visibleRows());
+    drawParallel(visibleRows().slice(0, shownRows));
   });
   model.on("msg:custom", onMessage);
   model.on("change:rows", drawTable);

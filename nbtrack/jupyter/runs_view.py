@@ -13,9 +13,11 @@ import traitlets
 
 from .display import RunsTable, _fmt
 from .panel import STATIC
-from .series import Series
+from ..run_record import RunList
+from .series import min_max
 
 MAX_OVERLAY_POINTS = 1000
+MAX_OVERLAY_RUNS = 100
 
 
 class RunsView(anywidget.AnyWidget):
@@ -78,17 +80,12 @@ class RunsView(anywidget.AnyWidget):
         if not isinstance(content, dict) or content.get("type") != "history":
             return
         key = str(content.get("key", ""))
+        chosen = RunList(r for r in map(self._records.get, content.get("ids", [])[:MAX_OVERLAY_RUNS]) if r is not None)
+        found = chosen.series(key)  # every chosen run's key in one read of the columnar chunks
         series = {}
-        for run_id in content.get("ids", [])[:20]:
-            record = self._records.get(run_id)
-            if record is None:
-                continue
-            s = Series(MAX_OVERLAY_POINTS)
-            for row in record.rows(keys=[key]):
-                value = row.get(key)
-                if isinstance(value, (int, float)) and not isinstance(value, bool) and value == value:
-                    s.add(row["_step"], value)
-            series[run_id] = [record.name, *s.points()]
+        for record in chosen:
+            s = found[record.id][key]
+            series[record.id] = [record.name, *min_max(s.steps, s.values, MAX_OVERLAY_POINTS)]
         self.send({"type": "history", "key": key, "series": series})
 
     def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]]:

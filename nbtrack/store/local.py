@@ -17,10 +17,10 @@ from typing import Any, TypeVar
 from .. import workers
 from ..errors import UsageError
 from ..records import StoredRun
-from . import reader, rescue
+from . import columns, reader, rescue
 from .objects import ObjectStore
 from .packing import KeySet, RowPacker
-from .schema import NewerSchema, check_readable, connect, migrate
+from .schema import NewerSchema, check_readable, connect, create_from_template, migrate
 from .shapes import HistoryRow, ReplayRow, SetAsideEntry, SystemRow
 
 T = TypeVar("T")
@@ -36,6 +36,8 @@ _FIELD_COLUMNS = ("name", "notes")  # run columns a run may change while it runs
 # the tables holding rows of one run (by run_pk), besides runs itself
 _RUN_TABLES = (
     "history",
+    "history_chunks",
+    "history_columns",
     "rewound_history",
     "system_metrics",
     "sync_state",
@@ -137,6 +139,7 @@ class LocalStore:
         self.objects = ObjectStore(root)  # files stored once by content: artifacts and media
         try:
             root.mkdir(parents=True, exist_ok=True)
+            create_from_template(self.path)
             self.con = connect(str(self.path))
             if migrate(self.con):
                 self.checkpoint()  # a new store's tables go into the database file itself
@@ -240,6 +243,7 @@ class LocalStore:
         config: dict[str, Any] | None = None,
         tags: Sequence[str] | None = None,
         fields: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
         heartbeat: float | None = None,
         last_step: int | None = None,
         runtime: float | None = None,
@@ -270,6 +274,8 @@ class LocalStore:
                         [(pk, *s) for s in set_aside],
                     )
                 _write_state(con, pk, summary=summary, config=config, tags=tags, fields=fields)
+                if metadata:
+                    _merge_metadata(con, pk, metadata)
                 if heartbeat is not None or last_step is not None:
                     con.execute(
                         "UPDATE run_state SET heartbeat = COALESCE(?, heartbeat),"
@@ -283,6 +289,21 @@ class LocalStore:
             con.execute("COMMIT")
             for keyset, kid in fresh.items():
                 keyset.id = kid
+
+    def seal_history(self, pk: int, *, final: bool = False) -> int:
+        """Seal the run's unsealed history rows into columnar chunks (``store/columns.py``),
+        on the writer's connection; with ``final`` the last, shorter chunk too.  Returns
+        the rows sealed."""
+        with self.write_lock:
+            con = self.writer_connection()
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                sealed = columns.seal(con, pk, final=final)
+            except BaseException:
+                _rollback(con)
+                raise
+            con.execute("COMMIT")
+            return sealed
 
     # ------------------------------------------------------------------ writes
     def finish_run(
@@ -299,13 +320,7 @@ class LocalStore:
     def update_metadata(self, pk: int, patch: dict[str, Any]) -> None:
         """Merge ``patch`` into a run's metadata (what it saved, where it came from)."""
 
-        def work(con: sqlite3.Connection) -> None:
-            (text,) = con.execute("SELECT metadata FROM runs WHERE pk = ?", (pk,)).fetchone()
-            meta = json.loads(text)
-            meta.update(patch)
-            con.execute("UPDATE runs SET metadata = ? WHERE pk = ?", (_dumps(meta), pk))
-
-        self._tx(work)
+        self._tx(lambda con: _merge_metadata(con, pk, patch))
 
     def encode_rows(self, pk: int, rows: Iterable[ReplayRow]) -> list[HistoryRow]:
         """``(step, ts, runtime, cell, data)`` rows as ``history`` rows: packed with
@@ -336,6 +351,7 @@ class LocalStore:
         with self.transaction() as tx:
             fresh = _resolve_keysets(tx.con, encoded)
             _insert_rows(tx.con, encoded, fresh)
+            columns.invalidate(tx.con, pk, min(r[1] for r in encoded))  # older rows put back: seal again
             last = max(r[1] for r in encoded)
             tx.con.execute("UPDATE run_state SET last_step = MAX(last_step, ?) WHERE run_pk = ?", (last, pk))
         for keyset, kid in fresh.items():
@@ -556,6 +572,7 @@ class Transaction:
             (number, pk, step),
         )
         moved = con.execute("DELETE FROM history WHERE run_pk = ? AND step > ?", (pk, step)).rowcount
+        columns.invalidate(con, pk, step + 1)
         done.append({"step": step, "at": time.time(), "rows_set_aside": moved})
         con.execute("UPDATE runs SET rewinds = ? WHERE pk = ?", (_dumps(done), pk))
         con.execute("UPDATE run_state SET last_step = ? WHERE run_pk = ?", (step, pk))
@@ -636,6 +653,13 @@ def _write_state(
     if fields:
         sets = ", ".join(f"{k} = :{k}" for k in fields)
         con.execute(f"UPDATE runs SET {sets} WHERE pk = :pk", {**fields, "pk": pk})
+
+
+def _merge_metadata(con: sqlite3.Connection, pk: int, patch: dict[str, Any]) -> None:
+    (text,) = con.execute("SELECT metadata FROM runs WHERE pk = ?", (pk,)).fetchone()
+    meta = json.loads(text)
+    meta.update(patch)
+    con.execute("UPDATE runs SET metadata = ? WHERE pk = ?", (_dumps(meta), pk))
 
 
 def _write_tags(con: sqlite3.Connection, pk: int, tags: Sequence[str]) -> None:

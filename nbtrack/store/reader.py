@@ -77,12 +77,13 @@ def effective_state(row: StoredRun, stale_after: float = DEFAULT_STALE_AFTER) ->
     return "crashed" if time.time() - row["heartbeat"] > stale_after else "running"
 
 
-def _decode(row: tuple[Any, ...], tags: list[str], stale_after: float) -> StoredRun:
+def _decode(row: tuple[Any, ...], tags: list[str], stale_after: float, decode: bool = True) -> StoredRun:
     out: Any = dict(zip(_NAMES, row))
-    out["config"] = json.loads(out["config"] or "{}")
-    out["summary"] = json.loads(out["summary"] or "{}")
-    out["metadata"] = json.loads(out["metadata"] or "{}")
-    out["rewinds"] = json.loads(out["rewinds"] or "[]")
+    if decode:  # else config, summary, metadata and rewinds stay JSON text, for the reader to decode
+        out["config"] = json.loads(out["config"] or "{}")
+        out["summary"] = json.loads(out["summary"] or "{}")
+        out["metadata"] = json.loads(out["metadata"] or "{}")
+        out["rewinds"] = json.loads(out["rewinds"] or "[]")
     out["tags"] = tuple(tags)
     out["state"] = effective_state(out, stale_after)
     run: StoredRun = out
@@ -121,20 +122,33 @@ def list_runs(
     project: str | None = None,
     limit: int | None = None,
     stale_after: float = DEFAULT_STALE_AFTER,
+    *,
+    where: str = "",
+    where_args: Iterable[Any] = (),
+    decode: bool = True,
 ) -> list[StoredRun]:
-    """Runs, newest first, of one project or of all."""
-    sql = f"SELECT {_RUN_COLUMNS}{_RUN_FROM}"
+    """Runs, newest first, of one project or of all; ``where`` narrows them (SQL over
+    ``runs r``, ``run_state s``, ``configs c`` and ``summaries m``).  Without
+    ``decode``, config, summary, metadata and rewinds are left as JSON text."""
+    # undecoded rows leave the metadata (the largest field) to be read when used
+    sql = f"SELECT {_RUN_COLUMNS if decode else _RUN_COLUMNS.replace(' r.metadata,', ' NULL,')}{_RUN_FROM}"
     args: list[Any] = []
+    conditions = []
     if project is not None:
-        sql += " WHERE r.project = ?"
+        conditions.append("r.project = ?")
         args.append(project)
+    if where:
+        conditions.append(f"({where})")
+        args.extend(where_args)
+    if conditions:
+        sql += " WHERE " + " AND ".join(conditions)
     sql += " ORDER BY r.created_at DESC, r.pk DESC"
     if limit is not None:
         sql += " LIMIT ?"
         args.append(int(limit))
     rows = con.execute(sql, args).fetchall()
     tags = _tags_for(con, [r[0] for r in rows])
-    return [_decode(r, tags[r[0]], stale_after) for r in rows]
+    return [_decode(r, tags[r[0]], stale_after, decode) for r in rows]
 
 
 def count_runs(con: sqlite3.Connection, project: str) -> int:

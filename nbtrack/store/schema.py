@@ -8,9 +8,13 @@ a failure leaves it as it was.  ``docs/storage.md`` describes the tables.
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import threading
 import time
+import zlib
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -196,12 +200,44 @@ def _v4_artifacts_files_alerts(con: sqlite3.Connection) -> None:
         con.execute(statement)
 
 
+def _v5_history_chunks(con: sqlite3.Connection) -> None:
+    # Columnar chunks of history (store/columns.py): derived from the rows, sealed by the
+    # writer.  Rowid tables, so that a sampled read can open one blob and read a few values.
+    for statement in (
+        """CREATE TABLE IF NOT EXISTS history_chunks (
+            id INTEGER PRIMARY KEY,
+            run_pk INTEGER NOT NULL,
+            first_step INTEGER NOT NULL,
+            last_step INTEGER NOT NULL,
+            n INTEGER NOT NULL,
+            steps BLOB NOT NULL,
+            ts BLOB NOT NULL,
+            runtime BLOB NOT NULL,
+            cells BLOB,
+            partial TEXT,
+            UNIQUE (run_pk, first_step))""",
+        """CREATE TABLE IF NOT EXISTS history_columns (
+            id INTEGER PRIMARY KEY,
+            run_pk INTEGER NOT NULL,
+            key TEXT NOT NULL,
+            first_step INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            count INTEGER NOT NULL,
+            idx BLOB,
+            vals BLOB NOT NULL,
+            kinds BLOB,
+            UNIQUE (run_pk, key, first_step))""",
+    ):
+        con.execute(statement)
+
+
 # version -> the migration that brings a store of version - 1 to it
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     1: _v1_runs_and_history,
     2: _v2_system_metrics_and_sync,
     3: _v3_set_aside,
     4: _v4_artifacts_files_alerts,
+    5: _v5_history_chunks,
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 
@@ -316,3 +352,72 @@ def _migrate(con: sqlite3.Connection) -> bool:
         raise
     con.execute("COMMIT")
     return version < SCHEMA_VERSION
+
+
+# ------------------------------------------------------------------ a new store
+# Creating the tables of a new store takes milliseconds (dozens of statements, the switch
+# to WAL, a checkpoint).  Instead a new store starts as a copy of an empty store at the
+# current version, kept zlib-compressed beside this module and made by
+# ``write_template()`` (see CONTRIBUTING.md); tests/test_store.py checks that it holds exactly
+# what the migrations create.  The copy is put in place with a hard link, which fails
+# when the file exists: of several processes creating one store, one wins and the
+# others open its file.
+TEMPLATE = Path(__file__).with_name("empty-store.db.z")
+_template: list[bytes] = []
+
+
+def template_bytes() -> bytes | None:
+    """The empty store at ``SCHEMA_VERSION``, or None when the file is missing or stale."""
+    if not _template:
+        try:
+            data = zlib.decompress(TEMPLATE.read_bytes())
+        except (OSError, zlib.error):
+            return None
+        if data[:16] != b"SQLite format 3\x00" or int.from_bytes(data[60:64], "big") != SCHEMA_VERSION:
+            return None
+        _template.append(data)
+    return _template[0]
+
+
+def create_from_template(path: Path) -> bool:
+    """Put an empty store at ``path`` unless a file is there; False when that could not be
+    done this way (the caller then creates the tables)."""
+    data = template_bytes()
+    if data is None or os.path.exists(path):
+        return False
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.new")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process made it first: use theirs
+        return True
+    except OSError:
+        return False
+    finally:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+
+
+def write_template(target: Path = TEMPLATE) -> None:
+    """Make the empty store file from the migrations (run after adding one)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        db = Path(folder) / "empty.db"
+        con = connect(str(db))
+        migrate(con)
+        con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        con.execute("VACUUM")
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        con.close()
+        target.write_bytes(zlib.compress(db.read_bytes(), 9))
+

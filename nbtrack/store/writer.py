@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from .. import diagnostics, workers
+from .columns import CHUNK_ROWS
 from .local import LocalStore
 from .packing import encode_json
 from .rescue import RescueFile, replay
@@ -98,6 +99,10 @@ class RunSink:
         self.config: dict[str, Any] | None = None
         self.tags: tuple[str, ...] | None = None
         self.fields: dict[str, Any] = {}
+        self.metadata: dict[str, Any] | None = None  # merged into the run's metadata at the next write
+        # work init() leaves to the writer's first round, so that init returns sooner: the
+        # environment's metadata, the auto-resume marker, starting the system sampler
+        self.startup: list[Callable[[], None]] = []
         self.heartbeat_interval = heartbeat_interval
         self.label = label
         self.project = project
@@ -106,6 +111,7 @@ class RunSink:
         self.lock = threading.Lock()  # held by whoever is writing this sink
         self.room = threading.Condition(threading.Lock())  # notified after every write attempt
         self.rows_written = 0
+        self.unsealed = 0  # rows written since the run's history was last sealed into chunks
         self.last_step: int | None = None
         self.last_cell: int | None = None  # of the newest row written that came from a notebook cell
         self.held: str | None = None  # why the store does not take this run's writes, while it does not
@@ -136,6 +142,8 @@ class RunSink:
         """Nothing left to write: no rows, samples or changes."""
         return not (
             self.rows
+            or self.startup
+            or self.metadata is not None
             or self.system
             or self.summary_dirty
             or self.config is not None
@@ -256,6 +264,13 @@ class BatchWriter(workers.Worker):
     def write_round(self, sink: RunSink, heartbeat: bool = True) -> bool:
         """Write one batch of ``sink`` (call holding ``sink.lock``); return whether a full
         batch remains queued."""
+        if sink.startup:
+            actions, sink.startup = sink.startup, []
+            for action in actions:
+                try:
+                    action()
+                except Exception as exc:
+                    diagnostics.warn_once(f"startup:{sink.label}", f"nbtrack: starting run {sink.label}: {exc!r}")
         rows, system = sink.rows, sink.system
         n = min(len(rows), BATCH_ROWS)
         items = list(itertools.islice(rows, n)) if n else []
@@ -264,8 +279,10 @@ class BatchWriter(workers.Worker):
         beat = heartbeat and now - sink._last_beat >= sink.heartbeat_interval
         summary_dirty, sink.summary_dirty = sink.summary_dirty, False
         summary_dirty = summary_dirty or bool(items)  # log() keeps the summary as it queues rows
-        config, tags, fields = sink.config, sink.tags, dict(sink.fields)
-        if not (items or samples or summary_dirty or config is not None or tags is not None or fields or beat):
+        config, tags, fields, metadata = sink.config, sink.tags, dict(sink.fields), sink.metadata
+        if not (
+            items or samples or summary_dirty or config is not None or tags is not None or fields or beat or metadata
+        ):
             return False
         if beat and not sink.store.still_there():
             diagnostics.warn_once(
@@ -280,6 +297,7 @@ class BatchWriter(workers.Worker):
             config=config,
             tags=tags,
             fields=fields or None,
+            metadata=metadata,
             system=[(ts, sink.runtime(ts), encode_json(v)) for ts, v in samples],
             heartbeat=now if (beat or items) else None,
             runtime=sink.runtime(now),
@@ -293,6 +311,7 @@ class BatchWriter(workers.Worker):
                 config=change.config,
                 tags=change.tags,
                 fields=change.fields,
+                metadata=change.metadata,
                 heartbeat=change.heartbeat,
                 last_step=change.last_step,
                 runtime=change.runtime,
@@ -311,11 +330,27 @@ class BatchWriter(workers.Worker):
                 self._held(sink, held.error)
                 return False
         self._committed(sink, n, len(samples), config, tags, fields, now if beat else None)
+        if metadata is not None and sink.metadata is metadata:
+            sink.metadata = None
         if items:
             sink.last_step = items[-1][0]
             if items[-1][2] is not None:
                 sink.last_cell = items[-1][2]
+            sink.unsealed += n
+            if sink.unsealed >= CHUNK_ROWS:
+                self.seal(sink)
         return len(rows) >= BATCH_ROWS
+
+    @staticmethod
+    def seal(sink: RunSink, final: bool = False) -> None:
+        """Seal the run's written rows into columnar chunks; with ``final`` (at finish) the
+        last short chunk too.  Chunks are derived from the rows, so a failure here only
+        leaves more rows for readers to decode; it is not retried before the next chunk."""
+        sink.unsealed = 0
+        try:
+            sink.store.seal_history(sink.pk, final=final)
+        except Exception:
+            pass
 
     def _encode(
         self, sink: RunSink, items: list[QueuedRow]
@@ -528,6 +563,7 @@ class _Change:
     config: dict[str, Any] | None
     tags: tuple[str, ...] | None
     fields: dict[str, Any] | None
+    metadata: dict[str, Any] | None
     system: list[SystemRow]
     heartbeat: float | None
     runtime: float
@@ -535,7 +571,7 @@ class _Change:
 
     def parts(self) -> Iterator[tuple[str, dict[str, Any]]]:
         """Each change alone, as ``write_batch`` keyword arguments, with its name."""
-        for name in ("summary", "config", "tags", "fields", "system"):
+        for name in ("summary", "config", "tags", "fields", "metadata", "system"):
             value = getattr(self, name)
             if value:
                 yield name, {name: value}
