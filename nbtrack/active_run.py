@@ -85,6 +85,7 @@ class Run(ArtifactMethods, MetricMethods, FileMethods, AlertMethods, WatchMethod
         owner: dict[str, Any],
         on_closed: Callable[[Run], None],
         anonymous: str = "never",
+        claim: Callable[[], int] | None = None,
     ) -> None:
         self._id = started.run_id
         self._name = started.name
@@ -128,6 +129,7 @@ class Run(ArtifactMethods, MetricMethods, FileMethods, AlertMethods, WatchMethod
             project=project,
             run_id=started.run_id,
             owner=owner,
+            claim=claim,
         )
         self._rows = self._sink.rows
         self._writer.add(self._sink, settings.flush_interval)
@@ -143,7 +145,7 @@ class Run(ArtifactMethods, MetricMethods, FileMethods, AlertMethods, WatchMethod
         self._detached = False
         self._metrics: MetricRules | None = None  # define_metric()'s rules, applied in log()
         if started.resumed:
-            self._reload_metrics(store, started.pk)
+            self._reload_metrics(store, self._sink.pk)
         self._watched_files: list[tuple[str, str | None, str]] = []  # save(policy="live"|"end")
         self._alerted: dict[str, float] = {}  # alert title -> when it was last raised
         self._watches: list = []  # watch()'s hooks on torch models

@@ -84,11 +84,11 @@ class AlertMethods:
             return False
         self._alerted[title] = now
         step = self._step
-        store = self._sink.store
+        store, pk = self._sink.store, self._sink.pk  # the key first: it may claim the run, a transaction of its own
         with store.transaction() as tx:
             tx.con.execute(
                 "INSERT INTO alerts (run_pk, ts, step, level, title, text) VALUES (?, ?, ?, ?, ?, ?)",
-                (self._sink.pk, now, step, kind.value, title, text),
+                (pk, now, step, kind.value, title, text),
             )
         diagnostics.notice(
             f"nbtrack alert ({kind.value}) from run {self._name} ({self._id}) at step {step}: {title}: {text}"

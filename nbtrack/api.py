@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from . import live
 from .active_run import DisabledRun, Run
 from .artifacts import Artifact
 from .errors import Error, UsageError
@@ -209,6 +210,7 @@ class Api:
     def connection(self) -> sqlite3.Connection | None:
         """A read-only connection (``StoreUnavailable`` for a damaged or newer store);
         None while no store exists there."""
+        live.settle(self.root)  # a run this process just started in a new store is claimed first
         if self._con is None:
             self._con = open_readonly(self.root)
             if self._con is not None:

@@ -29,3 +29,15 @@ def find(project: str, run_id: str) -> Any:
     if run is None or run.finished or run.detached:
         return None
     return run
+
+
+def settle(root: Any) -> None:
+    """Claim in their store the runs this process started in a new store at ``root``
+    and has not claimed yet (see ``manager._claim_later``), so that a reader finds them."""
+    for run in list(_runs.values()):
+        sink = getattr(run, "_sink", None)
+        if sink is not None and not sink.claimed and sink.store.root == root:
+            try:
+                sink.pk  # noqa: B018 -- the claim
+            except Exception:
+                pass  # the writer reports it

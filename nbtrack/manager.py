@@ -29,12 +29,12 @@ from . import diagnostics, environment, events, system, workers
 from .active_run import DisabledRun, Run
 from .errors import UsageError, choices
 from .hyperparams import build_config, load_config
-from .naming import check_project, check_run_id, check_tags, check_text, new_run_id
+from .naming import check_project, check_run_id, check_tags, check_text, new_run_id, new_run_name
 from .proc import boot_id, process_start
-from .settings import MODES, Settings
-from .starts import StartContext, plan_for
-from .store import LocalStore
-from .store.local import unavailable
+from .settings import MODES, ResolvedSettings, Settings
+from .starts import Create, StartContext, Started, plan_for
+from .store import LocalStore, store_root
+from .store.local import DB_NAME, unavailable
 
 REINIT_CHOICES = (None, "default", "return_previous", "finish_previous", "create_new", True, False)
 RESUME_CHOICES = (None, "allow", "never", "must", "auto", True, False)
@@ -390,7 +390,9 @@ class RunManager:
         """Claim the run in the store (one transaction, see ``starts``) and build it."""
         s = a.settings
         now = time.time()
-        store = LocalStore.open(a.dir)
+        # a folder with no store yet: the run is claimed there after init() returns
+        fresh = not (store_root(a.dir) / DB_NAME).exists()
+        store = LocalStore.open(a.dir, lazy=fresh)
         # where the run started (host, python, git...) is gathered by the writer thread
         meta: dict[str, Any] = {}
         meta["anonymous"] = a.anonymous
@@ -427,13 +429,17 @@ class RunManager:
             is_active=self._is_active,
             store_root=store.root,
         )
-        try:
-            with store.transaction(busy_timeout=max(s.init_timeout, 1.0), stale_after=s.stale_after) as tx:
-                started = plan.claim(tx, ctx)
-        except UsageError:
-            raise
-        except (sqlite3.Error, OSError) as exc:
-            raise unavailable(store.root, exc) from None
+        claim = None
+        if fresh and type(plan) is Create and not store.opened:
+            started, claim = _claim_later(plan, ctx, store, s)
+        else:
+            try:
+                with store.transaction(busy_timeout=max(s.init_timeout, 1.0), stale_after=s.stale_after) as tx:
+                    started = plan.claim(tx, ctx)
+            except UsageError:
+                raise
+            except (sqlite3.Error, OSError) as exc:
+                raise unavailable(store.root, exc) from None
         run = Run(
             started,
             store=store,
@@ -447,6 +453,7 @@ class RunManager:
             owner=owner,
             on_closed=self._closed,
             anonymous=a.anonymous,
+            claim=claim,
         )
         self._runs.add(run)
         cwd, project, run_id = Path.cwd(), a.project, run.id
@@ -549,6 +556,53 @@ class ExitHooks:
         if isinstance(code, int):
             return code
         return 1  # sys.exit("message") exits with 1, as Python does
+
+
+def _claim_later(
+    plan: Create, ctx: StartContext, store: LocalStore, s: ResolvedSettings
+) -> tuple[Started, Callable[[], int]]:
+    """A new run in a new store: what ``Run`` needs now, and the claim to make later.
+
+    Nobody else can know a store that did not exist a moment ago, so the run's id and
+    name are drawn here and its folder made; creating the database and inserting the
+    run (milliseconds) is left to whoever needs the run's key first, the writer's first
+    round as a rule (``RunSink.pk``).
+    """
+    run_id = plan.run_id or new_run_id()
+    fields = ctx.fields
+    fields["name"] = fields["name"] or new_run_name(1)
+    folder = f"runs/{ctx.project}/{run_id}"
+    try:
+        (store.root / folder).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise unavailable(store.root, exc) from None
+    started = Started(
+        kind="new",
+        pk=None,
+        run_id=run_id,
+        name=fields["name"],
+        notes=fields["notes"],
+        group=fields["group"],
+        job_type=fields["job_type"],
+        entity=fields["entity"],
+        tags=tuple(fields["tags"] or ()),
+        config=dict(fields["config"]),
+        summary={},
+        step=0,
+        runtime_offset=0.0,
+        resumed=False,
+        folder=folder,
+    )
+    exists = plan.exists or (
+        "run {id!r} of project {project!r} was created by another process at the same moment; "
+        "start this one again with another id"
+    )
+
+    def claim() -> int:
+        with store.transaction(busy_timeout=max(s.init_timeout, 1.0), stale_after=s.stale_after) as tx:
+            return Create(run_id, exists=exists).claim(tx, ctx).pk
+
+    return started, claim
 
 
 def _auto_candidate(store: LocalStore, project: str) -> str | None:

@@ -48,7 +48,7 @@ class Started:
     """A run as a plan claimed it: everything ``Run`` is built from."""
 
     kind: str  # "new", "resume", "rewind" or "fork"
-    pk: int
+    pk: int | None  # None: claimed later (a new store; see manager._claim_later)
     run_id: str
     name: str
     notes: str | None

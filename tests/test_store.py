@@ -6,7 +6,7 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, read_run, run_python, spawn_python
+from conftest import ROOT, read_run, run_python, spawn_python, wait_for
 
 import nbtrack
 from nbtrack.store.schema import SCHEMA_VERSION
@@ -71,11 +71,21 @@ def test_a_live_run_of_another_process_reads_running(store_dir):
     child = spawn_python(CRASH_CHILD.format(dir=str(store_dir)))
     try:
         run_id = child.stdout.readline().strip()
+        # in a folder with no store yet, the writer claims the run just after init() returns
+        assert wait_for(lambda: _found(store_dir, "p", run_id))
         assert read_run(store_dir, "p", run_id).state == "running"
     finally:
         child.kill()
         child.wait(10)
     assert read_run(store_dir, "p", run_id).state == "crashed"
+
+
+def _found(dir, project, run_id):
+    try:
+        read_run(dir, project, run_id)
+    except nbtrack.UsageError:
+        return False
+    return True
 
 
 WRITER_CHILD = """
@@ -146,16 +156,16 @@ def test_a_failing_disk_warns_once_and_never_raises(store_dir):
 
 def test_records_pid_and_heartbeat(store_dir):
     run = nbtrack.init(project="p", dir=store_dir, settings={"heartbeat_interval": 0.05, "flush_interval": 0.05})
+    run.flush()  # in a new folder the run is claimed just after init() returns; flush() waits for that
     con = sqlite3.connect(store_dir / "nbtrack" / "nbtrack.db")
     pk = con.execute("SELECT pk FROM runs WHERE run_id = ?", (run.id,)).fetchone()[0]
     pid, first = con.execute("SELECT pid, heartbeat FROM run_state WHERE run_pk = ?", (pk,)).fetchone()
     assert pid == os.getpid()
-    deadline = time.time() + 5
-    beat = first
-    while beat == first and time.time() < deadline:
-        time.sleep(0.05)
-        beat = con.execute("SELECT heartbeat FROM run_state WHERE run_pk = ?", (pk,)).fetchone()[0]
-    assert beat > first  # the writer keeps the heartbeat fresh while the run is idle
+
+    def beat():
+        return con.execute("SELECT heartbeat FROM run_state WHERE run_pk = ?", (pk,)).fetchone()[0]
+
+    assert wait_for(lambda: beat() > first)  # the writer keeps the heartbeat fresh while the run is idle
 
 
 def test_a_newer_schema_is_refused_by_init_and_api(store_dir):

@@ -128,7 +128,7 @@ class LocalStore:
     _instances: dict[Path, LocalStore] = {}
     _instances_lock = threading.Lock()
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, lazy: bool = False) -> None:
         self.root = root
         self.path = root / DB_NAME
         self.lock = threading.RLock()
@@ -137,23 +137,56 @@ class LocalStore:
         self._writer_con: sqlite3.Connection | None = None
         self.write_lock = threading.Lock()  # guards the writer's connection (the writer thread, or finish())
         self.objects = ObjectStore(root)  # files stored once by content: artifacts and media
-        try:
-            root.mkdir(parents=True, exist_ok=True)
-            create_from_template(self.path)
-            self.con = connect(str(self.path))
-            if migrate(self.con):
-                self.checkpoint()  # a new store's tables go into the database file itself
-        except (OSError, sqlite3.Error) as exc:
-            raise unavailable(root, exc) from None
-        self.identity = _identity(self.path)
+        self._con: sqlite3.Connection | None = None
+        self._open_lock = threading.Lock()
+        self.identity: tuple[int, int] | None = None
+        if lazy:
+            try:
+                root.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise unavailable(root, exc) from None
+        else:
+            self._open()
+
+    def _open(self) -> None:
+        """Create (from the template) or upgrade the database, and connect to it."""
+        with self._open_lock:
+            if self._con is not None:
+                return
+            try:
+                self.root.mkdir(parents=True, exist_ok=True)
+                create_from_template(self.path)
+                con = connect(str(self.path))
+                if migrate(con):
+                    _checkpoint(con)  # a new store's tables go into the database file itself
+            except (OSError, sqlite3.Error) as exc:
+                raise unavailable(self.root, exc) from None
+            self.identity = _identity(self.path)
+            self._con = con
         try:
             rescue.recover(self)
         except Exception:
             pass  # what could not be replayed stays in its file for the next opening
 
+    @property
+    def con(self) -> sqlite3.Connection:
+        """The caller's connection; the database is opened when first used."""
+        con = self._con
+        if con is None:
+            self._open()
+            con = self._con
+            assert con is not None
+        return con
+
+    @property
+    def opened(self) -> bool:
+        return self._con is not None
+
     @classmethod
-    def open(cls, dir: str | os.PathLike[str]) -> LocalStore:
-        """The store under ``dir``, opened (and created or upgraded) once per process.
+    def open(cls, dir: str | os.PathLike[str], *, lazy: bool = False) -> LocalStore:
+        """The store under ``dir``, opened (and created or upgraded) once per process;
+        with ``lazy`` (a new store for ``init()``), only its folder is made now and the
+        database when first used.
 
         A handle whose database file was removed or replaced since (``rm -rf nbtrack``
         in a running kernel) is not reused: a new store is opened at the same place.
@@ -170,7 +203,7 @@ class LocalStore:
                 store.replaced = True
                 store = None
             if store is None:
-                store = cls._instances[root] = cls(root)
+                store = cls._instances[root] = cls(root, lazy=lazy)
             return store
 
     @classmethod
@@ -183,7 +216,7 @@ class LocalStore:
 
     def still_there(self) -> bool:
         """Whether the database file this handle opened is still the one at its path."""
-        return _identity(self.path) == self.identity
+        return self.identity is None or _identity(self.path) == self.identity
 
     def run_folder(self, folder: str) -> Path:
         return self.root / folder
@@ -219,18 +252,12 @@ class LocalStore:
         """Copy the write-ahead log into the database file (``nbtrack.db`` alone then holds
         everything); False when a reader or writer elsewhere prevented it."""
         with self.lock:
-            try:
-                self.con.execute("PRAGMA busy_timeout = 2000")
-                busy, _, _ = self.con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-                return not busy
-            except sqlite3.Error:
-                return False
-            finally:
-                self.con.execute("PRAGMA busy_timeout = 30000")
+            return _checkpoint(self.con)
 
     # ------------------------------------------------- the writer thread's side
     def writer_connection(self) -> sqlite3.Connection:
         if self._writer_con is None:
+            self.con  # noqa: B018 -- the database exists (and is upgraded) before a second connection opens it
             self._writer_con = connect(str(self.path), busy_timeout_ms=WRITER_BUSY_MS)
         return self._writer_con
 
@@ -653,6 +680,17 @@ def _write_state(
     if fields:
         sets = ", ".join(f"{k} = :{k}" for k in fields)
         con.execute(f"UPDATE runs SET {sets} WHERE pk = :pk", {**fields, "pk": pk})
+
+
+def _checkpoint(con: sqlite3.Connection) -> bool:
+    try:
+        con.execute("PRAGMA busy_timeout = 2000")
+        busy, _, _ = con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        return not busy
+    except sqlite3.Error:
+        return False
+    finally:
+        con.execute("PRAGMA busy_timeout = 30000")
 
 
 def _merge_metadata(con: sqlite3.Connection, pk: int, patch: dict[str, Any]) -> None:

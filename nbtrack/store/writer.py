@@ -77,7 +77,7 @@ class RunSink:
     def __init__(
         self,
         store: LocalStore,
-        pk: int,
+        pk: int | None,
         *,
         t0: float,
         runtime_offset: float,
@@ -87,9 +87,14 @@ class RunSink:
         project: str,
         run_id: str,
         owner: dict[str, Any],
+        claim: Callable[[], int] | None = None,
     ) -> None:
         self.store = store
-        self.pk = pk
+        # The run's key in the store.  A run started in a new store is claimed there by
+        # whoever needs the key first (the writer's first round, as a rule): ``claim``.
+        self._pk = pk
+        self._claim = claim
+        self._claim_lock = threading.Lock()
         self.rows: collections.deque[QueuedRow] = collections.deque()  # oldest first
         self.system: collections.deque[QueuedSample] = collections.deque()
         self.t0 = t0
@@ -121,6 +126,21 @@ class RunSink:
         self._rescue: RescueFile | None = None
         self._last_beat = time.time()
         self._warned_held = False
+
+    @property
+    def pk(self) -> int:
+        pk = self._pk
+        if pk is None:
+            with self._claim_lock:
+                if self._pk is None:
+                    assert self._claim is not None
+                    self._pk = self._claim()
+                pk = self._pk
+        return pk
+
+    @property
+    def claimed(self) -> bool:
+        return self._pk is not None
 
     # called on the caller's thread, never on the hot path of log()
     def set_config(self, config: dict[str, Any]) -> None:
@@ -264,6 +284,12 @@ class BatchWriter(workers.Worker):
     def write_round(self, sink: RunSink, heartbeat: bool = True) -> bool:
         """Write one batch of ``sink`` (call holding ``sink.lock``); return whether a full
         batch remains queued."""
+        if not sink.claimed:
+            try:
+                sink.pk  # noqa: B018 -- claims the run in its new store
+            except Exception as exc:
+                self._held(sink, exc)
+                return False
         if sink.startup:
             actions, sink.startup = sink.startup, []
             for action in actions:
