@@ -14,10 +14,10 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from typing import TYPE_CHECKING
+
 from . import api as _api
-from . import plot, util
 from .active_run import DisabledRun, Run
-from .alerts import AlertLevel
 from .api import (
     Api,
     alert,
@@ -37,29 +37,55 @@ from .api import (
     use_model,
     watch,
 )
-from .artifacts import Artifact, ArtifactEntry
-from .compat import box3d, require, sagemaker_auth, setup, teardown, termerror, termlog, termwarn
 from .diagnostics import NbtrackWarning
 from .errors import AuthenticationError, CommError, ConfigError, Error, UsageError
 from .hyperparams import Config
-from .login import login
-from .media import (
-    Audio,
-    Classes,
-    Histogram,
-    Html,
-    Image,
-    JoinedTable,
-    MediaRef,
-    Molecule,
-    Object3D,
-    Table,
-    Video,
-)
-from .metrics import Metric
-from .run_record import RunRecord
 from .settings import Settings
-from .sweeps import agent, sweep
+
+# Names whose modules load when first used, so that ``import nbtrack`` stays quick
+# (bench/bench.py measures it): name -> module.
+_LAZY = {
+    "plot": ".plot",
+    "util": ".util",
+    "AlertLevel": ".alerts",
+    "Artifact": ".artifacts",
+    "ArtifactEntry": ".artifacts",
+    "box3d": ".compat",
+    "require": ".compat",
+    "sagemaker_auth": ".compat",
+    "setup": ".compat",
+    "teardown": ".compat",
+    "termerror": ".compat",
+    "termlog": ".compat",
+    "termwarn": ".compat",
+    "login": ".login",
+    "Audio": ".media",
+    "Classes": ".media",
+    "Histogram": ".media",
+    "Html": ".media",
+    "Image": ".media",
+    "JoinedTable": ".media",
+    "MediaRef": ".media",
+    "Molecule": ".media",
+    "Object3D": ".media",
+    "Table": ".media",
+    "Video": ".media",
+    "Metric": ".metrics",
+    "RunRecord": ".run_record",
+    "agent": ".sweeps",
+    "sweep": ".sweeps",
+}
+
+if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
+    from . import plot, util
+    from .alerts import AlertLevel
+    from .artifacts import Artifact, ArtifactEntry
+    from .compat import box3d, require, sagemaker_auth, setup, teardown, termerror, termlog, termwarn
+    from .login import login
+    from .media import Audio, Classes, Histogram, Html, Image, JoinedTable, MediaRef, Molecule, Object3D, Table, Video
+    from .metrics import Metric
+    from .run_record import RunRecord
+    from .sweeps import agent, sweep
 
 __version__ = "0.1.0"
 
@@ -146,6 +172,13 @@ def __getattr__(name: str) -> Any:
         if run is None:
             return _BeforeInit(name)
         return getattr(run, name)
+    if name in _LAZY:
+        import importlib
+
+        module = importlib.import_module(_LAZY[name], __name__)
+        value = module if name in ("plot", "util") else getattr(module, name)
+        globals()[name] = value  # looked up once
+        return value
     if name in _FRAMEWORKS:  # wandb.sklearn, wandb.keras...: loaded when first used
         import importlib
 
@@ -155,6 +188,10 @@ def __getattr__(name: str) -> Any:
     if name in OUT_OF_SCOPE:  # a wandb feature nbtrack does not have: say so when used
         return OutOfScope(name)
     raise AttributeError(f"module 'nbtrack' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
 
 
 join = finish  # wandb's old name

@@ -6,17 +6,19 @@ import os
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import live
 from .active_run import DisabledRun, Run
-from .artifacts import Artifact
 from .errors import Error, UsageError
 from .manager import manager
-from .run_record import RunList, RunRecord
 from .settings import Settings
 from .store import LocalStore, reader, store_root
 from .store.local import open_readonly
+
+if TYPE_CHECKING:
+    from .artifacts import Artifact
+    from .run_record import RunList, RunRecord
 
 
 def init(
@@ -267,6 +269,8 @@ class Api:
         wanted = self._project_of(project if project is not None else path, "runs")
         run_filters.order_key(order)
         con = self.connection()
+        from .run_record import RunList, RunRecord
+
         found = RunList()
         found.project = wanted
         if con is None:
@@ -304,6 +308,8 @@ class Api:
             raise UsageError(f"Api.run: expected 'project/run_id' or 'entity/project/run_id', got {path!r}")
         project, run_id = parts[-2:]
         con = self.connection()
+        from .run_record import RunRecord
+
         row = reader.get_run(con, project, run_id, self.stale_after) if con is not None else None
         if row is None:
             raise UsageError(f"Api.run: no run {run_id!r} in project {project!r} under {self.root}")

@@ -7,16 +7,11 @@ recognised only if IPython is already loaded.
 
 from __future__ import annotations
 
-import configparser
-import getpass
 import os
-import platform
 import re
-import socket
 import sys
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 MASK = "***"
 # words that make a flag or parameter name a secret's: --password, --hf-token, AWS_SECRET_ACCESS_KEY, api_key=
@@ -121,6 +116,8 @@ def git_info(start: Path, *, with_author: bool) -> dict[str, Any]:
         commit = head
     if commit:
         info["commit"] = commit
+    import configparser
+
     parser = configparser.ConfigParser(strict=False, interpolation=None)
     paths = [git_dir / "config"]
     if with_author:
@@ -151,6 +148,8 @@ def redact_url(url: str) -> str:
     values of secret-looking query parameters masked.  Text that is not a URL with a
     scheme (``git@host:org/repo.git``, whose ``git`` is no secret) is returned as it is."""
     try:
+        from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
         parts = urlsplit(url)
     except ValueError:
         return url
@@ -198,7 +197,7 @@ def anonymise_text(text: str) -> str:
     if len(home) > 1:
         text = re.sub(rf"(?<![\w.-]){re.escape(home)}(?![\w.-])", "~", text)
     try:
-        user = getpass.getuser()
+        user = _user()
     except Exception:
         return text
     if len(user) >= 3:
@@ -210,9 +209,11 @@ def identity() -> dict[str, str]:
     """The user and host a run records (left out entirely when ``anonymous='must'``)."""
     out: dict[str, str] = {}
     try:
-        out["user"] = getpass.getuser()
+        out["user"] = _user()
     except Exception:
         pass
+    import socket  # here, not at import: it costs milliseconds of every import nbtrack
+
     out["host"] = socket.gethostname()
     return out
 
@@ -234,7 +235,7 @@ def runtime_metadata(cwd: Path, *, anonymous: bool, git: bool = True) -> dict[st
     # os.uname(), not platform.platform(): the latter starts a `uname -p` subprocess (~7 ms)
     uname = os.uname()
     meta: dict[str, Any] = {
-        "python": platform.python_version(),
+        "python": ".".join(map(str, sys.version_info[:3])),
         "os": f"{uname.sysname}-{uname.release}-{uname.machine}",
         "interactive": in_notebook(),
     }
@@ -255,3 +256,14 @@ def runtime_metadata(cwd: Path, *, anonymous: bool, git: bool = True) -> dict[st
     if repo:
         meta["git"] = repo
     return meta
+
+
+def _user() -> str:
+    """The login name, as ``getpass.getuser()`` finds it (without importing getpass)."""
+    for name in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        user = os.environ.get(name)
+        if user:
+            return user
+    import pwd
+
+    return pwd.getpwuid(os.getuid())[0]

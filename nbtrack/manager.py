@@ -21,10 +21,10 @@ import time
 import warnings
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .records import Record, field
 from . import diagnostics, environment, events, system, workers
 from .active_run import DisabledRun, Run
 from .errors import UsageError, choices
@@ -43,8 +43,7 @@ MODE_ALIASES = {"dryrun": "offline", "run": "online"}
 _POINT = re.compile(r"^(?P<id>[^?]+)\?_step=(?P<step>\d+)$")
 
 
-@dataclass
-class InitArgs:
+class InitArgs(Record):
     """Every ``init()`` argument after validation and precedence."""
 
     project: str

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import fnmatch
 import math
-from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from .errors import UsageError
+from .records import Record
 
 if TYPE_CHECKING:
     from .store.local import LocalStore
@@ -30,8 +30,7 @@ GOALS = {"minimize": "minimize", "min": "minimize", "maximize": "maximize", "max
 _NONE = object()
 
 
-@dataclass
-class Metric:
+class Metric(Record):
     """A definition made by ``define_metric`` (what it returns)."""
 
     name: str
@@ -42,7 +41,7 @@ class Metric:
     goal: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = super().as_dict()
         data["summary"] = list(self.summary)
         return data
 

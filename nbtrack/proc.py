@@ -9,7 +9,6 @@ another machine or boot, only a stale heartbeat can say so.
 from __future__ import annotations
 
 import os
-import socket
 
 _BOOT_ID: str | None = None
 
@@ -24,7 +23,7 @@ def boot_id() -> str:
         except OSError:
             import hashlib
 
-            _BOOT_ID = "host-" + hashlib.sha256(socket.gethostname().encode()).hexdigest()[:16]
+            _BOOT_ID = "host-" + hashlib.sha256(os.uname().nodename.encode()).hexdigest()[:16]
     return _BOOT_ID
 
 

@@ -9,7 +9,6 @@ environment variables (read at every ``init``), then the defaults below.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 from collections.abc import Callable, Iterator, Mapping
@@ -17,6 +16,7 @@ from typing import Any
 
 from . import diagnostics
 from .errors import UsageError, choices
+from .records import Record
 
 
 def _text(value: str) -> str:
@@ -277,8 +277,7 @@ SECONDS_FIELDS = (
 )
 
 
-@dataclasses.dataclass(frozen=True)
-class ResolvedSettings:
+class ResolvedSettings(Record):
     """Every settings field with its value (or ``None``), after precedence and checks."""
 
     project: str | None
@@ -326,8 +325,6 @@ class ResolvedSettings:
         if self.mode is not None and not isinstance(self.mode, str):
             raise UsageError(f"settings: mode must be one of {choices(MODES)}")
 
-    def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 MODES = ("online", "offline", "disabled")

@@ -19,18 +19,17 @@ Fork       a new run starting as a copy of another's first steps (``fork_from``)
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .records import Record, field
 from .errors import UsageError
 from .naming import new_run_id, new_run_name
 from .records import StoredRun
 from .store.local import Transaction
 
 
-@dataclass
-class StartContext:
+class StartContext(Record):
     """What every plan needs besides its own arguments."""
 
     project: str
@@ -43,8 +42,7 @@ class StartContext:
     store_root: Path
 
 
-@dataclass
-class Started:
+class Started(Record):
     """A run as a plan claimed it: everything ``Run`` is built from."""
 
     kind: str  # "new", "resume", "rewind" or "fork"
@@ -99,8 +97,7 @@ def summary_from(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
-@dataclass(frozen=True)
-class Create:
+class Create(Record):
     """A new run: ``run_id`` is used as given, else a fresh id is drawn."""
 
     run_id: str | None
@@ -168,8 +165,7 @@ def _create(
     )
 
 
-@dataclass(frozen=True)
-class Resume:
+class Resume(Record):
     """Continue run ``run_id``; when it does not exist, create it if ``create`` else refuse."""
 
     run_id: str
@@ -247,8 +243,7 @@ def _restart(
     )
 
 
-@dataclass(frozen=True)
-class AutoResume:
+class AutoResume(Record):
     """``resume="auto"`` without an id: continue ``candidate`` (the last run started from
     this dir) if it did not finish cleanly, else start a new run."""
 
@@ -274,8 +269,7 @@ def _source(tx: Transaction, ctx: StartContext, source_id: str, argument: str) -
     return source
 
 
-@dataclass(frozen=True)
-class Rewind:
+class Rewind(Record):
     """``resume_from="{id}?_step={step}"``: history after ``step`` is set aside and the
     run continues from ``step + 1`` under its own id."""
 
@@ -293,8 +287,7 @@ class Rewind:
         return _restart(tx, ctx, source, config, summary, kind="rewind")
 
 
-@dataclass(frozen=True)
-class Fork:
+class Fork(Record):
     """``fork_from="{id}?_step={step}"``: a new run whose history starts as a copy of
     the source's steps up to ``step``."""
 

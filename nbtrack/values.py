@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import enum
 import json
@@ -82,7 +81,9 @@ class _Converter:
             return value.total_seconds()
         if isinstance(value, pathlib.PurePath):
             return str(value)
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        if hasattr(type(value), "__dataclass_fields__") and not isinstance(value, type):
+            import dataclasses  # the user's module imported it already
+
             return self.convert(dataclasses.asdict(value), depth)
         if _is_array_like(value):
             return self.convert(value.tolist(), depth)

@@ -11,10 +11,7 @@ imported, so asking for an integration does not import (say) torch.
 from __future__ import annotations
 
 import functools
-import importlib.abc
 import importlib.machinery
-import importlib.util
-import inspect
 import sys
 import threading
 from collections.abc import Callable
@@ -27,14 +24,17 @@ def installed(name: str) -> bool:
     """Whether ``import name`` can work (a module set to None in sys.modules cannot)."""
     if name in sys.modules:
         return sys.modules[name] is not None
+    import importlib.util
+
     try:
         return importlib.util.find_spec(name) is not None
     except (ImportError, ValueError):
         return False
 
 
-class _ImportWatch(importlib.abc.MetaPathFinder):
-    """Calls ``on_load(module)`` right after one of ``names`` is first imported."""
+class _ImportWatch:
+    """Calls ``on_load(module)`` right after one of ``names`` is first imported (a
+    finder on ``sys.meta_path``; importlib's abstract bases are not needed for that)."""
 
     def __init__(self, names: dict[str, Callable[[Any], None]]) -> None:
         self.names = names
@@ -49,7 +49,7 @@ class _ImportWatch(importlib.abc.MetaPathFinder):
             return spec
         real: Any = spec.loader
 
-        class Loader(importlib.abc.Loader):
+        class Loader:
             def create_module(self, spec: Any) -> Any:
                 return real.create_module(spec)
 
@@ -157,6 +157,8 @@ class Patcher:
                 setattr(cls, name, self._wrap(name, original))
 
     def _wrap(self, name: str, original: Callable) -> Callable:
+        import inspect
+
         signature = inspect.signature(original)
         local = self._local
         patcher = self

@@ -13,14 +13,14 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from dataclasses import dataclass
 from typing import Any
+
+from ..records import Record
 
 _dumps = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
 
 
-@dataclass
-class Entry:
+class Entry(Record):
     path: str
     sha256: str | None
     size: int | None
@@ -28,8 +28,7 @@ class Entry:
     extra: dict[str, Any]
 
 
-@dataclass
-class Version:
+class Version(Record):
     id: int
     artifact_id: int
     project: str

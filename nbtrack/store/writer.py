@@ -24,7 +24,6 @@ When writing fails:
 from __future__ import annotations
 
 import collections
-import dataclasses
 import itertools
 import sqlite3
 import threading
@@ -33,6 +32,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from .. import diagnostics, workers
+from ..records import Record
 from .columns import CHUNK_ROWS
 from .local import LocalStore
 from .packing import encode_json
@@ -581,8 +581,7 @@ class BatchWriter(workers.Worker):
         return count
 
 
-@dataclasses.dataclass
-class _Change:
+class _Change(Record):
     """A run's non-row writes of one round."""
 
     summary: dict[str, Any] | None
