@@ -12,9 +12,7 @@ Importing this package does not import IPython or any widget library.
 from __future__ import annotations
 
 import functools
-from typing import Any
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import api as _api
 from .active_run import DisabledRun, Run

@@ -13,7 +13,6 @@ import atexit
 import os
 import re
 import shlex
-import shutil
 import sqlite3
 import sys
 import threading
@@ -24,13 +23,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .records import Record, field
 from . import diagnostics, environment, events, system, workers
 from .active_run import DisabledRun, Run
 from .errors import UsageError, choices
 from .hyperparams import build_config, load_config
 from .naming import check_project, check_run_id, check_tags, check_text, new_run_id, new_run_name
 from .proc import boot_id, process_start
+from .records import Record, field
 from .settings import MODES, ResolvedSettings, Settings
 from .starts import Create, StartContext, Started, plan_for
 from .store import LocalStore, store_root
@@ -599,7 +598,9 @@ def _claim_later(
 
     def claim() -> int:
         with store.transaction(busy_timeout=max(s.init_timeout, 1.0), stale_after=s.stale_after) as tx:
-            return Create(run_id, exists=exists).claim(tx, ctx).pk
+            pk = Create(run_id, exists=exists).claim(tx, ctx).pk
+        assert pk is not None  # a claim made in the store has its key
+        return pk
 
     return started, claim
 
@@ -628,6 +629,8 @@ def _save_program(folder: Path) -> str | None:
     try:
         code = folder / "code"
         code.mkdir(exist_ok=True)
+        import shutil
+
         shutil.copy2(program, code / program.name)
     except OSError as exc:
         diagnostics.warn(f"nbtrack: could not save {program}: {exc}", stacklevel=4)

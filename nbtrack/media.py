@@ -20,7 +20,6 @@ import os
 import struct
 import threading
 import types
-import wave
 import zlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -523,6 +522,8 @@ class Audio(Media):
         else:
             raise TypeError(f"Audio: samples must be numbers, got an array of {samples.dtype}")
         buf = io.BytesIO()
+        import wave
+
         with wave.open(buf, "wb") as out:
             out.setnchannels(1 if pcm.ndim == 1 else pcm.shape[1])
             out.setsampwidth(2)

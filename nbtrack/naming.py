@@ -20,7 +20,6 @@ ID_FORBIDDEN = "/\\#?%:;,'"
 PROJECT_FORBIDDEN = "/\\#?%:"
 
 
-
 def _choice(options: Any) -> Any:
     """One of ``options`` drawn from the OS's random source, uniformly (without importing
     ``random``, which costs a millisecond of every ``import nbtrack``)."""
@@ -30,6 +29,7 @@ def _choice(options: Any) -> Any:
         value = int.from_bytes(os.urandom(2), "little")
         if value < limit:
             return options[value % n]
+
 
 _ADJECTIVES = (
     "amber",

@@ -3,8 +3,18 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
-from typing import Any, TypedDict, TypeVar, dataclass_transform
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
+
+if TYPE_CHECKING:
+    from typing_extensions import dataclass_transform
+elif sys.version_info >= (3, 11):
+    from typing import dataclass_transform
+else:  # Python 3.10: only type checkers read it
+
+    def dataclass_transform(**_kwargs: Any) -> Any:
+        return lambda cls: cls
 
 
 class StoredRun(TypedDict):

@@ -190,6 +190,7 @@ _SQL_COLUMNS = {
     "job_type": "r.job_type",
     "jobType": "r.job_type",
 }
+_SQL_DATA = {"config.": "c.data", "summary_metrics.": "m.data", "summary.": "m.data"}
 _SQL_OPS = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 _NUMERIC = "('integer','real')"
 
@@ -253,12 +254,10 @@ def _op_sql(key: str, op: str, operand: Any) -> tuple[str, list[Any]]:
         if op == "$in" and isinstance(operand, list) and operand and all(isinstance(o, str) for o in operand):
             return f"{column} IN ({','.join('?' * len(operand))})", list(operand)
         return "", []
-    for prefix, data in (("config.", "c.data"), ("summary_metrics.", "m.data"), ("summary.", "m.data")):
-        if key.startswith(prefix):
-            name = key[len(prefix) :]
-            break
-    else:
+    prefix = next((p for p in _SQL_DATA if key.startswith(p)), None)
+    if prefix is None:
         return "", []
+    data, name = _SQL_DATA[prefix], key[len(prefix) :]
     if not name or any(ch in name for ch in '."\\') or isinstance(operand, bool):
         return "", []
     path = f'$."{name}"'

@@ -97,7 +97,9 @@ class RunRecord:
         value = self._row[name]  # type: ignore[literal-required]
         if value is None and name == "metadata":  # a listed run: read when first used
             con = self._source.connection()
-            found = con.execute("SELECT metadata FROM runs WHERE pk = ?", (self._row["pk"],)).fetchone() if con else None
+            found = (
+                con.execute("SELECT metadata FROM runs WHERE pk = ?", (self._row["pk"],)).fetchone() if con else None
+            )
             value = found[0] if found else None
         if value is None or isinstance(value, str):
             value = json.loads(value or ("[]" if name == "rewinds" else "{}"))
@@ -199,7 +201,9 @@ class RunRecord:
             sampled = columns.read_sampled(con, pk, key, samples, hook)
             if sampled is not None:
                 return sampled
-        found = columns.read(con, [pk], [key], min_step=min_step, max_step=max_step, object_hook=hook)[pk][key]
+        found = columns.read(
+            con, [pk], [key], min_step=min_step, max_step=max_step, object_hook=hook, owner=self._source
+        )[pk][key]
         if samples is not None and len(found) > samples:
             found = found.pick(_picks(len(found), samples))
         return found
@@ -216,7 +220,11 @@ class RunRecord:
             return None
         out = []
         for i in _picks(len(steps), samples):
-            row: dict[str, Any] = {"_step": steps[i], "_timestamp": every[0].timestamps[i], "_runtime": every[0].runtimes[i]}
+            row: dict[str, Any] = {
+                "_step": steps[i],
+                "_timestamp": every[0].timestamps[i],
+                "_runtime": every[0].runtimes[i],
+            }
             if every[0].cells is not None and every[0].cells[i] is not None:
                 row["_cell"] = every[0].cells[i]
             for s in every:
@@ -498,6 +506,11 @@ def _seal_runs(source: Source, records: Iterable[RunRecord]) -> None:
     con = source.connection()
     if con is None:
         return
+    if not columns.present(con):  # a store before chunks: upgraded when it can be written
+        try:
+            source.writable()
+        except (UsageError, sqlite3.Error, OSError):
+            return
     for record in records:
         if record.state == "running":
             continue  # its process seals it
@@ -560,7 +573,7 @@ class RunList(list):
         if con is None:
             return {r.id: {k: _empty(k) for k in wanted} for r in self}
         _seal_runs(source, self)
-        found = columns.read(con, [r._row["pk"] for r in self], wanted)
+        found = columns.read(con, [r._row["pk"] for r in self], wanted, owner=source)
         out: dict[str, dict[str, Series]] = {}
         for record in self:
             per_key = found[record._row["pk"]]

@@ -326,5 +326,4 @@ class ResolvedSettings(Record):
             raise UsageError(f"settings: mode must be one of {choices(MODES)}")
 
 
-
 MODES = ("online", "offline", "disabled")

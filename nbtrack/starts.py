@@ -22,10 +22,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .records import Record, field
 from .errors import UsageError
 from .naming import new_run_id, new_run_name
-from .records import StoredRun
+from .records import Record, StoredRun, field
 from .store.local import Transaction
 
 
@@ -310,6 +309,7 @@ class Fork(Record):
         config = dict(source["config"])
         config.update(ctx.fields["config"])
         started = _create(tx, ctx, run_id, config, kind="fork", parent={"id": source["run_id"], "step": self.step})
+        assert started.pk is not None  # made in this transaction
         tx.copy_history(source["pk"], started.pk, self.step)
         rows = tx.history(started.pk)
         started.summary = summary_from(rows)

@@ -113,3 +113,63 @@ def test_a_running_run_of_another_machine_reads_crashed_after_stale_after(store_
     assert nbtrack.Api(store_dir, stale_after=10).run("p/elsewhere").state == "crashed"
     monkeypatch.setenv("NBTRACK_STALE_AFTER", "5")
     assert nbtrack.Api(store_dir).run("p/elsewhere").state == "crashed"
+
+
+FILTERS = [
+    {"state": "finished"},
+    {"state": "crashed"},
+    {"state": {"$in": ["failed", "running"]}},
+    {"config.lr": {"$lt": 0.05}},
+    {"config.lr": {"$gte": 0.02, "$lte": 0.08}},
+    {"config.lr": 0.03},
+    {"config.opt": "adam"},
+    {"config.width": 64},  # a list holding 64 matches too
+    {"config.flag": True},
+    {"config.nested.depth": {"$gt": 2}},
+    {"summary_metrics.loss": {"$gt": 0.5}},
+    {"summary.loss": {"$lte": 0.2}},
+    {"tags": "even"},
+    {"group": "g1", "job_type": "train"},
+    {"display_name": {"$in": ["run-3", "run-7", "nope"]}},
+    {"$or": [{"config.opt": "sgd"}, {"summary_metrics.loss": {"$lt": 0.1}}]},
+    {"$or": [{"config.opt": "sgd"}, {"notes": {"$regex": "x"}}]},  # one branch SQL cannot judge
+    {"$and": [{"tags": "odd"}, {"config.lr": {"$gt": 0.04}}]},
+    {"config.lr": {"$ne": 0.03}},
+    {"config.missing": {"$exists": False}},
+]
+
+
+@pytest.mark.parametrize("filters", FILTERS, ids=[str(f) for f in FILTERS])
+def test_filters_narrowed_in_sql_match_exactly_what_python_matches(store_dir, filters):
+    """Api.runs narrows filters in SQL (a superset) before matching them exactly: the runs
+    found are those the Python matcher finds over every run, for strings, numbers,
+    lists, booleans, missing keys, states and combinations."""
+    from nbtrack import run_filters
+
+    opts = ["adam", "sgd", 3, None]
+    for i in range(10):
+        config = {"lr": i / 100, "opt": opts[i % 4], "flag": i % 2 == 0, "nested": {"depth": i % 4}}
+        if i % 3 == 0:
+            config["width"] = [32, 64] if i % 2 else 64
+        if i == 9:
+            config["lr"] = "high"  # not a number: left to the exact match
+        run = nbtrack.init(
+            project="f", dir=store_dir, name=f"run-{i}", config=config, tags=["even" if i % 2 == 0 else "odd"],
+            group=f"g{i % 2}", job_type="train" if i < 5 else "eval", notes="xy" if i == 4 else None,
+            settings={"system_interval": 0},
+        )  # fmt: skip
+        run.log({"loss": 1 - i / 10})
+        run.finish(exit_code=1 if i == 8 else 0)
+    api = nbtrack.Api(store_dir)
+    every = api.runs("f")
+    expected = [r.id for r in every if run_filters.matches(r, filters)]
+    assert [r.id for r in api.runs("f", filters=filters)] == expected
+    where, _args = run_filters.sql_prefilter(filters)
+    unnarrowed = [
+        {"config.flag": True},
+        {"config.nested.depth": {"$gt": 2}},
+        {"config.lr": {"$ne": 0.03}},
+        {"config.missing": {"$exists": False}},
+    ]
+    unnarrowed.append({"$or": [{"config.opt": "sgd"}, {"notes": {"$regex": "x"}}]})
+    assert bool(where) == (filters not in unnarrowed)  # SQL narrows every other one

@@ -229,3 +229,40 @@ def test_no_warnings_on_a_plain_init(store_dir):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         nbtrack.init(project="p", dir=store_dir).finish()
+
+
+def test_init_in_a_new_folder_claims_the_run_just_after_it_returns(tmp_path):
+    """In a folder with no store, init() returns before the store exists; the writer's
+    first round creates it and claims the run.  A reader in this process, flush() and
+    finish() all see the run claimed first; nothing logged meanwhile is lost."""
+    run = nbtrack.init(project="p", dir=tmp_path, settings={"system_interval": 0})
+    assert os.path.isdir(run.dir)  # made before init() returns
+    for i in range(100):
+        run.log({"a": i})
+    record = nbtrack.Api(tmp_path).run(f"p/{run.id}")  # settles the claim in this process
+    assert record.state == "running" and record.name == run.name
+    second = nbtrack.init(project="p", dir=tmp_path, reinit="create_new", settings={"system_interval": 0})
+    second.log({"b": 1})
+    second.finish()
+    run.finish()
+    runs = nbtrack.Api(tmp_path).runs("p")
+    assert sorted(r.id for r in runs) == sorted([run.id, second.id])
+    assert [r["a"] for r in nbtrack.Api(tmp_path).run(f"p/{run.id}").rows()] == list(range(100))
+    assert nbtrack.Api(tmp_path).run(f"p/{run.id}").metadata["python"]  # gathered by the writer
+
+
+def test_a_run_killed_right_after_init_and_flush_is_in_its_new_store(tmp_path):
+    code = f"""
+import os, signal, nbtrack
+run = nbtrack.init(project="p", dir={str(tmp_path)!r}, settings={{"system_interval": 0}})
+run.log({{"a": 1}})
+run.flush()
+print(run.id, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}
+    )
+    run_id = out.stdout.strip()
+    record = nbtrack.Api(tmp_path).run(f"p/{run_id}")
+    assert record.state == "crashed" and [r["a"] for r in record.rows()] == [1]

@@ -111,3 +111,15 @@ importlib.import_module({module!r})
 """)
     assert module in modules
     assert not [m for m in LAYERS[module] if m in modules]
+
+
+def test_import_nbtrack_leaves_what_init_does_not_need_unloaded():
+    """``import nbtrack`` stays quick (bench/bench.py measures it) by loading media,
+    artifacts, sweeps, the Api's records and the environment's helpers when first used."""
+    modules = loaded_after("import nbtrack")
+    heavy = {"dataclasses", "inspect", "platform", "socket", "random", "statistics", "shutil", "tempfile",
+             "importlib.abc", "configparser", "wave"}  # fmt: skip
+    assert not heavy & modules, heavy & modules
+    assert not {"nbtrack.sweeps", "nbtrack.run_record", "nbtrack.login", "nbtrack.compat"} & modules
+    loaded = loaded_after("import nbtrack\nnbtrack.Image, nbtrack.sweep, nbtrack.Artifact, nbtrack.RunRecord")
+    assert {"nbtrack.media", "nbtrack.sweeps", "nbtrack.artifacts", "nbtrack.run_record"} <= loaded

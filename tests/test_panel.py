@@ -1,7 +1,6 @@
 """The panel's kernel side, without a browser: the comm is a recording fake."""
 
 import math
-import time
 
 import pytest
 from conftest import wait_for

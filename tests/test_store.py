@@ -286,3 +286,27 @@ def test_a_store_of_every_earlier_version_is_upgraded_in_place(store_dir, versio
     assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
     tables = {name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"system_metrics", "sync_state", "set_aside"} <= tables
+
+
+def test_a_new_store_is_the_template_and_the_template_is_what_migrations_make(tmp_path):
+    """New stores start as a copy of an empty store file (quicker than creating tables);
+    that file holds exactly the tables, indexes and version the migrations create."""
+    from nbtrack.store.schema import connect, migrate, template_bytes
+
+    def schema(path):
+        con = sqlite3.connect(path)
+        tables = sorted(con.execute("SELECT type, name, sql FROM sqlite_master"))
+        meta = con.execute("SELECT key, value FROM meta").fetchall()
+        return tables, meta, con.execute("PRAGMA journal_mode").fetchone()[0]
+
+    made = tmp_path / "migrated.db"
+    con = connect(str(made))
+    migrate(con)
+    con.close()
+    copied = tmp_path / "template.db"
+    copied.write_bytes(template_bytes())
+    assert schema(copied) == schema(made)
+    run = nbtrack.init(project="p", dir=tmp_path / "fresh", settings={"system_interval": 0})
+    run.log({"a": 1})
+    run.finish()
+    assert schema(tmp_path / "fresh" / "nbtrack" / "nbtrack.db") == schema(made)

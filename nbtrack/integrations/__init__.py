@@ -57,7 +57,7 @@ class _ImportWatch:
                 real.exec_module(module)
                 on_load(module)
 
-        spec.loader = Loader()
+        spec.loader = Loader()  # type: ignore[assignment]  # a loader by its methods
         return spec
 
 

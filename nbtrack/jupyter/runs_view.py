@@ -11,9 +11,9 @@ from typing import Any
 import anywidget
 import traitlets
 
+from ..run_record import RunList
 from .display import RunsTable, _fmt
 from .panel import STATIC
-from ..run_record import RunList
 from .series import min_max
 
 MAX_OVERLAY_POINTS = 1000

@@ -124,9 +124,7 @@ def min_max(xs: Any, ys: Any, cap: int) -> tuple[list[float], list[float]]:
     their lowest and highest point (in x order), as ``Series`` does point by point.
     Values that are not finite numbers are left out."""
     points = [
-        (x, y)
-        for x, y in zip(xs, ys)
-        if type(y) in (int, float) and y == y and y not in (float("inf"), float("-inf"))
+        (x, y) for x, y in zip(xs, ys) if type(y) in (int, float) and y == y and y not in (float("inf"), float("-inf"))
     ]
     if len(points) <= cap:
         return [p[0] for p in points], [p[1] for p in points]

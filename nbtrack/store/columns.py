@@ -46,7 +46,7 @@ class Series:
     runtimes and cells are read from the store when first used.
     """
 
-    __slots__ = ("key", "steps", "values", "_times", "_load")
+    __slots__ = ("_load", "_times", "key", "steps", "values")
 
     def __init__(
         self,
@@ -116,6 +116,12 @@ class Series:
                 None if cells is None else [cells[i] for i in positions],
             ),
         )
+
+
+def present(con: sqlite3.Connection) -> bool:
+    """Whether the store has chunk tables (a store before schema 5, read where it cannot
+    be upgraded, has not: its history is read from the rows)."""
+    return con.execute("SELECT 1 FROM sqlite_master WHERE name = 'history_chunks'").fetchone() is not None
 
 
 # ---------------------------------------------------------------------- sealing
@@ -298,13 +304,25 @@ def read(
     min_step: int | None = None,
     max_step: int | None = None,
     object_hook: Any = None,
+    owner: Any = None,
 ) -> dict[int, dict[str, Series]]:
     """``keys`` of each run in ``pks``: run key -> key -> ``Series`` (a key never logged
     gives an empty one).  Chunks are read with two queries for all the runs (their
     timestamps with a third, when first used); the steps they do not cover (a run's
-    tail, a key with non-numbers) come from the rows."""
+    tail, a key with non-numbers) come from the rows.  ``owner`` (what holds ``con``
+    open: an ``Api``) is kept alive by the series until their timestamps are read."""
     from . import reader  # reader uses this module; imported here to keep the import one-way
 
+    if not present(con):
+        out: dict[int, dict[str, Series]] = {}
+        for pk in dict.fromkeys(pks):
+            per_key = out[pk] = {}
+            for key in dict.fromkeys(keys):
+                builder = _Builder(key, con, owner)
+                after = None if min_step is None else min_step - 1
+                builder.add_rows(reader.history(con, pk, [key], after_step=after, max_step=max_step, object_hook=object_hook))
+                per_key[key] = builder.series()
+        return out
     lo = -1 if min_step is None else min_step - 1
     hi = 2**63 - 1 if max_step is None else max_step
     pks = list(dict.fromkeys(pks))
@@ -327,13 +345,13 @@ def read(
             (*some, *keys),
         ):
             columns[(row[0], row[1], row[2])] = row[3:]
-    out: dict[int, dict[str, Series]] = {}
+    out = {}
     for pk in pks:
         mine = chunks[pk]
         covered = mine[-1][2] if mine else lo
         per_key: dict[str, Series] = {}
         for key in keys:
-            builder = _Builder(key, con)
+            builder = _Builder(key, con, owner)
             for _, first, last, hid, steps, partial in mine:
                 if partial is not None and key in json.loads(partial):
                     rows = reader.history(con, pk, [key], after_step=first - 1, max_step=last, object_hook=object_hook)
@@ -344,7 +362,9 @@ def read(
                     builder.add_chunk(hid, steps, *column)
             if covered < hi:
                 after = max(covered, lo)
-                builder.add_rows(reader.history(con, pk, [key], after_step=after, max_step=max_step, object_hook=object_hook))
+                builder.add_rows(
+                    reader.history(con, pk, [key], after_step=after, max_step=max_step, object_hook=object_hook)
+                )
             bounded = mine and (min_step is not None or max_step is not None)
             per_key[key] = builder.series(lo, hi) if bounded else builder.series()
         out[pk] = per_key
@@ -358,9 +378,10 @@ class _Builder:
     """Collects a key's points chunk by chunk, then rows, into a ``Series``; timestamps,
     runtimes and cells are read when the series first needs them."""
 
-    def __init__(self, key: str, con: sqlite3.Connection | None = None) -> None:
+    def __init__(self, key: str, con: sqlite3.Connection | None = None, owner: Any = None) -> None:
         self.key = key
         self.con = con
+        self.owner = owner  # keeps the connection's holder alive until the times are loaded
         self.steps = array("q")
         self.values: Any = None  # array while one typecode, else list
         self.times: list[_TimesPart] = []
@@ -396,9 +417,7 @@ class _Builder:
                 self.values = self.values.tolist()
             self.values.extend(values)
 
-    def add_chunk(
-        self, hid: int, steps: bytes, kind: str, idx: bytes | None, vals: bytes, kinds: bytes | None
-    ) -> None:
+    def add_chunk(self, hid: int, steps: bytes, kind: str, idx: bytes | None, vals: bytes, kinds: bytes | None) -> None:
         """A chunk's column: its steps (all the chunk's, or those at ``idx``) and values."""
         self._extend_values(self._values(kind, vals, kinds))
         if idx is None:
@@ -515,15 +534,15 @@ def _cells(raw: bytes) -> list[int | None]:
     return [None if c < 0 else c for c in every]
 
 
-def read_sampled(
-    con: sqlite3.Connection, pk: int, key: str, samples: int, object_hook: Any = None
-) -> Series | None:
+def read_sampled(con: sqlite3.Connection, pk: int, key: str, samples: int, object_hook: Any = None) -> Series | None:
     """Up to ``samples`` points of one key spread evenly over the run (the first and the
     last always in), reading from the chunks only the values returned (one blob read a
     value).  None when a plain read is as cheap (few points) or a chunk holds the key as
     non-numbers."""
     from . import reader
 
+    if not present(con):
+        return None
     chunks = con.execute(
         "SELECT h.id, h.last_step, h.cells IS NOT NULL, h.partial, c.id, c.count, c.kind, c.idx IS NOT NULL"
         " FROM history_chunks h LEFT JOIN history_columns c"
@@ -531,7 +550,8 @@ def read_sampled(
         " WHERE h.run_pk = ? ORDER BY h.first_step",
         (key, pk),
     ).fetchall()
-    if not chunks or any(c[3] is not None and key in json.loads(c[3]) for c in chunks):
+    blobopen = getattr(con, "blobopen", None)  # Python 3.11+; before, a whole read, then picked
+    if blobopen is None or not chunks or any(c[3] is not None and key in json.loads(c[3]) for c in chunks):
         return None
     tail = _Builder(key)
     tail.add_rows(reader.history(con, pk, [key], after_step=chunks[-1][1], object_hook=object_hook))
@@ -553,23 +573,25 @@ def read_sampled(
         base += count
         if not mine:
             continue
-        with con.blobopen("history_columns", "vals", cid, readonly=True) as vals:
+        with blobopen("history_columns", "vals", cid, readonly=True) as vals:
             raw = [_read_at(vals, 8 * i, 8) for i in mine]
         if kind == "m":
-            with con.blobopen("history_columns", "kinds", cid, readonly=True) as kinds_blob:
+            with blobopen("history_columns", "kinds", cid, readonly=True) as kinds_blob:
                 kinds = b"".join(_read_at(kinds_blob, i, 1) for i in mine)
         else:
             kinds = None
         if has_idx:
-            with con.blobopen("history_columns", "idx", cid, readonly=True) as idx:
+            with blobopen("history_columns", "idx", cid, readonly=True) as idx:
                 positions = [int.from_bytes(_read_at(idx, 4 * i, 4), "little") for i in mine]
         else:
             positions = mine
         columns = []
         for name in ("steps", "ts", "runtime", *(("cells",) if has_cells else ())):
-            with con.blobopen("history_chunks", name, hid, readonly=True) as blob:
+            with blobopen("history_chunks", name, hid, readonly=True) as blob:
                 columns.append(b"".join(_read_at(blob, 8 * p, 8) for p in positions))
-        out.add_points(columns[0], columns[1], columns[2], columns[3] if has_cells else None, kind, b"".join(raw), kinds)
+        out.add_points(
+            columns[0], columns[1], columns[2], columns[3] if has_cells else None, kind, b"".join(raw), kinds
+        )
     tail_picks = [p - in_chunks for p in picks[at:]]
     if tail_picks:
         rows = tail.series().pick(tail_picks).rows()

@@ -420,4 +420,3 @@ def write_template(target: Path = TEMPLATE) -> None:
         con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         con.close()
         target.write_bytes(zlib.compress(db.read_bytes(), 9))
-
