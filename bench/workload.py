@@ -12,6 +12,7 @@ import sys
 import time
 
 tool, steps, keys, out_dir = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+group = sys.argv[5] if len(sys.argv) > 5 else None  # several processes logging into one store (bench/reads.py)
 os.makedirs(out_dir, exist_ok=True)
 clock = time.perf_counter
 
@@ -22,7 +23,7 @@ def setup():
         import nbtrack
 
         mark = clock()
-        run = nbtrack.init(project="bench", dir=out_dir, settings={"quiet": True})
+        run = nbtrack.init(project="bench", dir=out_dir, group=group, settings={"quiet": True})
         return mark, (lambda row, i: run.log(row)), run.finish
     if tool == "wandb":
         os.environ.update(
@@ -31,14 +32,14 @@ def setup():
         import wandb
 
         mark = clock()
-        run = wandb.init(project="bench", dir=out_dir, mode="offline")
+        run = wandb.init(project="bench", dir=out_dir, mode="offline", group=group)
         return mark, (lambda row, i: run.log(row)), run.finish
     if tool == "trackio":
         os.environ["TRACKIO_DIR"] = out_dir
         import trackio
 
         mark = clock()
-        trackio.init(project="bench")
+        trackio.init(project="bench", group=group) if group else trackio.init(project="bench")
         return mark, (lambda row, i: trackio.log(row)), trackio.finish
     if tool.startswith("mlflow"):
         import mlflow
