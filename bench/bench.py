@@ -63,14 +63,21 @@ peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # befor
 t_read = time.perf_counter()
 rows = len(nbtrack.Api(d).run(f"bench/{run.id}").rows(keys=["metric_0"]))
 t_read = time.perf_counter() - t_read
+t_series = time.perf_counter()
+series = nbtrack.Api(d).run(f"bench/{run.id}").series("metric_1")
+t_series = time.perf_counter() - t_series
+t_sampled = time.perf_counter()
+sampled = nbtrack.Api(d).run(f"bench/{run.id}").series("metric_2", samples=1000)
+t_sampled = time.perf_counter() - t_sampled
+assert len(series.values) == steps and len(sampled.values) == min(steps, 1000)
 out = {
     "import_s": t_import, "init_s": t_init, "steps": steps, "rows_stored": rows,
     "loop_s": t_logged - t_start, "finish_s": t_done - t_logged, "end_to_end_s": t_done - t_start,
-    "peak_rss_mb": peak_rss_mb, "read_one_key_s": t_read,
+    "peak_rss_mb": peak_rss_mb, "read_one_key_s": t_read, "series_s": t_series, "sampled_s": t_sampled,
 }
 if panel is not None:
     out["panel_messages"] = panel.messages_sent
-    out["panel_points"] = max(len(s) for s in panel._series.values())
+    out["panel_points"] = max((len(s) for s in panel._series.values()), default=0)
 if times is not None:
     times.sort()
     out.update(mean_us=sum(times) / steps / 1000, p50_us=times[steps // 2] / 1000,
@@ -239,7 +246,21 @@ def child(code: str, *args: str, root: Path = ROOT, bytecode: bool = False) -> s
     return out.stdout.strip().splitlines()[-1]
 
 
-def measure(steps: int, repeats: int) -> dict:
+def reads_child(task: str, size: int) -> dict:
+    """One task of bench/reads.py for nbtrack, in a fresh folder."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "NBTRACK_QUIET": "1"}
+        out = subprocess.run(
+            [sys.executable, str(ROOT / "bench" / "reads.py"), task, "nbtrack", f"{d}/data", str(size)],
+            env=env, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+    result: dict = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def measure(steps: int, repeats: int, many_runs: int = 10_000) -> dict:
     imports, inits = [], []
     child(IMPORT_CHILD, bytecode=True)  # writes the bytecode caches pip would have written at install
     for _ in range(max(5, repeats)):
@@ -265,6 +286,10 @@ def measure(steps: int, repeats: int) -> dict:
     except Exception:  # numpy missing
         media = None
 
+    reads = {
+        task: reads_child(task, size) for task, size in (("overlay", 10_000), ("listing", many_runs), ("procs", 20_000))
+    }
+
     sync = None
     sys.path.insert(0, str(ROOT / "tests"))
     from mlflow_server import mlflow_python
@@ -283,7 +308,8 @@ def measure(steps: int, repeats: int) -> dict:
         "log_p99_us": med("p99_us"),
         "rows_per_s": statistics.median(r["steps"] / r["end_to_end_s"] for r in logs),
         "finish_ms": med("finish_s") * 1000,
-        "rows_stored_ok": all(r["rows_stored"] == r["steps"] for r in [*logs, mem_small, mem_large]),
+        "rows_stored_ok": all(r["rows_stored"] == r["steps"] for r in [*logs, mem_small, mem_large])
+        and reads["procs"]["rows_stored"] == reads["procs"]["procs"] * reads["procs"]["steps"],
         "rss_small_mb": mem_small["peak_rss_mb"],
         "rss_large_mb": mem_large["peak_rss_mb"],
         "large_steps": mem_large["steps"],
@@ -294,6 +320,13 @@ def measure(steps: int, repeats: int) -> dict:
         "panel_messages": med("panel_messages", panels),
         "panel_points": max(r["panel_points"] for r in panels),
         "read_one_key_large_s": mem_large["read_one_key_s"],
+        "series_large_ms": mem_large["series_s"] * 1000,
+        "sampled_large_ms": mem_large["sampled_s"] * 1000,
+        "overlay_ms": reads["overlay"]["read_s"] * 1000,
+        "listing_ms": reads["listing"]["list_s"] * 1000,
+        "listing_runs": many_runs,
+        "listing_found": reads["listing"]["found"],
+        "procs": reads["procs"],
         "wide_p50_us": wide["p50_us"],
         "wide_values_per_s": wide["values_per_s"],
         "many_create_s": many["create_s"],
@@ -311,11 +344,11 @@ def measure(steps: int, repeats: int) -> dict:
 
 BUDGET = [
     # key, label, unit, budget, lower is better
-    ("import_ms", "import nbtrack", "ms", 100, True),
-    ("init_ms", "init()", "ms", 20, True),
+    ("import_ms", "import nbtrack", "ms", 50, True),
+    ("init_ms", "init() in a new folder", "ms", 2, True),
     ("log_mean_us", "log() mean", "us", None, True),
-    ("log_p50_us", "log() p50", "us", 2.5, True),
-    ("log_p99_us", "log() p99", "us", 10, True),
+    ("log_p50_us", "log() p50", "us", 1.5, True),
+    ("log_p99_us", "log() p99", "us", 5, True),
     ("rows_per_s", "end-to-end rows/s until durable", "rows/s", 100_000, False),
     ("finish_ms", "finish() after the loop", "ms", None, True),
     ("rss_small_mb", "peak RSS after 10k steps", "MB", None, True),
@@ -323,6 +356,10 @@ BUDGET = [
     ("panel_p50_us", "log() p50 with the panel attached", "us", 2.5, True),
     ("panel_p99_us", "log() p99 with the panel attached", "us", 10, True),
     ("system_core_pct_default", "system sampler, % of a core at 10 s", "%", 1, True),
+    ("series_large_ms", "read 1 key of the large run (series)", "ms", 100, True),
+    ("sampled_large_ms", "read 1,000 samples of it", "ms", None, True),
+    ("overlay_ms", "overlay: 3 keys of 100 runs x 10k", "ms", 200, True),
+    ("listing_ms", "Api.runs(filters=...), many runs", "ms", 100, True),
 ]
 
 
@@ -349,7 +386,13 @@ def report(r: dict) -> str:
     )
     lines.append(f"{'large run rows/s until durable':<34} {r['large_rows_per_s']:>9,.0f} r/s")
     lines.append(f"{'panel: messages sent / max points':<34} {r['panel_messages']:>9.0f} / {r['panel_points']}")
-    lines.append(f"{'read 1 key of the large run':<34} {r['read_one_key_large_s']:>9.2f} s")
+    lines.append(f"{'... as rows (a dict per step)':<34} {r['read_one_key_large_s']:>9.2f} s")
+    p = r["procs"]
+    lines.append(
+        f"{'8 processes, one store':<34} {p['rows_per_s']:>9,.0f} rows/s in all; log() p50 {p['p50_us_median']:.2f} us, "
+        f"worst p99 {p['p99_us_max']:.1f} us; {p['rows_stored']:,} of {p['procs'] * p['steps']:,} rows stored"
+    )
+    lines.append(f"{'listing':<34} {r['listing_found']:,} of {r['listing_runs']:,} runs matched the filter")
     lines.append(
         f"{'1,000 keys a step: log() p50':<34} {r['wide_p50_us']:>9.1f} us, "
         f"{r['wide_values_per_s']:,.0f} values/s until durable"
@@ -414,6 +457,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--many-runs", type=int, default=10_000, help="runs in the listing project")
     parser.add_argument(
         "--baseline",
         type=Path,
@@ -425,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.baseline is not None:
         print(compare(args.baseline.resolve(), args.steps, args.repeats))
         return 0
-    result = measure(args.steps, args.repeats)
+    result = measure(args.steps, args.repeats, args.many_runs)
     print(report(result))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

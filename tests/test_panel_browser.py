@@ -236,6 +236,13 @@ RUNS_CELLS = (
     "        for i in range(50):\n"
     "            run.log({{'loss': lr * 10 / (i + 1)}})",
     "%load_ext nbtrack\n%track_runs -p cmp --dir {dir}",
+    # 250 runs made by a script: made in the notebook, each would show a live panel of its own
+    "import subprocess, sys\n"
+    "script = ('import nbtrack\\nfor i in range(250):\\n'\n"
+    "          '    with nbtrack.init(project=\"many\", dir=%r, config={{\"i\": i}}, settings={{\"quiet\": True}}) as r:\\n'\n"
+    "          '        r.log({{\"loss\": 1 / (i + 1)}})\\n') % ({dir!r},)\n"
+    "subprocess.run([sys.executable, '-c', script], check=True)",
+    "%track_runs -p many --dir {dir} --limit 1000",
 )
 
 
@@ -270,6 +277,20 @@ def test_runs_table_sorts_filters_and_overlays(browser, tmp_path):
         assert "lr-0.1" in legend and "lr-0.3" in legend
         page.wait_for_timeout(300)
         page.screenshot(path=str(ARTIFACTS / "runs_table.png"))
+        # a project of many runs: the first 100 rows are drawn, "show more" adds 100 at a time
+        many = ".nbt-runs[data-matching='250']"
+        page.wait_for_selector(many, timeout=120_000)
+        assert page.evaluate(f"() => document.querySelector(\"{many}\").dataset.rows") == "100"
+        assert page.locator(f"{many} .nbt-runs-table tr[data-id]").count() == 100
+        button = page.locator(f"{many} .nbt-more")
+        assert button.text_content() == "show 100 more (150 not shown)"
+        button.click()
+        assert page.locator(f"{many} .nbt-runs-table tr[data-id]").count() == 200
+        button.click()
+        assert page.locator(f"{many} .nbt-runs-table tr[data-id]").count() == 250 and not button.is_visible()
+        page.fill(f"{many} .nbt-filter", "finished")  # a new filter starts from the first page again
+        assert page.locator(f"{many} .nbt-runs-table tr[data-id]").count() == 100
+        print("runs table: drawn in", page.evaluate(f"() => document.querySelector(\"{many}\").dataset.drawMs"), "ms")
         assert not [e for e in errors if "nbt" in e or "anywidget" in e], errors
     finally:
         server.stop()

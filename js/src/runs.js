@@ -30,13 +30,13 @@ function render({ model, el }) {
   const table = h("table", "nbt-runs-table");
   const chartBox = h("div", "nbt-overlay");
   const parallelBox = h("div", "nbt-parallel");
+  const more = h("button", "nbt-more");
+  more.type = "button";
   root.append(bar, table, more, chartBox, parallelBox);
 
   const initial = model.get("initial_sort") || {};
   let sortKey = initial.key || "start", sortDir = initial.key ? initial.dir || 1 : -1, plot = null;
   let shownRows = PAGE;
-  const more = h("button", "nbt-more");
-  more.type = "button";
   more.addEventListener("click", () => {
     shownRows += PAGE;
     drawTable();
@@ -62,6 +62,7 @@ function render({ model, el }) {
   }
 
   function drawTable() {
+    const started = performance.now();
     const cols = model.get("columns");
     const head = h("tr");
     head.append(h("th", null, ""));
@@ -105,6 +106,7 @@ function render({ model, el }) {
     more.hidden = hidden <= 0;
     root.dataset.rows = String(rows.length);
     root.dataset.matching = String(matching.length);
+    root.dataset.drawMs = String(Math.round(performance.now() - started));
     root.dataset.order = rows.map((r) => r.id).join(",");
     drawParallel(rows);
   }
