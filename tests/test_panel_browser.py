@@ -239,7 +239,7 @@ RUNS_CELLS = (
     # 250 runs made by a script: made in the notebook, each would show a live panel of its own
     "import subprocess, sys\n"
     "script = ('import nbtrack\\nfor i in range(250):\\n'\n"
-    "          '    with nbtrack.init(project=\"many\", dir=%r, config={{\"i\": i}}, settings={{\"quiet\": True}}) as r:\\n'\n"
+    '          \'    with nbtrack.init(project="many", dir=%r, config={{"i": i}}, settings={{"quiet": True}}) as r:\\n\'\n'
     "          '        r.log({{\"loss\": 1 / (i + 1)}})\\n') % ({dir!r},)\n"
     "subprocess.run([sys.executable, '-c', script], check=True)",
     "%track_runs -p many --dir {dir} --limit 1000",
@@ -280,7 +280,7 @@ def test_runs_table_sorts_filters_and_overlays(browser, tmp_path):
         # a project of many runs: the first 100 rows are drawn, "show more" adds 100 at a time
         many = ".nbt-runs[data-matching='250']"
         page.wait_for_selector(many, timeout=120_000)
-        assert page.evaluate(f"() => document.querySelector(\"{many}\").dataset.rows") == "100"
+        assert page.evaluate(f'() => document.querySelector("{many}").dataset.rows') == "100"
         assert page.locator(f"{many} .nbt-runs-table tr[data-id]").count() == 100
         button = page.locator(f"{many} .nbt-more")
         assert button.text_content() == "show 100 more (150 not shown)"
@@ -290,7 +290,7 @@ def test_runs_table_sorts_filters_and_overlays(browser, tmp_path):
         assert page.locator(f"{many} .nbt-runs-table tr[data-id]").count() == 250 and not button.is_visible()
         page.fill(f"{many} .nbt-filter", "finished")  # a new filter starts from the first page again
         assert page.locator(f"{many} .nbt-runs-table tr[data-id]").count() == 100
-        print("runs table: drawn in", page.evaluate(f"() => document.querySelector(\"{many}\").dataset.drawMs"), "ms")
+        print("runs table: drawn in", page.evaluate(f'() => document.querySelector("{many}").dataset.drawMs'), "ms")
         assert not [e for e in errors if "nbt" in e or "anywidget" in e], errors
     finally:
         server.stop()

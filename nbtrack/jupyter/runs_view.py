@@ -59,7 +59,11 @@ class RunsView(anywidget.AnyWidget):
             if sort_by is not None:
                 row["_sort"][sort_by] = row["_metrics"].get(sort_by)
             rows.append(row)
-        params = sorted({k for r in rows for k in r["_params"] if len({str(x["_params"].get(k)) for x in rows}) > 1})
+        seen: dict[str, set[str]] = {}  # config key -> the values it takes (a key absent somewhere takes "None")
+        for r in rows:
+            for k, v in r["_params"].items():
+                seen.setdefault(k, set()).add(str(v))
+        params = sorted(k for k, values in seen.items() if len(values) > 1 or any(k not in r["_params"] for r in rows))
         metrics = sorted(
             {
                 k

@@ -320,7 +320,9 @@ def read(
             for key in dict.fromkeys(keys):
                 builder = _Builder(key, con, owner)
                 after = None if min_step is None else min_step - 1
-                builder.add_rows(reader.history(con, pk, [key], after_step=after, max_step=max_step, object_hook=object_hook))
+                builder.add_rows(
+                    reader.history(con, pk, [key], after_step=after, max_step=max_step, object_hook=object_hook)
+                )
                 per_key[key] = builder.series()
         return out
     lo = -1 if min_step is None else min_step - 1
