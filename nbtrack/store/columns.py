@@ -316,14 +316,15 @@ def read(
     if not present(con):
         out: dict[int, dict[str, Series]] = {}
         for pk in dict.fromkeys(pks):
-            per_key = out[pk] = {}
+            from_rows: dict[str, Series] = {}
             for key in dict.fromkeys(keys):
                 builder = _Builder(key, con, owner)
                 after = None if min_step is None else min_step - 1
                 builder.add_rows(
                     reader.history(con, pk, [key], after_step=after, max_step=max_step, object_hook=object_hook)
                 )
-                per_key[key] = builder.series()
+                from_rows[key] = builder.series()
+            out[pk] = from_rows
         return out
     lo = -1 if min_step is None else min_step - 1
     hi = 2**63 - 1 if max_step is None else max_step
