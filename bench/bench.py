@@ -215,10 +215,32 @@ try:
     logged = time.perf_counter() - t0
     live.finish()
     online_s = time.perf_counter() - t0
+    # 3. MLflow's own client, asynchronous logging, to the same server: until end_run() returns
+    #    (it waits for the queue), fewer rows, as it is slower
+    import subprocess
+    mlflow_rows = max(1, steps // 10)
+    peer = subprocess.run([mlflow_python(), "-c", sys.argv[4], srv.url, str(mlflow_rows), str(keys)],
+                          capture_output=True, text=True, check=True)
+    mlflow_log_s, mlflow_s = map(float, peer.stdout.strip().splitlines()[-1].split())
     print(json.dumps({"rows": progress.rows_sent, "upload_s": upload_s, "requests": client.requests_sent,
-                      "online_s": online_s, "online_log_s": logged, "online_sent": live.sync_status["sent"]}))
+                      "online_s": online_s, "online_log_s": logged, "online_sent": live.sync_status["sent"],
+                      "mlflow_rows": mlflow_rows, "mlflow_log_s": mlflow_log_s, "mlflow_s": mlflow_s}))
 finally:
     srv.stop()
+"""
+
+MLFLOW_ASYNC = """
+import sys, time, mlflow
+mlflow.set_tracking_uri(sys.argv[1])
+n, keys = int(sys.argv[2]), int(sys.argv[3])
+row = {f"metric_{i}": 0.1 * i for i in range(keys)}
+t0 = time.perf_counter()
+with mlflow.start_run():
+    for i in range(n):
+        row["metric_0"] = i * 0.5
+        mlflow.log_metrics(row, step=i, synchronous=False)
+    logged = time.perf_counter() - t0
+print(logged, time.perf_counter() - t0)
 """
 
 IMPORT_CHILD = """
@@ -295,7 +317,7 @@ def measure(steps: int, repeats: int, many_runs: int = 10_000) -> dict:
     from mlflow_server import mlflow_python
 
     if mlflow_python() is not None:
-        sync = json.loads(child(SYNC_CHILD, str(20_000), "10", str(ROOT / "tests")))
+        sync = json.loads(child(SYNC_CHILD, str(20_000), "10", str(ROOT / "tests"), MLFLOW_ASYNC))
 
     def med(key: str, runs: list = logs) -> float:
         return statistics.median(r[key] for r in runs)
@@ -424,6 +446,13 @@ def report(r: dict) -> str:
             f"{y['rows']:,} rows); online: {y['online_sent']:,} rows logged in {y['online_log_s']:.2f} s, "
             f"all on the server {y['online_s']:.1f} s after the first log()"
         )
+        if "mlflow_s" in y:
+            ours, theirs = y["online_sent"] / y["online_s"], y["mlflow_rows"] / y["mlflow_s"]
+            lines.append(
+                f"{'... MLflow async client, same server':<34} {y['mlflow_rows']:,} rows on the server in "
+                f"{y['mlflow_s']:.1f} s ({theirs:,.0f} rows/s against nbtrack online {ours:,.0f} rows/s: "
+                f"{ours / theirs:.1f}x)"
+            )
     else:
         lines.append("sync to a local MLflow server: not measured (no Python with mlflow; see tests/mlflow_server.py)")
     lines.append(f"every row counted back from the store: {'yes' if r['rows_stored_ok'] else 'NO'}")
