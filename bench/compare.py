@@ -103,7 +103,7 @@ READ_SIZES = {
     "history": {"nbtrack": 1_000_000, "trackio": 1_000_000, "mlflow": 100_000},
     "overlay": {"nbtrack": 10_000, "trackio": 10_000, "mlflow": 1_000},
     "listing": {"nbtrack": 10_000, "trackio": 2_000, "mlflow": 2_000},
-    "procs": {"nbtrack": 20_000, "trackio": 20_000, "mlflow-async": 20_000, "wandb": 5_000},
+    "procs": {"nbtrack": 20_000, "trackio": 20_000, "mlflow-async": 1_000, "wandb": 2_000},
 }
 
 
