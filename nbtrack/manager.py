@@ -568,7 +568,8 @@ def _claim_later(
     """
     run_id = plan.run_id or new_run_id()
     fields = ctx.fields
-    fields["name"] = fields["name"] or new_run_name(1)
+    store.started_before_open += 1  # the store's first runs: numbered 1, 2... as count_runs() + 1 would
+    fields["name"] = fields["name"] or new_run_name(store.started_before_open)
     folder = f"runs/{ctx.project}/{run_id}"
     try:
         (store.root / folder).mkdir(parents=True, exist_ok=True)

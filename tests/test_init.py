@@ -242,6 +242,7 @@ def test_init_in_a_new_folder_claims_the_run_just_after_it_returns(tmp_path):
     record = nbtrack.Api(tmp_path).run(f"p/{run.id}")  # settles the claim in this process
     assert record.state == "running" and record.name == run.name
     second = nbtrack.init(project="p", dir=tmp_path, reinit="create_new", settings={"system_interval": 0})
+    assert run.name.endswith("-1") and second.name.endswith("-2")
     second.log({"b": 1})
     second.finish()
     run.finish()

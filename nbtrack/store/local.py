@@ -139,6 +139,7 @@ class LocalStore:
         self.objects = ObjectStore(root)  # files stored once by content: artifacts and media
         self._con: sqlite3.Connection | None = None
         self._open_lock = threading.Lock()
+        self.started_before_open = 0  # runs init() started here before the database existed (their number in names)
         self.identity: tuple[int, int] | None = None
         if lazy:
             try:
