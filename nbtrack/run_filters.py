@@ -192,7 +192,6 @@ _SQL_COLUMNS = {
 }
 _SQL_DATA = {"config.": "c.data", "summary_metrics.": "m.data", "summary.": "m.data"}
 _SQL_OPS = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
-_NUMERIC = "('integer','real')"
 
 
 def sql_prefilter(filters: Mapping[str, Any] | None) -> tuple[str, list[Any]]:
@@ -261,17 +260,14 @@ def _op_sql(key: str, op: str, operand: Any) -> tuple[str, list[Any]]:
     if not name or any(ch in name for ch in '."\\') or isinstance(operand, bool):
         return "", []
     path = f'$."{name}"'
-    kind = f"json_type({data}, ?)"
+    # One JSON lookup a run where possible.  json_extract gives numbers (true/false as 1/0,
+    # as Python compares bools), text for strings and JSON text for lists and objects, NULL
+    # when missing.  SQLite orders any text above any number, so "< n" never keeps a string
+    # (Python cannot compare one with a number either) and "> n" keeps every string (the
+    # exact match then drops them).  A list equals a value that it holds, in Python's match.
+    value = f"json_extract({data}, ?)"
     if op in _SQL_OPS and isinstance(operand, (int, float)):
-        # a value that is not a number is left to the exact match
-        return f"{kind} NOT IN {_NUMERIC} OR json_extract({data}, ?) {_SQL_OPS[op]} ?", [path, path, operand]
-    if op == "$eq" and isinstance(operand, (int, float)):
-        return f"{kind} IS NOT NULL AND ({kind} NOT IN {_NUMERIC} OR json_extract({data}, ?) = ?)", [
-            path,
-            path,
-            path,
-            operand,
-        ]
-    if op == "$eq" and isinstance(operand, str):
-        return f"{kind} IS NOT NULL AND ({kind} != 'text' OR json_extract({data}, ?) = ?)", [path, path, path, operand]
+        return f"{value} {_SQL_OPS[op]} ?", [path, operand]
+    if op == "$eq" and isinstance(operand, (int, float, str)):
+        return f"{value} = ? OR json_type({data}, ?) = 'array'", [path, operand, path]
     return "", []
