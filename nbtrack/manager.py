@@ -27,7 +27,7 @@ from . import diagnostics, environment, events, system, workers
 from .active_run import DisabledRun, Run
 from .errors import UsageError, choices
 from .hyperparams import build_config, load_config
-from .naming import check_project, check_run_id, check_tags, check_text, new_run_id, new_run_name
+from .naming import check_project, check_run_id, check_tags, check_text, new_run_id
 from .proc import boot_id, process_start
 from .records import Record, field
 from .settings import MODES, ResolvedSettings, Settings
@@ -559,47 +559,19 @@ class ExitHooks:
 def _claim_later(
     plan: Create, ctx: StartContext, store: LocalStore, s: ResolvedSettings
 ) -> tuple[Started, Callable[[], int]]:
-    """A new run in a new store: what ``Run`` needs now, and the claim to make later.
-
-    Nobody else can know a store that did not exist a moment ago, so the run's id and
-    name are drawn here and its folder made; creating the database and inserting the
-    run (milliseconds) is left to whoever needs the run's key first, the writer's first
-    round as a rule (``RunSink.pk``).
-    """
-    run_id = plan.run_id or new_run_id()
-    fields = ctx.fields
+    """A new run in a new store: what ``Run`` needs now (``Create.start_later``), and the
+    claim to make later, by whoever needs the run's key first, the writer's first round
+    as a rule (``RunSink.pk``): creating the database and inserting the run take
+    milliseconds that init() need not wait for."""
     store.started_before_open += 1  # the store's first runs: numbered 1, 2... as count_runs() + 1 would
-    fields["name"] = fields["name"] or new_run_name(store.started_before_open)
-    folder = f"runs/{ctx.project}/{run_id}"
     try:
-        (store.root / folder).mkdir(parents=True, exist_ok=True)
+        started, later = plan.start_later(ctx, store.started_before_open)
     except OSError as exc:
         raise unavailable(store.root, exc) from None
-    started = Started(
-        kind="new",
-        pk=None,
-        run_id=run_id,
-        name=fields["name"],
-        notes=fields["notes"],
-        group=fields["group"],
-        job_type=fields["job_type"],
-        entity=fields["entity"],
-        tags=tuple(fields["tags"] or ()),
-        config=dict(fields["config"]),
-        summary={},
-        step=0,
-        runtime_offset=0.0,
-        resumed=False,
-        folder=folder,
-    )
-    exists = plan.exists or (
-        "run {id!r} of project {project!r} was created by another process at the same moment; "
-        "start this one again with another id"
-    )
 
     def claim() -> int:
         with store.transaction(busy_timeout=max(s.init_timeout, 1.0), stale_after=s.stale_after) as tx:
-            pk = Create(run_id, exists=exists).claim(tx, ctx).pk
+            pk = later.claim(tx, ctx).pk
         assert pk is not None  # a claim made in the store has its key
         return pk
 

@@ -24,7 +24,7 @@ from .media import restorer
 from .naming import check_tags, check_text
 from .records import StoredRun
 from .store import columns, reader
-from .store.columns import Series
+from .store.columns import Series, empty, spread
 
 if TYPE_CHECKING:
     from .artifacts import Artifact
@@ -190,11 +190,10 @@ class RunRecord:
         """
         if not isinstance(key, str):
             raise UsageError(f"series: key must be a string, got {key!r}")
-        if samples is not None and (isinstance(samples, bool) or not isinstance(samples, int) or samples < 1):
-            raise UsageError(f"series: samples must be a positive integer or None, got {samples!r}")
+        _check_samples(samples)
         con = self._con()
         if con is None:
-            return _empty(key)
+            return empty(key)
         self._seal()
         pk, hook = self._row["pk"], restorer(self.dir)
         if samples is not None and min_step is None and max_step is None:
@@ -205,7 +204,7 @@ class RunRecord:
             con, [pk], [key], min_step=min_step, max_step=max_step, object_hook=hook, owner=self._source
         )[pk][key]
         if samples is not None and len(found) > samples:
-            found = found.pick(_picks(len(found), samples))
+            found = found.pick(spread(len(found), samples))
         return found
 
     def _holding_all(self, keys: list[str], samples: int) -> list[dict[str, Any]] | None:
@@ -219,7 +218,7 @@ class RunRecord:
         if any(s.steps != steps for s in every[1:]):
             return None
         out = []
-        for i in _picks(len(steps), samples):
+        for i in spread(len(steps), samples):
             row: dict[str, Any] = {
                 "_step": steps[i],
                 "_timestamp": every[0].timestamps[i],
@@ -482,24 +481,13 @@ class RunFile:
         return f"<RunFile {self.name} ({self.size} bytes)>"
 
 
-def _picks(n: int, samples: int) -> list[int]:
-    """Up to ``samples`` positions of ``n`` spread evenly, the first and the last in."""
-    if n <= samples:
-        return list(range(n))
-    if samples == 1:
-        return [n - 1]
-    last = n - 1
-    return sorted({round(i * last / (samples - 1)) for i in range(samples)})
-
-
 def _sample(rows: list[dict[str, Any]], samples: int) -> list[dict[str, Any]]:
-    return rows if len(rows) <= samples else [rows[i] for i in _picks(len(rows), samples)]
+    return rows if len(rows) <= samples else [rows[i] for i in spread(len(rows), samples)]
 
 
-def _empty(key: str) -> Series:
-    from array import array
-
-    return Series(key, array("q"), array("d"), (array("d"), array("d"), None))
+def _check_samples(samples: int | None) -> None:
+    if samples is not None and (isinstance(samples, bool) or not isinstance(samples, int) or samples < 1):
+        raise UsageError(f"series: samples must be a positive integer or None, got {samples!r}")
 
 
 def _seal_runs(source: Source, records: Iterable[RunRecord]) -> None:
@@ -566,18 +554,17 @@ class RunList(list):
         wanted = [keys] if isinstance(keys, str) else list(keys)
         if not self:
             return {}
-        if samples is not None and (isinstance(samples, bool) or not isinstance(samples, int) or samples < 1):
-            raise UsageError(f"series: samples must be a positive integer or None, got {samples!r}")
+        _check_samples(samples)
         source = self[0]._source
         con = source.connection()
         if con is None:
-            return {r.id: {k: _empty(k) for k in wanted} for r in self}
+            return {r.id: {k: empty(k) for k in wanted} for r in self}
         _seal_runs(source, self)
         found = columns.read(con, [r._row["pk"] for r in self], wanted, owner=source)
         out: dict[str, dict[str, Series]] = {}
         for record in self:
             per_key = found[record._row["pk"]]
             if samples is not None:
-                per_key = {k: s.pick(_picks(len(s), samples)) if len(s) > samples else s for k, s in per_key.items()}
+                per_key = {k: s.pick(spread(len(s), samples)) if len(s) > samples else s for k, s in per_key.items()}
             out[record.id] = per_key
         return out

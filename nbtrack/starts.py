@@ -112,6 +112,24 @@ class Create(Record):
             run_id = new_run_id()
         return _create(tx, ctx, run_id, dict(ctx.fields["config"]), kind="new")
 
+    def start_later(self, ctx: StartContext, number: int) -> tuple[Started, Create]:
+        """A new run in a store that does not exist yet (nobody else can know it): its id
+        and name (``number`` in a generated one) drawn and its folder made now, without
+        the store.  Returns what ``Run`` is built from (``pk`` None) and the plan that
+        claims it in the store later, with that id and name.
+
+        Raises ``OSError`` when the folder cannot be made.
+        """
+        run_id = self.run_id or new_run_id()
+        ctx.fields["name"] = ctx.fields["name"] or new_run_name(number)
+        folder = _make_folder(ctx, run_id)
+        started = _started(ctx, None, run_id, ctx.fields["name"], dict(ctx.fields["config"]), folder, kind="new")
+        exists = self.exists or (
+            "run {id!r} of project {project!r} was created by another process at the same moment; "
+            "start this one again with another id"
+        )
+        return started, Create(run_id, exists=exists)
+
 
 def _create(
     tx: Transaction,
@@ -144,6 +162,22 @@ def _create(
         "tags": tags,
     }
     pk = tx.create_run(row, ctx.state)
+    return _started(ctx, pk, run_id, name, config, folder, kind=kind, parent=parent)
+
+
+def _started(
+    ctx: StartContext,
+    pk: int | None,
+    run_id: str,
+    name: str,
+    config: dict[str, Any],
+    folder: str,
+    *,
+    kind: str,
+    parent: dict[str, Any] | None = None,
+) -> Started:
+    """A new run as ``Run`` is built from it: at step 0, with an empty summary."""
+    f = ctx.fields
     return Started(
         kind=kind,
         pk=pk,
@@ -153,7 +187,7 @@ def _create(
         group=f["group"],
         job_type=f["job_type"],
         entity=f["entity"],
-        tags=tags,
+        tags=tuple(f["tags"] or ()),
         config=config,
         summary={},
         step=0,

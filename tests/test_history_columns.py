@@ -9,9 +9,9 @@ import pytest
 from conftest import read_run
 
 import nbtrack
-from nbtrack.run_record import _picks
 from nbtrack.store import columns, reader
 from nbtrack.store.columns import CHUNK_ROWS
+from nbtrack.store.columns import spread as _picks
 from nbtrack.store.packing import RowPacker
 
 STEPS = 2 * CHUNK_ROWS + 777  # two whole chunks and a short last one

@@ -118,6 +118,21 @@ class Series:
         )
 
 
+def spread(n: int, samples: int) -> list[int]:
+    """Up to ``samples`` positions of ``n`` spread evenly, the first and the last in."""
+    if n <= samples:
+        return list(range(n))
+    if samples == 1:
+        return [n - 1]
+    last = n - 1
+    return sorted({round(i * last / (samples - 1)) for i in range(samples)})
+
+
+def empty(key: str) -> Series:
+    """A key with no points."""
+    return _Builder(key).series()
+
+
 def present(con: sqlite3.Connection) -> bool:
     """Whether the store has chunk tables (a store before schema 5, read where it cannot
     be upgraded, has not: its history is read from the rows)."""
@@ -313,34 +328,22 @@ def read(
     open: an ``Api``) is kept alive by the series until their timestamps are read."""
     from . import reader  # reader uses this module; imported here to keep the import one-way
 
-    if not present(con):
-        out: dict[int, dict[str, Series]] = {}
-        for pk in dict.fromkeys(pks):
-            from_rows: dict[str, Series] = {}
-            for key in dict.fromkeys(keys):
-                builder = _Builder(key, con, owner)
-                after = None if min_step is None else min_step - 1
-                builder.add_rows(
-                    reader.history(con, pk, [key], after_step=after, max_step=max_step, object_hook=object_hook)
-                )
-                from_rows[key] = builder.series()
-            out[pk] = from_rows
-        return out
     lo = -1 if min_step is None else min_step - 1
     hi = 2**63 - 1 if max_step is None else max_step
     pks = list(dict.fromkeys(pks))
     keys = list(dict.fromkeys(keys))
     chunks: dict[int, list[tuple[Any, ...]]] = {pk: [] for pk in pks}
     columns: dict[tuple[int, int, str], tuple[Any, ...]] = {}
-    for start in range(0, len(pks), 400):
+    # a store before chunks (read where it cannot be upgraded) has none: all from the rows
+    for start in range(0, len(pks) if present(con) else 0, 400):
         some = pks[start : start + 400]
         marks = ",".join("?" * len(some))
-        for row in con.execute(
+        for run_pk, first, last, hid, steps, partial in con.execute(
             "SELECT run_pk, first_step, last_step, id, steps, partial FROM history_chunks"
             f" WHERE run_pk IN ({marks}) AND last_step > ? AND first_step <= ? ORDER BY run_pk, first_step",
             (*some, lo, hi),
         ):
-            chunks[row[0]].append(row)
+            chunks[run_pk].append((first, last, hid, steps, set(json.loads(partial)) if partial else ()))
         key_marks = ",".join("?" * len(keys))
         for row in con.execute(
             "SELECT run_pk, first_step, key, kind, idx, vals, kinds FROM history_columns"
@@ -348,15 +351,15 @@ def read(
             (*some, *keys),
         ):
             columns[(row[0], row[1], row[2])] = row[3:]
-    out = {}
+    out: dict[int, dict[str, Series]] = {}
     for pk in pks:
         mine = chunks[pk]
-        covered = mine[-1][2] if mine else lo
+        covered = mine[-1][1] if mine else lo
         per_key: dict[str, Series] = {}
         for key in keys:
             builder = _Builder(key, con, owner)
-            for _, first, last, hid, steps, partial in mine:
-                if partial is not None and key in json.loads(partial):
+            for first, last, hid, steps, partial in mine:
+                if key in partial:
                     rows = reader.history(con, pk, [key], after_step=first - 1, max_step=last, object_hook=object_hook)
                     builder.add_rows(rows)
                     continue
@@ -502,7 +505,11 @@ class _Builder:
                     stamps.extend(map(every_ts.__getitem__, where))
                     runtimes.extend(map(every_rt.__getitem__, where))
                     n = len(where)
-                    mine = None if cells is None else [_cells(cells)[i] for i in where]
+                    if cells is None:
+                        mine = None
+                    else:
+                        every_cell = _cells(cells)
+                        mine = [every_cell[i] for i in where]
             else:
                 _, ts_part, rt_part, mine = part
                 stamps.extend(ts_part)
@@ -562,8 +569,7 @@ def read_sampled(con: sqlite3.Connection, pk: int, key: str, samples: int, objec
     total = in_chunks + tail.count
     if total <= samples:
         return None
-    last = total - 1
-    picks = [last] if samples == 1 else sorted({round(i * last / (samples - 1)) for i in range(samples)})
+    picks = spread(total, samples)
     out = _Builder(key)
     base = 0
     at = 0  # the first pick not taken yet

@@ -284,54 +284,54 @@ class LocalStore:
         the same transaction.  Raises ``sqlite3.Error`` and friends unchanged: the writer
         decides what they mean.
         """
-        with self.write_lock:
-            con = self.writer_connection()
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                fresh = _resolve_keysets(con, rows) if rows else {}
-                if rows:
-                    _insert_rows(con, rows, fresh)
-                if system:
-                    con.executemany(
-                        "INSERT OR IGNORE INTO system_metrics (run_pk, ts, runtime, data) VALUES (?, ?, ?, ?)",
-                        [(pk, *s) for s in system],
-                    )
-                if set_aside:
-                    con.executemany(
-                        "INSERT INTO set_aside (run_pk, step, ts, what, reason, data) VALUES (?, ?, ?, ?, ?, ?)",
-                        [(pk, *s) for s in set_aside],
-                    )
-                _write_state(con, pk, summary=summary, config=config, tags=tags, fields=fields)
-                if metadata:
-                    _merge_metadata(con, pk, metadata)
-                if heartbeat is not None or last_step is not None:
-                    con.execute(
-                        "UPDATE run_state SET heartbeat = COALESCE(?, heartbeat),"
-                        " last_step = MAX(last_step, COALESCE(?, last_step)),"
-                        " runtime = COALESCE(?, runtime) WHERE run_pk = ?",
-                        (heartbeat, last_step, runtime, pk),
-                    )
-            except BaseException:
-                _rollback(con)
-                raise
-            con.execute("COMMIT")
-            for keyset, kid in fresh.items():
-                keyset.id = kid
+        with self._writer_transaction() as con:
+            fresh = _resolve_keysets(con, rows) if rows else {}
+            if rows:
+                _insert_rows(con, rows, fresh)
+            if system:
+                con.executemany(
+                    "INSERT OR IGNORE INTO system_metrics (run_pk, ts, runtime, data) VALUES (?, ?, ?, ?)",
+                    [(pk, *s) for s in system],
+                )
+            if set_aside:
+                con.executemany(
+                    "INSERT INTO set_aside (run_pk, step, ts, what, reason, data) VALUES (?, ?, ?, ?, ?, ?)",
+                    [(pk, *s) for s in set_aside],
+                )
+            _write_state(con, pk, summary=summary, config=config, tags=tags, fields=fields)
+            if metadata:
+                _merge_metadata(con, pk, metadata)
+            if heartbeat is not None or last_step is not None:
+                con.execute(
+                    "UPDATE run_state SET heartbeat = COALESCE(?, heartbeat),"
+                    " last_step = MAX(last_step, COALESCE(?, last_step)),"
+                    " runtime = COALESCE(?, runtime) WHERE run_pk = ?",
+                    (heartbeat, last_step, runtime, pk),
+                )
+        for keyset, kid in fresh.items():  # their ids once the transaction committed
+            keyset.id = kid
 
     def seal_history(self, pk: int, *, final: bool = False) -> int:
         """Seal the run's unsealed history rows into columnar chunks (``store/columns.py``),
         on the writer's connection; with ``final`` the last, shorter chunk too.  Returns
         the rows sealed."""
+        with self._writer_transaction() as con:
+            return columns.seal(con, pk, final=final)
+
+    @contextlib.contextmanager
+    def _writer_transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` on the writer's connection (the writer thread, or
+        ``finish()`` writing on the caller's); committed when the block ends, rolled back
+        when it raises."""
         with self.write_lock:
             con = self.writer_connection()
             con.execute("BEGIN IMMEDIATE")
             try:
-                sealed = columns.seal(con, pk, final=final)
+                yield con
             except BaseException:
                 _rollback(con)
                 raise
             con.execute("COMMIT")
-            return sealed
 
     # ------------------------------------------------------------------ writes
     def finish_run(
