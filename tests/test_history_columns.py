@@ -253,3 +253,13 @@ def test_chunks_are_derived_data_and_can_be_made_again(logged):
     after = sqlite3.connect(path).execute("SELECT run_pk, key, first_step, kind, count, idx, vals, kinds"
                                           " FROM history_columns ORDER BY key, first_step").fetchall()  # fmt: skip
     assert after == before
+
+
+def test_bad_arguments_to_series_name_the_argument(logged):
+    with pytest.raises(nbtrack.UsageError, match="series: key must be a string, got 3"):
+        logged.series(3)
+    for bad in (0, -1, True, 2.5, "10"):
+        with pytest.raises(nbtrack.UsageError, match="series: samples must be a positive integer or None"):
+            logged.series("loss", samples=bad)
+        with pytest.raises(nbtrack.UsageError, match="series: samples must be a positive integer or None"):
+            nbtrack.Api(logged.dir.parent.parent.parent.parent).runs("p").series("loss", samples=bad)
