@@ -1,10 +1,14 @@
 """A loopback HTTP proxy in front of a real MLflow server that can turn bad on demand:
 ``pass`` forwards, ``500`` answers every request with HTTP 500, ``hang`` holds every
-request without answering.  It counts what it saw, so tests measure by counting."""
+request without answering; ``refuse_key`` makes it answer HTTP 400 to any log-batch
+naming that metric key, as a server with stricter rules would.  It counts what it saw
+(``requests``, per endpoint), so tests measure by counting."""
 
 from __future__ import annotations
 
 import threading
+import json
+from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import requests
@@ -18,6 +22,8 @@ class FaultProxy:
         self.errors_500 = 0
         self.held = 0  # requests being held right now
         self.auth_headers: list[str] = []
+        self.refuse_key: str | None = None
+        self.requests: Counter[str] = Counter()  # endpoint path (no query) -> requests seen
         self.release = threading.Event()
         proxy = self
 
@@ -31,6 +37,19 @@ class FaultProxy:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
                 proxy.auth_headers.append(self.headers.get("Authorization") or "")
+                proxy.requests[self.path.split("?")[0]] += 1
+                if proxy.refuse_key is not None and self.path.endswith("/runs/log-batch") and body:
+                    names = {m.get("key") for m in json.loads(body).get("metrics", [])}
+                    if proxy.refuse_key in names:
+                        payload = json.dumps(
+                            {"error_code": "INVALID_PARAMETER_VALUE", "message": "metric key refused by policy"}
+                        ).encode()
+                        self.send_response(400)
+                        self.send_header("Content-Type", "application/json")
+                        self.send_header("Content-Length", str(len(payload)))
+                        self.end_headers()
+                        self.wfile.write(payload)
+                        return
                 if proxy.mode == "hang":
                     proxy.held += 1
                     try:
@@ -61,7 +80,7 @@ class FaultProxy:
                 self.end_headers()
                 self.wfile.write(upstream.content)
 
-            do_GET = do_POST = do_PUT = _handle
+            do_GET = do_POST = do_PUT = do_DELETE = _handle
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True

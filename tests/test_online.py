@@ -80,7 +80,7 @@ def test_a_run_arrives_whole(server, store_dir):
     assert run.url.endswith(f"/experiments/{info['experiment_id']}/runs/{info['run_id']}")
     params = {p["key"]: p["value"] for p in data["params"]}
     assert params["lr"] == "0.01" and params["opt.name"] == "adam" and params["opt.beta"] == "0.9"
-    assert params["layers"] == "[64,32]" and len(params["blob"]) == 6000
+    assert params["layers"] == "[64, 32]" and len(params["blob"]) == 6000  # as str(), like MLflow's client
     tags = {t["key"]: t["value"] for t in data["tags"]}
     assert tags["mlflow.runName"] == "full-run" and tags["nbtrack.run_id"] == run.id
     assert tags["nbtrack.group"] == "grp" and tags["nbtrack.job_type"] == "train" and tags["nbtrack.entity"] == "team"
@@ -234,28 +234,93 @@ def test_fork_and_rewind_online(server, store_dir):
 
 
 def test_refused_items_are_dropped_alone(server, store_dir):
-    with warnings.catch_warnings(record=True) as caught:  # also records the sync thread's warnings
-        warnings.simplefilter("always")
-        run = online(server.url, project="refused", dir=store_dir, config={"lr": 0.1}, allow_val_change=True)
-        run.log({"good": 1.0, "bad@key": 2.0, "also_good": 3.0})
-        assert wait_for(lambda: run.sync_status["sent"] == 1)
-        run.config.update({"lr": 0.2})  # notebooks allow it; MLflow params cannot change
-        run.log({"good": 4.0, "bad@key": 5.0, "also_good": 6.0})
-        run.finish()
+    proxy = FaultProxy(server.url)
+    proxy.refuse_key = "strict"  # valid for MLflow, refused by this (stricter) server
+    try:
+        with warnings.catch_warnings(record=True) as caught:  # also records the sync thread's warnings
+            warnings.simplefilter("always")
+            run = online(proxy.url, project="refused", dir=store_dir, config={"lr": 0.1}, allow_val_change=True)
+            run.log({"good": 1.0, "strict": 2.0, "also_good": 3.0})
+            assert wait_for(lambda: run.sync_status["sent"] == 1)
+            run.config.update({"lr": 0.2})  # notebooks allow it; MLflow params cannot change
+            for i in range(1, 2000):
+                run.log({"good": 4.0 * i, "strict": 5.0, "also_good": 6.0})
+            run.finish()
+    finally:
+        proxy.close()
     remote = server.run_by_tag("refused", run.id)
     rid = remote["info"]["run_id"]
-    # the batch went through without the refused key, both times
-    assert points(server, rid, "good") == [(0, 1.0), (1, 4.0)] and points(server, rid, "also_good") == [
-        (0, 3.0),
-        (1, 6.0),
-    ]
-    assert server.history(rid, "bad@key") == []
+    # every batch went through without the refused key
+    assert len(points(server, rid, "good")) == 2000 and points(server, rid, "also_good")[:2] == [(0, 3.0), (1, 6.0)]
+    assert server.history(rid, "strict") == []
     assert {p["key"]: p["value"] for p in remote["data"]["params"]}["lr"] == "0.1"
-    assert nbtrack.Api(store_dir).run(f"refused/{run.id}").rows()[1]["bad@key"] == 5.0  # kept locally
+    assert nbtrack.Api(store_dir).run(f"refused/{run.id}").rows()[1]["strict"] == 5.0  # kept locally
     texts = [str(w.message) for w in caught]
-    refused = [t for t in texts if "refused metric 'bad@key'" in t]
-    assert len(refused) == 1 and "Names may only contain" in refused[0]  # once, with the server's reason
+    refused = [t for t in texts if "refused metric 'strict'" in t]
+    assert len(refused) == 1 and "refused by policy" in refused[0]  # once, with the server's reason
     assert any("config 'lr' changed to '0.2'" in t and "keeps '0.1'" in t for t in texts)
+    # found once, then left out of every later batch: a few requests, not one per point
+    assert proxy.requests["/api/2.0/mlflow/runs/log-batch"] < 30
+
+
+def test_keys_mlflow_would_refuse_are_mapped_once(server, store_dir):
+    long_key = "m" * 300
+    proxy = FaultProxy(server.url)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            run = online(proxy.url, project="badkeys", dir=store_dir, config={"opt": {"b@d": 1, "x" * 260: 2}})
+            for i in range(5000):
+                run.log({long_key: float(i), "acc@1": i / 5000, "ok": 1.0})
+            run.finish()
+        log_batches = proxy.requests["/api/2.0/mlflow/runs/log-batch"]
+        # a second `nbtrack sync` of the same run: nothing to send, nothing said again
+        again = sync_cli("--dir", str(store_dir), "--project", "badkeys", "--tracking-uri", proxy.url)
+    finally:
+        proxy.close()
+    assert run.sync_status["state"] == "synced"
+    # 15,000 points in 1,000-point batches, plus tags, params and the run's end: no request per point
+    assert log_batches <= 30, proxy.requests
+    remote = server.run_by_tag("badkeys", run.id)
+    rid = remote["info"]["run_id"]
+    from nbtrack.sync import keys
+
+    long_name, acc_name = keys.mapped(long_key), keys.mapped("acc@1")
+    assert len(long_name) == 250 and long_name.startswith("m" * 243 + "-")
+    assert acc_name.startswith("acc_1-") and len(acc_name) == len("acc_1-") + 6
+    assert len(points(server, rid, long_name)) == 5000 and points(server, rid, acc_name)[-1] == (4999, 4999 / 5000)
+    assert len(points(server, rid, "ok")) == 5000
+    # the map back to the original names: a tag and an artifact
+    tags = {t["key"]: t["value"] for t in remote["data"]["tags"]}
+    key_map = json.loads(tags["nbtrack.key_map"])
+    assert key_map["metric"] == {long_name: long_key, acc_name: "acc@1"}
+    assert key_map["config"][keys.mapped("opt.b@d")] == "opt.b@d"
+    assert "nbtrack/key_map.json" in server.artifacts(rid)
+    params = {p["key"]: p["value"] for p in remote["data"]["params"]}
+    assert params[keys.mapped("opt.b@d")] == "1" and params[keys.mapped("opt." + "x" * 260)] == "2"
+    # one warning per key, not per point or per pass
+    texts = [str(w.message) for w in caught]
+    for original in ("acc@1", "opt.b@d"):
+        assert len([t for t in texts if f"key {original!r} is not a valid MLflow key" in t]) == 1, texts
+    assert len([t for t in texts if "'mmmmmmmmmm" in t and "not a valid MLflow key" in t]) == 1
+    assert again.returncode == 0 and "up to date" in again.stdout and "valid MLflow key" not in again.stderr
+
+
+def test_config_keys_that_shorten_alike_stay_distinct(server, store_dir):
+    first, second = "k" * 260 + "_first", "k" * 260 + "_second"  # alike in their first 250 characters
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run = online(server.url, project="collide", dir=store_dir, config={first: 1, second: 2})
+        run.log({"x": 1.0})
+        run.finish()
+    again = sync_cli("--dir", str(store_dir), "--project", "collide", "--tracking-uri", server.url)
+    assert again.returncode == 0 and "up to date" in again.stdout, again.stdout + again.stderr
+    params = {p["key"]: p["value"] for p in server.run_by_tag("collide", run.id)["data"]["params"]}
+    assert len(params) == 2 and sorted(params.values()) == ["1", "2"]
+    assert all(len(k) == 250 for k in params)
+    texts = [str(w.message) for w in caught] + [again.stderr]
+    assert not any("changed after it was sent" in t or "refused" in t for t in texts), texts
+    assert len([t for t in texts if "config key 'kkkk" in t]) == 2  # one per key, none from the second sync
 
 
 def test_force_fails_fast(tmp_path, store_dir):

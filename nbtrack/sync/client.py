@@ -156,6 +156,9 @@ class Client:
                     "MLFLOW_TRACKING_SERVER_CERT_PATH at the CA bundle, or set "
                     "MLFLOW_TRACKING_INSECURE_TLS=true to skip verification"
                 ) from None
+            except self.requests.exceptions.ReadTimeout:
+                # connected, but no answer in time: the server is there and busy (or hung)
+                last = CommError(f"{self.server.label} did not answer within {timeout:.0f} s")
             except (self.requests.exceptions.ConnectionError, self.requests.exceptions.Timeout) as exc:
                 last = CommError(f"cannot reach {self.server.label}: {_short(exc)}")
             else:
@@ -258,6 +261,26 @@ class Client:
         if tags:
             body["tags"] = list(tags)
         self.call("POST", API + "runs/log-batch", json=body, **kw)
+
+    def delete_tag(self, run_id: str, key: str, **kw: Any) -> None:
+        try:
+            self.call("POST", API + "runs/delete-tag", json={"run_id": run_id, "key": key}, **kw)
+        except ItemRejected as exc:
+            if exc.code != "RESOURCE_DOES_NOT_EXIST" and exc.status != 404:
+                raise
+
+    def metric_history_count(self, run_id: str, key: str, **kw: Any) -> int:
+        """How many points the server holds for ``key`` (pages through get-history)."""
+        count, token = 0, None
+        while True:
+            params: dict[str, Any] = {"run_id": run_id, "metric_key": key, "max_results": 25000}
+            if token:
+                params["page_token"] = token
+            body = self.call("GET", API + "metrics/get-history", params=params, **kw) or {}
+            count += len(body.get("metrics") or [])
+            token = body.get("next_page_token")
+            if not token:
+                return count
 
     def upload_artifact(self, artifact_uri: str, relpath: str, content: bytes | Path, **kw: Any) -> bool:
         """Upload through the server's artifact proxy; False when the run's artifacts are

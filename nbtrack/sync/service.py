@@ -20,7 +20,9 @@ from .client import Client, Server
 from .uploader import Progress, RunUploader, _warn
 
 PASS_INTERVAL = 1.0  # seconds between passes while a run is healthy
+SLICE = 2.0  # seconds of sending for one run before the next run's turn
 MAX_PAUSE = 60.0
+CLOSE_WAIT = 10.0  # after finish() stopped waiting: for the server run's end state
 
 
 class RunSync:
@@ -39,11 +41,15 @@ class RunSync:
         self.error: str | None = None
         self.gave_up = False  # credentials refused: no more tries from this process
         self.final = False
+        self.closing = False  # finish() stopped waiting: send the end state only
         self.left_behind = False
         self.done = threading.Event()
+        self.closed = threading.Event()  # the end state reached the server (closing)
         self.failures = 0
         self.next_try = 0.0
+        self.moved = 0  # rows, samples and files accepted by the server in this process
         self._noticed = False
+        self._counted_at = 0.0
 
     @property
     def url(self) -> str | None:
@@ -54,7 +60,8 @@ class RunSync:
         return self.uploader.server
 
     def status(self) -> dict[str, Any]:
-        """For the panel: where, rows sent and pending, and the last error."""
+        """For the panel and ``run.sync_status``: where, rows sent and pending (counted
+        in the store as they are now), and the last error."""
         if self.gave_up:
             state = "error"  # credentials refused: this process stopped trying
         elif self.left_behind:
@@ -63,6 +70,13 @@ class RunSync:
             state = "synced"
         else:
             state = "syncing"  # with ``error`` set while the server does not answer
+        now = time.monotonic()
+        if state == "syncing" and now - self._counted_at > 0.2:
+            self._counted_at = now
+            try:
+                self.rows_pending = self.uploader.pending()[0]
+            except Exception:  # a store busy elsewhere: the last count stands
+                pass
         return {
             "server": self.server,
             "state": state,
@@ -72,16 +86,17 @@ class RunSync:
         }
 
     # the service thread calls these
-    def run_pass(self) -> None:
-        deadline = time.monotonic() + 30.0
+    def run_pass(self, stop: Callable[[], bool]) -> bool:
+        """One slice of work; True when there is more to send right away."""
+        closing = self.closing
         try:
-            progress = self.uploader.push(deadline=deadline, final=self.final)
+            progress = self.uploader.push(stop=stop, final=self.final, closing=closing, on_progress=self._on_progress)
         except AuthenticationError as exc:
             self.error = str(exc)
             self.gave_up = True
             self._notice(f"nbtrack: {exc}. Run {self.label} goes on offline; send it later with: {self.sync_command}")
             self.done.set()
-            return
+            return False
         except CommError as exc:
             self.failures += 1
             self.error = str(exc)
@@ -91,25 +106,29 @@ class RunSync:
                 f"answers (or later with: {self.sync_command})"
             )
             self._record_error(str(exc))
-            return
+            return False
         except Exception as exc:  # a bug in sync must not take the run down
             self.failures += 1
             self.error = f"{type(exc).__name__}: {exc}"
             self.next_try = time.monotonic() + min(MAX_PAUSE, 2.0**self.failures)
             self._notice(f"nbtrack: sync of run {self.label} failed ({self.error}); the run is kept locally")
-            return
-        self._progress(progress)
+            return False
+        self.rows_sent = self.uploader.state["rows_sent"]
+        self.rows_pending = progress.rows_pending
         if self.failures:
             self.say(f"nbtrack: {self.server} answers again; run {self.label} is syncing")
         self.failures = 0
         self.error = None
         self._noticed = False
-        if self.final and progress.done and progress.status in ("FINISHED", "FAILED", "KILLED"):
+        if closing:
+            self.closed.set()
+        elif self.final and progress.done and progress.status in ("FINISHED", "FAILED", "KILLED"):
             self.done.set()
+        return progress.stopped
 
-    def _progress(self, progress: Progress) -> None:
+    def _on_progress(self, progress: Progress) -> None:
         self.rows_sent = self.uploader.state["rows_sent"]
-        self.rows_pending = progress.rows_pending
+        self.moved += 1
 
     def _notice(self, message: str) -> None:
         if not self._noticed:
@@ -125,20 +144,41 @@ class RunSync:
 
     # the caller's thread
     def finish(self, timeout: float) -> bool:
-        """Ask for a last pass (files, end state) and wait up to ``timeout`` seconds."""
+        """Ask for the last passes (rows, files, end state) and wait while they make
+        progress: ``timeout`` seconds counted from the last batch the server accepted.
+        When that runs out, the server run still gets its end state, tagged
+        ``nbtrack.sync=incomplete``, and the rest stays for ``nbtrack sync``."""
         self.final = True
         self.next_try = 0.0
         self.service.wake()
-        finished = self.done.wait(timeout) and not self.gave_up
+        last, since = self.moved, time.monotonic()
+        while not self.done.wait(min(0.25, max(timeout, 0.01))):
+            if self.gave_up:
+                break
+            if self.moved != last:
+                last, since = self.moved, time.monotonic()
+            elif time.monotonic() - since >= timeout:
+                break
+        finished = self.done.is_set() and not self.gave_up
         if not finished:
             self.left_behind = not self.gave_up
+            if not self.gave_up and self.error is None:  # the server answers: close the run there
+                self.closing = True
+                self.next_try = 0.0
+                self.service.wake()
+                self.closed.wait(min(CLOSE_WAIT, max(timeout, 1.0)))
             pending = self.uploader.pending() if not self.gave_up else None
             self.rows_pending = pending[0] if pending else self.rows_pending
-            left = f"{pending[0]} rows and {pending[1]} system samples" if pending else "the run"
-            self.say(
-                f"nbtrack: {left} of run {self.label} are not on {self.server} yet; they are kept "
-                f"locally. Send them with: {self.sync_command}"
-            )
+            if pending is None:
+                what = f"run {self.label} is not on {self.server}; it is kept locally. Send it"
+            elif pending == (0, 0):
+                what = f"the files or end state of run {self.label} are not on {self.server} yet. Send them"
+            else:
+                what = (
+                    f"{pending[0]} rows and {pending[1]} system samples of run {self.label} are not on "
+                    f"{self.server} yet; they are kept locally. Send them"
+                )
+            self.say(f"nbtrack: {what} with: {self.sync_command}")
         self.service.remove(self)
         return finished
 
@@ -221,8 +261,13 @@ class SyncService(workers.Worker):
     def step(self) -> None:
         with self._lock:
             runs = list(self._runs)
-        now = time.monotonic()
+        more = False
         for entry in runs:
-            if entry.gave_up or entry.done.is_set() or entry.next_try > now:
+            if entry.gave_up or entry.done.is_set() or entry.next_try > time.monotonic():
                 continue
-            entry.run_pass()
+            if entry.closing and entry.closed.is_set():
+                continue
+            end = time.monotonic() + SLICE
+            more |= entry.run_pass(lambda end=end, entry=entry: time.monotonic() > end or entry.closing)  # type: ignore[misc]
+        if more:
+            self.wake()  # the next slice at once: a backlog is worked off without pauses

@@ -10,8 +10,16 @@ timestamp and value), which MLflow's store keeps once.
 Mapping (also in the README):
 
 * project -> experiment (created when missing); run -> MLflow run, ``run_name`` = name;
-* config -> params, nested keys joined with ``.``; the full config as ``nbtrack/config.json``;
-* numeric history values -> metrics with the row's step and timestamp (strings stay local);
+* config -> params, nested keys joined with ``.``, values written as MLflow's own client
+  writes them (``str(value)``: ``True``, ``None``, ``[64, 128]``); the full config as
+  ``nbtrack/config.json``;
+* numeric history values -> metrics with the row's step and timestamp; keys MLflow would
+  refuse are mapped once (``keys.py``), the map kept in ``nbtrack/key_map.json``;
+* images -> MLflow's image view (``images/<key>+step+<step>+timestamp+<ms>+<id>.png``),
+  tables -> ``tables/<key>/step_<step>.json`` in the layout of MLflow's ``log_table``, both
+  while the run goes on; string values -> one table per key, ``text/<key>.json``, at the end;
+* summary values set by hand -> metrics when numeric and the key has no history, tags
+  ``nbtrack.summary.<key>`` otherwise;
 * ``system/...`` samples -> metrics of the same names, step = sample number;
 * state -> RUNNING / FINISHED / FAILED / KILLED (crashed);
 * files in the run's folder (saved code, session history) -> artifacts under ``nbtrack/``.
@@ -31,6 +39,7 @@ from typing import Any, TypeVar
 from .. import diagnostics
 from ..records import StoredRun
 from ..store.local import LocalStore
+from . import keys
 from .client import Client, ItemRejected
 
 T = TypeVar("T")
@@ -53,6 +62,7 @@ class Progress:
     system_pending: int = 0
     files_sent: int = 0
     status: str | None = None
+    stopped: bool = False  # the pass ended at a ``stop()``, not because all was sent
 
     @property
     def done(self) -> bool:
@@ -73,21 +83,26 @@ def _number(value: Any) -> Any:
     return None
 
 
-def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
+def flatten(config: dict[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
+    """A config's leaves as (path, value), in the config's order; a non-empty dict is a branch."""
+    out: list[tuple[tuple[str, ...], Any]] = []
     for key, value in config.items():
-        name = f"{prefix}{key}"
+        path = (*prefix, str(key))
         if isinstance(value, dict) and value:
-            out.update(flatten(value, name + "."))
+            out.extend(flatten(value, path))
         else:
-            out[name] = value
+            out.append((path, value))
     return out
 
 
-def _text(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, default=str, separators=(",", ":"))
+def param_text(value: Any) -> str:
+    """A config value as MLflow's Python client writes a param: ``str(value)``."""
+    return value if isinstance(value, str) else str(value)
+
+
+def _old_param_text(value: Any) -> str:
+    """How nbtrack before 0.x wrote params (JSON), to recognise values sent that way."""
+    return value if isinstance(value, str) else json.dumps(value, default=str, separators=(",", ":"))
 
 
 class RunUploader:
@@ -100,7 +115,13 @@ class RunUploader:
         self.server = client.server.label
         self.warn = warn or _warn
         self.state = store.sync_state(pk, self.server) or self._fresh(0)
+        for key, value in self._fresh(0).items():
+            self.state.setdefault(key, value)
         self.rejected: set[str] = set()  # metric keys the server refused; not offered again
+        self.stop: Callable[[], bool] = _never
+        self.stopped = False
+        self._names: dict[str, str] = {}  # metric key -> the name sent (this process's cache)
+        self._seen: set[str] = set(self.state["keys_seen"])
 
     @staticmethod
     def _fresh(generation: int) -> dict[str, Any]:
@@ -109,19 +130,30 @@ class RunUploader:
             "remote_id": None,
             "artifact_uri": None,
             "generation": generation,
+            "attempt": 0,
             "step": -1,
+            "media_step": -1,
             "system_ts": 0.0,
             "system_n": 0,
             "params": {},
+            "param_keys": {},
+            "key_map": {},
+            "keys_seen": [],
+            "text_keys": [],
             "tags": {},
             "files": {},
+            "logged_artifacts": [],
+            "warned": [],
             "status": None,
+            "incomplete": False,
             "name": None,
             "rows_sent": 0,
             "error": None,
         }
 
     def _save(self) -> None:
+        if len(self._seen) != len(self.state["keys_seen"]):
+            self.state["keys_seen"] = sorted(self._seen)
         self.store.save_sync_state(self.pk, self.server, self.state)
 
     @property
@@ -132,17 +164,40 @@ class RunUploader:
     def pending(self) -> tuple[int, int]:
         return self.store.pending(self.pk, self.state["step"], self.state["system_ts"])
 
+    def _stopping(self) -> bool:
+        if not self.stopped and self.stop():
+            self.stopped = True
+        return self.stopped
+
+    def _warn_once(self, what: str, message: str) -> None:
+        """Warn once per run and server, ever (the state remembers it across processes)."""
+        if what in self.state["warned"]:
+            return
+        self.state["warned"].append(what)
+        self.warn(message)
+
     # --------------------------------------------------------------- a pass
     def push(
         self,
         *,
         deadline: float | None = None,
+        stop: Callable[[], bool] | None = None,
         final: bool = False,
+        closing: bool = False,
         on_progress: Callable[[Progress], None] | None = None,
     ) -> Progress:
-        """Send everything pending; raises CommError/AuthenticationError when the server
-        cannot take it (the cursors keep what was accepted)."""
+        """Send what is pending; raises CommError/AuthenticationError when the server
+        cannot take it (the cursors keep what was accepted).
+
+        ``stop()`` is asked between requests: when it says so, the pass ends after the
+        request in flight, which is not a failure (the next pass goes on from the
+        cursors).  ``deadline`` bounds each request's time (only ``init``'s connect uses
+        it).  ``closing``: ``finish()`` stopped waiting for the rows; send only the run's
+        end state, with the tag ``nbtrack.sync=incomplete``.
+        """
         kw = {"deadline": deadline}
+        self.stop = stop or _never
+        self.stopped = False
         run = self.store.run_by_pk(self.pk)
         progress = Progress()
         if run is None:
@@ -153,12 +208,19 @@ class RunUploader:
         remote = self.state["remote_id"]
         self._send_tags(run, remote, kw)
         self._send_params(run, remote, kw)
-        self._send_stream(remote, "history", progress, on_progress, kw)
-        self._send_stream(remote, "system", progress, on_progress, kw)
-        if final or run["state"] != "running":
-            progress.files_sent = self._send_files(run, kw)
+        ended = final or run["state"] != "running"
+        if not closing:
+            self._send_stream(remote, "history", progress, on_progress, kw)
+            if not self._stopping():
+                self._send_stream(remote, "system", progress, on_progress, kw)
+            if not self._stopping():
+                self._send_media(run, kw)
+            if ended and not self._stopping() and self.state["step"] >= self.state["media_step"]:
+                progress.files_sent = self._send_files(run, kw)
+                self._send_summary(run, remote, kw)
         progress.rows_pending, progress.system_pending = self.pending()
-        self._send_status(run, progress, kw)
+        progress.stopped = self.stopped
+        self._send_status(run, progress, kw, closing=closing)
         progress.status = self.state["status"]
         if self.state["error"]:
             self.state["error"] = None
@@ -177,21 +239,40 @@ class RunUploader:
                 self.state["status"] = "RUNNING"
                 self._save()
 
+    def start_over(self, reason: str | None = None) -> str | None:
+        """Forget the remote run (``--force``, or a server that lost it): the next push
+        uploads the whole run into a new MLflow run.  Returns the old remote id."""
+        old = self.state["remote_id"]
+        fresh = self._fresh(self.state["generation"])
+        fresh["attempt"] = self.state["attempt"] + 1
+        fresh["warned"] = self.state["warned"]
+        if old:
+            fresh["previous_remote"] = old
+            fresh["start_over_reason"] = reason
+        self.state = fresh
+        self._seen = set()
+        self._names = {}
+        self._save()
+        return str(old) if old else None
+
     # -------------------------------------------------------------- pieces
+    def _run_key(self, run: StoredRun) -> str:
+        key = f"{run['project']}/{run['run_id']}#{self.state['generation']}"
+        return key + (f".{self.state['attempt']}" if self.state["attempt"] else "")
+
     def _connect(self, run: StoredRun, kw: dict[str, Any]) -> None:
         c = self.client
         experiment = c.experiment_id(run["project"], **kw)
-        generation = self.state["generation"]
-        key = f"{run['project']}/{run['run_id']}"
+        run_key = self._run_key(run)
         # a run made by an earlier attempt whose answer was lost is found and reused
-        info = c.find_run(experiment, "nbtrack.run_key", f"{key}#{generation}", **kw)
+        info = c.find_run(experiment, "nbtrack.run_key", run_key, **kw)
         if info is None:
             tags = [{"key": k, "value": v} for k, v in self._tags(run).items()]
-            tags.append({"key": "nbtrack.run_key", "value": f"{key}#{generation}"})
-            if generation:
-                previous = self.state.get("previous_remote")
-                if previous:
-                    tags.append({"key": "nbtrack.rewind_of", "value": previous})
+            tags.append({"key": "nbtrack.run_key", "value": run_key})
+            previous = self.state.get("previous_remote")
+            if previous:
+                what = "nbtrack.rewind_of" if not self.state["attempt"] else "nbtrack.upload_of"
+                tags.append({"key": what, "value": previous})
             info = c.create_run(experiment, run["name"], int(run["created_at"] * 1000), tags[:MAX_PARAMS_TAGS], **kw)
             self.state["tags"] = {t["key"]: t["value"] for t in tags[:MAX_PARAMS_TAGS]}
         self.state.update(
@@ -202,6 +283,14 @@ class RunUploader:
             name=run["name"],
         )
         self._save()
+        previous = self.state.get("previous_remote")
+        if previous and self.state["attempt"] and not self.state.get("superseded_tagged"):
+            try:  # the old run may be gone (a server that lost it): the tag is a courtesy
+                c.log_batch(previous, tags=[{"key": "nbtrack.superseded_by", "value": info["run_id"]}], **kw)
+            except ItemRejected:
+                pass
+            self.state["superseded_tagged"] = True
+            self._save()
 
     def _follow_rewinds(self, run: StoredRun, kw: dict[str, Any]) -> None:
         """MLflow cannot delete metric points.  A rewound run continues in a new MLflow
@@ -220,7 +309,9 @@ class RunUploader:
             self.client.update_run(old, "KILLED", **kw)
         fresh = self._fresh(rewinds)
         fresh["previous_remote"] = old
+        fresh["warned"] = self.state["warned"]
         self.state = fresh
+        self._seen = set()
         self._save()
         self._connect(run, kw)
         self.client.log_batch(old, tags=[{"key": "nbtrack.superseded_by", "value": self.state["remote_id"]}], **kw)
@@ -257,25 +348,47 @@ class RunUploader:
         for tag in run["tags"]:
             optional[f"tag.{tag}"] = "true"
         tags.update({k: str(v) for k, v in optional.items() if v not in (None, "")})
-        return {self._fit_key(k, "tag"): self._fit(v, MAX_TAG_VALUE, f"tag {k!r}") for k, v in tags.items()}
+        return {self._key(k, "tag"): self._fit(v, MAX_TAG_VALUE, f"tag {k!r}") for k, v in tags.items()}
 
-    def _fit_key(self, key: str, what: str) -> str:
-        if len(key) <= MAX_KEY:
-            return key
-        self.warn(f"nbtrack: {what} key {key[:40]!r}... is longer than MLflow's {MAX_KEY} characters; shortened")
-        return key[:MAX_KEY]
+    def _key(self, key: str, what: str) -> str:
+        """``key`` as MLflow takes it: itself, or its mapped name (said once)."""
+        name = keys.mapped(key)
+        if name != key:
+            self._note_mapped(key, name, what)
+        return name
+
+    def _note_mapped(self, key: str, name: str, what: str) -> None:
+        self.state["key_map"].setdefault(what, {})[name] = key
+        self._warn_once(
+            f"key:{what}:{key}",
+            f"nbtrack: {what} key {_shown(key)} is not a valid MLflow key (at most {keys.MAX_KEY} characters of "
+            f"letters, digits, _ - . : / and spaces); {self.server} gets it as {_shown(name)} "
+            "(the map of original names is the run's nbtrack/key_map.json)",
+        )
+
+    def _metric_name(self, key: str) -> str:
+        name = self._names.get(key)
+        if name is None:
+            name = self._names[key] = self._key(key, "metric")
+            self._seen.add(key)
+        return name
 
     def _fit(self, value: str, limit: int, what: str) -> str:
         if len(value) <= limit:
             return value
-        self.warn(
+        self._warn_once(
+            f"long:{what}",
             f"nbtrack: {what} is {len(value)} characters, over MLflow's limit of {limit}; the server gets "
-            "the first part (the full value stays in the local store and in nbtrack/config.json)"
+            "the first part (the full value stays in the local store and in nbtrack/config.json)",
         )
         return value[: limit - 3] + "..."
 
     def _send_tags(self, run: StoredRun, remote: str, kw: dict[str, Any]) -> None:
         wanted = self._tags(run)
+        key_map = self.state["key_map"]
+        if key_map:
+            text = json.dumps(key_map, sort_keys=True)
+            wanted["nbtrack.key_map"] = text if len(text) <= MAX_TAG_VALUE else "see the artifact nbtrack/key_map.json"
         sent = self.state["tags"]
         changed = [{"key": k, "value": v} for k, v in wanted.items() if sent.get(k) != v]
         if run["name"] != self.state.get("name"):
@@ -286,22 +399,47 @@ class RunUploader:
                 sent[item["key"]] = item["value"]
             self._save()
 
+    def params(self, run: StoredRun) -> dict[str, tuple[str, str]]:
+        """The run's config as MLflow params: name -> (value text, config path).
+
+        Each config path keeps the name it got first (stored in the sync state): a
+        path whose name another path already has (``{"a.b": 1, "a": {"b": 2}}``, or two
+        long keys that shorten alike) gets the hash suffix of its path."""
+        names: dict[str, str] = self.state["param_keys"]  # path (JSON) -> name
+        taken = {name: path for path, name in names.items()}
+        out: dict[str, tuple[str, str]] = {}
+        for path, value in flatten(run["config"] or {}):
+            dotted = ".".join(path)
+            ident = json.dumps(path)
+            name = names.get(ident)
+            if name is None:
+                name = keys.mapped(dotted)
+                if name in taken and taken[name] != ident:
+                    name = keys.with_suffix(keys._clean(dotted), ident)
+                if name != dotted:
+                    self._note_mapped(dotted, name, "config")
+                names[ident] = name
+                taken[name] = ident
+            text = self._fit(param_text(value), MAX_PARAM_VALUE, f"config value {dotted!r}")
+            out[name] = (text, dotted)
+        return out
+
     def _send_params(self, run: StoredRun, remote: str, kw: dict[str, Any]) -> None:
-        flat = flatten(run["config"] or {})
         sent = self.state["params"]
         fresh = []
-        for key, value in flat.items():
-            text = self._fit(_text(value), MAX_PARAM_VALUE, f"config value {key!r}")
-            name = self._fit_key(key, "config")
+        for name, (text, dotted) in self.params(run).items():
             if name not in sent:
                 fresh.append({"key": name, "value": text})
             elif sent[name] != text:
+                if sent[name] == self._fit(_old_param_text(_config_value(run, dotted)), MAX_PARAM_VALUE, ""):
+                    continue  # sent by an older nbtrack in its JSON form: the same value
                 self.warn(
-                    f"nbtrack: config {key!r} changed to {text[:60]!r} after it was sent to "
+                    f"nbtrack: config {dotted!r} changed to {text[:60]!r} after it was sent to "
                     f"{self.server}; MLflow params cannot change, so the server keeps "
                     f"{sent[name][:60]!r} (nbtrack/config.json has the current config)"
                 )
                 sent[name] = text
+                self._save()
         for chunk in _chunks(fresh, MAX_PARAMS_TAGS):
             for item in self._send_items(remote, "params", chunk, kw):
                 sent[item["key"]] = item["value"]
@@ -320,15 +458,23 @@ class RunUploader:
         except ItemRejected as exc:
             if len(items) == 1:
                 item = items[0]
-                self.warn(
+                self._warn_once(
+                    f"refused:{kind}:{item['key']}",
                     f"nbtrack: {self.server} refused {kind[:-1]} {item['key']!r} ({exc.message[:200]}); "
-                    "it stays in the local store only"
+                    "it stays in the local store only",
                 )
                 if kind == "metrics":
                     self.rejected.add(item["key"])
                 return []
+            if kind == "metrics":  # one refused key refuses every point of it: drop the key at once
+                bad = {m["key"] for m in items}
+                if len(bad) == 1:
+                    self.rejected |= bad
+                    return self._send_items(remote, kind, items[:1], kw)
             half = len(items) // 2
-            return self._send_items(remote, kind, items[:half], kw) + self._send_items(remote, kind, items[half:], kw)
+            left = self._send_items(remote, kind, items[:half], kw)
+            right = [m for m in items[half:] if m["key"] not in self.rejected] if kind == "metrics" else items[half:]
+            return left + self._send_items(remote, kind, right, kw)
 
     def _send_metric_batches(
         self,
@@ -336,12 +482,16 @@ class RunUploader:
         batches: Iterable[tuple[list[dict[str, Any]], Any]],
         on_sent: Callable[[Any], None],
         kw: dict[str, Any],
-    ) -> None:
+    ) -> bool:
+        """Send batches in order; False when ``stop()`` ended it early."""
         for items, mark in batches:
+            if self._stopping():
+                return False
             items = [m for m in items if m["key"] not in self.rejected]
             self._send_items(remote, "metrics", items, kw)
             if mark is not None:  # None: the first parts of a row wider than one batch
                 on_sent(mark)
+        return True
 
     def _send_stream(
         self,
@@ -356,7 +506,7 @@ class RunUploader:
         number).  The cursor moves after each accepted batch."""
         history = stream == "history"
         cursor, counter = ("step", "rows_sent") if history else ("system_ts", "system_n")
-        while True:
+        while not self._stopping():
             if history:
                 rows = self.store.history(self.pk, after_step=self.state[cursor], limit=ROWS_PER_READ)
             else:
@@ -377,8 +527,154 @@ class RunUploader:
                 if on_progress:
                     on_progress(progress)
 
-            batches = _metric_batches(rows, lambda r: r["_step"] if history else r["_timestamp"])
-            self._send_metric_batches(remote, batches, sent, kw)
+            batches = _metric_batches(rows, lambda r: r["_step"] if history else r["_timestamp"], self._metric_name)
+            if not self._send_metric_batches(remote, batches, sent, kw):
+                return
+
+    # ------------------------------------------------------ media and text
+    def _send_media(self, run: StoredRun, kw: dict[str, Any]) -> None:
+        """Images and tables of the rows already sent, into MLflow's image and table
+        views, while the run goes on; notes which keys hold strings (for ``text/``)."""
+        uri = self.state.get("artifact_uri")
+        if not uri or not uri.startswith("mlflow-artifacts:"):
+            return
+        folder = self.store.run_folder(run["folder"])
+        text_keys = set(self.state["text_keys"])
+        images = False
+        while not self._stopping() and self.state["media_step"] < self.state["step"]:
+            rows = self.store.history(
+                self.pk, after_step=self.state["media_step"], max_step=self.state["step"], limit=ROWS_PER_READ
+            )
+            if not rows:
+                self.state["media_step"] = self.state["step"]
+                break
+            for row in rows:
+                if self._stopping():
+                    break
+                step, ms = row["_step"], int(row["_timestamp"] * 1000)
+                for key, value in row.items():
+                    if key[0] == "_":
+                        continue
+                    if isinstance(value, str):
+                        text_keys.add(key)
+                    elif isinstance(value, dict) and value.get("_type") in ("image", "table"):
+                        path = folder / str(value.get("path", ""))
+                        if not value.get("path") or not path.is_file():
+                            continue
+                        if value["_type"] == "image":
+                            images |= self._send_image(uri, key, step, ms, path, kw)
+                        else:
+                            self._send_table(uri, f"tables/{_file_key(key)}/step_{step}.json", path.read_bytes(), kw)
+                self.state["media_step"] = step
+            self.state["text_keys"] = sorted(text_keys)
+            self._save()
+        if images and self.state["tags"].get("mlflow.loggedImages") != "True":
+            self._send_items(self.state["remote_id"], "tags", [{"key": "mlflow.loggedImages", "value": "True"}], kw)
+            self.state["tags"]["mlflow.loggedImages"] = "True"
+            self._save()
+        self._list_tables(kw)
+
+    def _send_image(self, uri: str, key: str, step: int, ms: int, path: Path, kw: dict[str, Any]) -> bool:
+        """One image the way MLflow's ``log_image(key=, step=)`` lays it out, so its image
+        view finds it by key and step: the file and a ``+compressed`` copy (the view's
+        thumbnail; nbtrack sends the same PNG, it does not resize)."""
+        ext = path.suffix.lstrip(".").lower()
+        if ext not in ("png", "webp"):
+            return False  # MLflow's image view shows PNG and WebP only; the file stays under nbtrack/media
+        ident = hashlib.sha1(f"{self._run_key_of()}|{key}|{step}".encode()).hexdigest()
+        uid = f"{ident[:8]}-{ident[8:12]}-{ident[12:16]}-{ident[16:20]}-{ident[20:32]}"
+        base = f"images/{_file_key(key).replace('/', '~')}+step+{step}+timestamp+{ms}+{uid}"
+        for rel in (f"{base}.{ext}", f"{base}+compressed.{ext}"):
+            self._upload(uri, rel, path, kw)
+        return True
+
+    def _run_key_of(self) -> str:
+        return f"{self.pk}#{self.state['generation']}.{self.state['attempt']}"
+
+    def _send_table(self, uri: str, rel: str, body: bytes, kw: dict[str, Any]) -> None:
+        """A table as MLflow's ``log_table`` writes it (pandas' ``split`` layout:
+        ``columns`` and ``data``), listed in the run's ``mlflow.loggedArtifacts`` tag."""
+        if not self._upload(uri, rel, body, kw):
+            return
+        listed = self.state["logged_artifacts"]
+        if rel not in listed:
+            listed.append(rel)
+
+    def _list_tables(self, kw: dict[str, Any]) -> None:
+        listed = self.state["logged_artifacts"]
+        entries = [{"path": rel, "type": "table"} for rel in listed]
+        text = json.dumps(entries)
+        while len(text) > MAX_TAG_VALUE and entries:  # the newest tables that fit
+            entries = entries[1:]
+            text = json.dumps(entries)
+        if entries and self.state["tags"].get("mlflow.loggedArtifacts") != text:
+            self._send_items(self.state["remote_id"], "tags", [{"key": "mlflow.loggedArtifacts", "value": text}], kw)
+            self.state["tags"]["mlflow.loggedArtifacts"] = text
+            self._save()
+
+    def _upload(self, uri: str, rel: str, source: bytes | Path, kw: dict[str, Any]) -> bool:
+        sent = self.state["files"]
+        if isinstance(source, Path):
+            st = source.stat()
+            sig = f"{st.st_size}:{st.st_mtime_ns}"
+        else:
+            sig = hashlib.sha1(source).hexdigest()
+        if sent.get(rel) == sig:
+            return False
+        try:
+            self.client.upload_artifact(uri, rel, source, **kw)  # a Path is streamed, not read whole
+        except ItemRejected as exc:
+            self._warn_once(f"artifact:{rel}", f"nbtrack: {self.server} refused artifact {rel!r} ({exc.message[:200]})")
+        sent[rel] = sig
+        self._save()
+        return True
+
+    def _send_text(self, uri: str, kw: dict[str, Any]) -> None:
+        """String values: one table per key, ``text/<key>.json`` (step, timestamp, value)."""
+        for key in self.state["text_keys"]:
+            rows = self.store.history(self.pk, keys=[key])
+            data = [[r["_step"], r["_timestamp"], r[key]] for r in rows if isinstance(r.get(key), str)]
+            if data:
+                body = json.dumps({"columns": ["step", "timestamp", "value"], "data": data}).encode()
+                self._send_table(uri, f"text/{_file_key(key)}.json", body, kw)
+
+    def _send_summary(self, run: StoredRun, remote: str, kw: dict[str, Any]) -> None:
+        """Summary values set by hand (keys with no history): numbers as metrics at the
+        run's last step, anything else as a ``summary.json`` table and tags."""
+        summary = run["summary"] or {}
+        seen = self._seen
+        metrics, rows, tags = [], [], []
+        last = max(self.state["step"], 0)
+        ms = int((run["finished_at"] or run["heartbeat"] or run["created_at"]) * 1000)
+        for key, value in summary.items():
+            if key.startswith("_") or key in seen:
+                continue
+            number = _number(value)
+            if number is not None:
+                metrics.append({"key": self._metric_name(key), "value": number, "timestamp": ms, "step": last})
+            elif not (isinstance(value, dict) and value.get("_type")):
+                text = param_text(value)
+                rows.append([key, text])
+                tags.append({"key": self._key(f"nbtrack.summary.{key}", "tag"), "value": text[:MAX_TAG_VALUE]})
+        done = self.state.setdefault("summary_sent", {})
+        todo = [m for m in metrics if done.get(m["key"]) != m["value"]]
+        todo_tags = [t for t in tags if self.state["tags"].get(t["key"]) != t["value"]]
+        for chunk in _chunks(todo, MAX_ITEMS):
+            for item in self._send_items(remote, "metrics", chunk, kw):
+                done[item["key"]] = item["value"]
+        for chunk in _chunks(todo_tags, MAX_PARAMS_TAGS):
+            for item in self._send_items(remote, "tags", chunk, kw):
+                self.state["tags"][item["key"]] = item["value"]
+        uri = self.state.get("artifact_uri")
+        if uri and uri.startswith("mlflow-artifacts:"):
+            if rows:
+                body = json.dumps({"columns": ["key", "value"], "data": rows}).encode()
+                self._send_table(uri, "summary.json", body, kw)
+            self._send_text(uri, kw)
+            if self.state["key_map"]:
+                self._upload(uri, "nbtrack/key_map.json", json.dumps(self.state["key_map"], indent=1).encode(), kw)
+            self._list_tables(kw)
+        self._save()
 
     def _send_files(self, run: StoredRun, kw: dict[str, Any]) -> int:
         uri = self.state.get("artifact_uri")
@@ -402,23 +698,11 @@ class RunUploader:
                 if path.is_file():
                     files[f"nbtrack/{path.relative_to(folder).as_posix()}"] = path
         files.update(self._artifact_files())
-        sent = self.state["files"]
         count = 0
         for rel, source in files.items():
-            if isinstance(source, Path):
-                st = source.stat()
-                sig = f"{st.st_size}:{st.st_mtime_ns}"
-            else:
-                sig = hashlib.sha1(source).hexdigest()
-            if sent.get(rel) == sig:
-                continue
-            try:
-                self.client.upload_artifact(uri, rel, source, **kw)  # a Path is streamed, not read whole
-            except ItemRejected as exc:
-                self.warn(f"nbtrack: {self.server} refused artifact {rel!r} ({exc.message[:200]})")
-            sent[rel] = sig
-            count += 1
-            self._save()
+            if self._stopping():
+                break
+            count += self._upload(uri, rel, source, kw)
         self._register_links(uri, kw)
         return count
 
@@ -476,22 +760,34 @@ class RunUploader:
             done[key] = remote_version
             self._save()
 
-    def _send_status(self, run: StoredRun, progress: Progress, kw: dict[str, Any]) -> None:
+    def _send_status(self, run: StoredRun, progress: Progress, kw: dict[str, Any], closing: bool = False) -> None:
+        """The run's end state goes last, after every row; when ``finish()`` stopped
+        waiting (``closing``) it goes anyway, with ``nbtrack.sync=incomplete``, which the
+        pass that sends the last row removes."""
         target = STATUS.get(run["state"], "RUNNING")
-        if target != "RUNNING" and not progress.done:
-            return  # the end state goes last, after every row
+        remote = self.state["remote_id"]
+        if target != "RUNNING" and not progress.done and not closing:
+            return
+        if target != "RUNNING" and not progress.done and not self.state["incomplete"]:
+            self.client.log_batch(remote, tags=[{"key": "nbtrack.sync", "value": "incomplete"}], **kw)
+            self.state["incomplete"] = True
+            self._save()
+        if progress.done and self.state["incomplete"]:
+            self.client.delete_tag(remote, "nbtrack.sync", **kw)
+            self.state["incomplete"] = False
+            self._save()
         if self.state["status"] == target:
             return
         end = run["finished_at"] if target != "RUNNING" else None
         if target == "KILLED":
             end = run["heartbeat"]
-        self.client.update_run(self.state["remote_id"], target, None if end is None else int(end * 1000), **kw)
+        self.client.update_run(remote, target, None if end is None else int(end * 1000), **kw)
         self.state["status"] = target
         self._save()
 
 
 def _metric_batches(
-    rows: list[dict[str, Any]], mark_of: Callable[[dict[str, Any]], Any]
+    rows: list[dict[str, Any]], mark_of: Callable[[dict[str, Any]], Any], name_of: Callable[[str], str]
 ) -> Iterator[tuple[list[dict[str, Any]], tuple[Any, int] | None]]:
     """Yield (metrics, (mark, rows in batch)) with whole rows per batch where they fit;
     a row wider than a batch is split, and only its last part carries a mark."""
@@ -508,7 +804,7 @@ def _metric_batches(
                 continue
             number = _number(value)
             if number is not None:
-                row_items.append({"key": key, "value": number, "timestamp": ts, "step": step})
+                row_items.append({"key": name_of(key), "value": number, "timestamp": ts, "step": step})
         row_size = sum(len(m["key"]) + 60 for m in row_items)
         if items and (len(items) + len(row_items) > MAX_ITEMS or size + row_size > MAX_BYTES):
             yield items, (mark, count)
@@ -531,3 +827,23 @@ def _chunks(items: list[T], size: int) -> Iterator[list[T]]:
 
 def _warn(message: str) -> None:
     diagnostics.warn(message)
+
+
+def _never() -> bool:
+    return False
+
+
+def _shown(key: str) -> str:
+    return repr(key) if len(key) <= 60 else f"{key[:40]!r}... ({len(key)} characters)"
+
+
+def _file_key(key: str) -> str:
+    """A key as a path inside the run's artifacts: MLflow's own key characters only."""
+    return keys._clean(key)[:200]
+
+
+def _config_value(run: StoredRun, dotted: str) -> Any:
+    for path, value in flatten(run["config"] or {}):
+        if ".".join(path) == dotted:
+            return value
+    return None
