@@ -68,13 +68,26 @@ def main(argv: list[str] | None = None) -> int:
     sync.add_argument("--run", default=None, metavar="ID", help="only this run")
     sync.add_argument("--dry-run", action="store_true", help="say what would be sent; send nothing")
     sync.add_argument(
+        "--verify",
+        action="store_true",
+        help="compare each run on the server with the store (run, points per key, params, status) and re-send "
+        "what is missing",
+    )
+    sync.add_argument(
+        "--force",
+        action="store_true",
+        help="upload each run again, whole, into a new MLflow run (the old one is tagged)",
+    )
+    sync.add_argument(
         "--tracking-uri", default=None, help="the server (default: NBTRACK_TRACKING_URI, else MLFLOW_TRACKING_URI)"
     )
     args = parser.parse_args(argv)
     if args.command == "sync":
         from .sync.command import sync as sync_main
 
-        return sync_main(args.dir, args.project, args.run, args.dry_run, args.tracking_uri)
+        return sync_main(
+            args.dir, args.project, args.run, args.dry_run, args.tracking_uri, verify=args.verify, force=args.force
+        )
     if args.command == "demo":
         from .demo import main as demo_main
 

@@ -23,6 +23,7 @@ class FaultProxy:
         self.held = 0  # requests being held right now
         self.auth_headers: list[str] = []
         self.refuse_key: str | None = None
+        self.metrics_delay = 0.0  # seconds to hold each log-batch that carries metrics (a slow server)
         self.requests: Counter[str] = Counter()  # endpoint path (no query) -> requests seen
         self.release = threading.Event()
         proxy = self
@@ -38,8 +39,11 @@ class FaultProxy:
                 body = self.rfile.read(length) if length else None
                 proxy.auth_headers.append(self.headers.get("Authorization") or "")
                 proxy.requests[self.path.split("?")[0]] += 1
-                if proxy.refuse_key is not None and self.path.endswith("/runs/log-batch") and body:
+                if self.path.endswith("/runs/log-batch") and body:
                     names = {m.get("key") for m in json.loads(body).get("metrics", [])}
+                    if names and proxy.metrics_delay:
+                        proxy.release.wait(proxy.metrics_delay)
+                if proxy.refuse_key is not None and self.path.endswith("/runs/log-batch") and body:
                     if proxy.refuse_key in names:
                         payload = json.dumps(
                             {"error_code": "INVALID_PARAMETER_VALUE", "message": "metric key refused by policy"}

@@ -323,6 +323,112 @@ def test_config_keys_that_shorten_alike_stay_distinct(server, store_dir):
     assert len([t for t in texts if "config key 'kkkk" in t]) == 2  # one per key, none from the second sync
 
 
+def test_a_backlog_longer_than_a_pass_drains(server, store_dir, capfd):
+    """30,000 rows x 10 floats logged faster than one server worker takes them: the sync
+    works the backlog off in slices with no failure, the status counts live, and the run
+    ends FINISHED on the server with every step."""
+    run = online(server.url, project="backlog", dir=store_dir)
+    for i in range(30_000):
+        run.log({f"f{j}": i * 0.5 + j for j in range(10)})
+    seen = []
+
+    def sending():
+        status = run.sync_status
+        seen.append((status["sent"], status["pending"]))
+        return status["sent"] > 0 and status["pending"] > 0
+
+    assert wait_for(sending, timeout=120), seen[-5:]  # counted as it goes, not as of a finished pass
+    run.finish()
+    out = capfd.readouterr()
+    assert run.sync_status["state"] == "synced" and run.sync_status["pending"] == 0
+    assert "cannot reach" not in out.err + out.out and "did not answer" not in out.err + out.out
+    remote = server.run_by_tag("backlog", run.id)
+    assert remote["info"]["status"] == "FINISHED"
+    got = points(server, remote["info"]["run_id"], "f3")
+    assert len(got) == 30_000 and got[-1] == (29_999, 29_999 * 0.5 + 3)
+    sent = [a for a, _ in seen]
+    assert sent == sorted(sent)  # the sent count only grows
+
+
+def test_finish_that_stops_waiting_still_ends_the_server_run(server, store_dir):
+    proxy = FaultProxy(server.url)
+    try:
+        run = online(proxy.url, project="slow", dir=store_dir, settings={"sync_timeout": 0.5})
+        proxy.metrics_delay = 3.0  # each batch of points takes longer than finish() waits for progress
+        for i in range(3000):
+            run.log({"a": float(i), "b": 1.0})
+        run.finish()
+        assert run.sync_status["state"] == "unsent" and run.sync_status["pending"] > 0
+        remote = server.run_by_tag("slow", run.id)
+        tags = {t["key"]: t["value"] for t in remote["data"]["tags"]}
+        assert remote["info"]["status"] == "FINISHED" and tags["nbtrack.sync"] == "incomplete"
+        assert len(points(server, remote["info"]["run_id"], "a")) < 3000
+        proxy.metrics_delay = 0.0
+        done = sync_cli("--dir", str(store_dir), "--project", "slow", "--tracking-uri", proxy.url)
+    finally:
+        proxy.close()
+    assert done.returncode == 0, done.stderr
+    remote = server.run_by_tag("slow", run.id)
+    assert "nbtrack.sync" not in {t["key"] for t in remote["data"]["tags"]}  # cleared once every row is there
+    assert remote["info"]["status"] == "FINISHED"
+    assert len(points(server, remote["info"]["run_id"], "a")) == 3000
+
+
+def test_sync_verify_and_force_repair_what_the_server_lost(tmp_path, store_dir):
+    import shutil
+    import sqlite3
+
+    srv = MlflowServer(tmp_path / "srv").start()
+    port = srv.port
+    try:
+        run = online(srv.url, project="lost", dir=store_dir, config={"lr": 0.5})
+        for i in range(100):
+            run.log({"a": float(i), "b": i * 2.0})
+        run.finish()
+        first_id = srv.run_by_tag("lost", run.id)["info"]["run_id"]
+        # the server's database is replaced: a plain sync finds the run gone and uploads it again
+        srv.stop()
+        shutil.rmtree(tmp_path / "srv")
+        srv = MlflowServer(tmp_path / "srv", port=port).start()
+        plain = sync_cli("--dir", str(store_dir), "--tracking-uri", srv.url)
+        assert plain.returncode == 0, plain.stderr
+        assert "no longer has this run; uploading it again" in plain.stdout and "sent 100 rows" in plain.stdout
+        remote = srv.run_by_tag("lost", run.id)
+        rid = remote["info"]["run_id"]
+        assert remote["info"]["status"] == "FINISHED" and len(points(srv, rid, "a")) == 100
+        assert {p["key"]: p["value"] for p in remote["data"]["params"]} == {"lr": "0.5"}
+        assert rid != first_id
+
+        # the server loses half of one key's points: --verify finds and re-sends them, no duplicates
+        con = sqlite3.connect(tmp_path / "srv" / "mlflow.db")
+        with con:
+            con.execute("DELETE FROM metrics WHERE run_uuid = ? AND key = 'b' AND step >= 50", (rid,))
+        con.close()
+        quiet = sync_cli("--dir", str(store_dir), "--tracking-uri", srv.url)
+        assert "up to date" in quiet.stdout  # the cursor alone cannot see it
+        checked = sync_cli("--dir", str(store_dir), "--tracking-uri", srv.url, "--verify")
+        assert checked.returncode == 0, checked.stderr
+        assert "metric 'b': 50 of 100 points; re-sent" in checked.stdout
+        assert points(srv, rid, "b") == [(i, i * 2.0) for i in range(100)]
+        assert points(srv, rid, "a") == [(i, float(i)) for i in range(100)]
+        again = sync_cli("--dir", str(store_dir), "--tracking-uri", srv.url, "--verify")
+        assert "re-sent" not in again.stdout and "up to date" in again.stdout
+
+        # --force: the whole run again, into a new MLflow run; the old one says where it went
+        forced = sync_cli("--dir", str(store_dir), "--tracking-uri", srv.url, "--force")
+        assert forced.returncode == 0 and "uploading again into a new MLflow run" in forced.stdout
+        runs = srv.runs("lost")
+        assert len(runs) == 2
+        tags = {r["info"]["run_id"]: {t["key"]: t["value"] for t in r["data"]["tags"]} for r in runs}
+        (new_id,) = [r for r in tags if r != rid]
+        assert tags[new_id]["nbtrack.upload_of"] == rid and tags[rid]["nbtrack.superseded_by"] == new_id
+        assert len(points(srv, new_id, "b")) == 100
+        bad = sync_cli("--dir", str(store_dir), "--tracking-uri", srv.url, "--force", "--verify")
+        assert bad.returncode == 2 and "--force" in bad.stderr
+    finally:
+        srv.stop()
+
+
 def test_force_fails_fast(tmp_path, store_dir):
     port = free_port()  # nothing listens here
     with pytest.raises(nbtrack.errors.CommError, match=f"cannot reach http://127.0.0.1:{port}"):

@@ -46,7 +46,16 @@ def sync(
     tracking_uri: str | None,
     out: TextIO = sys.stdout,
     err: TextIO = sys.stderr,
+    *,
+    verify: bool = False,
+    force: bool = False,
 ) -> int:
+    """Send each stopped run's missing part.  A run the server has lost is uploaded again
+    whole; ``verify`` also compares points per key, params, tags and status and re-sends
+    what is missing; ``force`` uploads each run again into a new MLflow run."""
+    if force and (verify or dry_run):
+        print("nbtrack sync: --force uploads everything again; it goes with neither --verify nor --dry-run", file=err)
+        return 2
     uri = tracking_uri or Settings().resolve().tracking_uri
     if not uri:
         print(
@@ -86,6 +95,23 @@ def sync(
             )
             continue
         uploader = RunUploader(store, run["pk"], client, warn=lambda m: print(f"  {m}", file=err))
+        try:
+            if force:
+                old = uploader.start_over("nbtrack sync --force")
+                if old:
+                    print(f"  {label}: uploading again into a new MLflow run (the old one, {old}, is tagged)", file=out)
+            elif verify:
+                for finding in uploader.verify():
+                    print(f"  {label}: {finding}; re-sent", file=out)
+            elif not dry_run and not uploader.check_remote():
+                print(f"  {label}: {server.label} no longer has this run; uploading it again", file=out)
+        except AuthenticationError as exc:
+            print(f"nbtrack sync: {exc}", file=err)
+            return 1
+        except CommError as exc:
+            failed += 1
+            print(f"  {label}: stopped: {exc}; run sync again", file=err)
+            continue
         rows, samples = uploader.pending()
         if dry_run:
             todo = [f"{rows} rows", f"{samples} system samples"]

@@ -166,7 +166,7 @@ class RunSync:
                 self.closing = True
                 self.next_try = 0.0
                 self.service.wake()
-                self.closed.wait(min(CLOSE_WAIT, max(timeout, 1.0)))
+                self.closed.wait(CLOSE_WAIT if timeout > 0 else 0.0)
             pending = self.uploader.pending() if not self.gave_up else None
             self.rows_pending = pending[0] if pending else self.rows_pending
             if pending is None:
@@ -179,7 +179,8 @@ class RunSync:
                     f"{self.server} yet; they are kept locally. Send them"
                 )
             self.say(f"nbtrack: {what} with: {self.sync_command}")
-        self.service.remove(self)
+        if not self.closing or self.closed.is_set():
+            self.service.remove(self)  # else the service drops it once the end state is sent
         return finished
 
 
@@ -266,6 +267,7 @@ class SyncService(workers.Worker):
             if entry.gave_up or entry.done.is_set() or entry.next_try > time.monotonic():
                 continue
             if entry.closing and entry.closed.is_set():
+                self.remove(entry)
                 continue
             end = time.monotonic() + SLICE
             more |= entry.run_pass(lambda end=end, entry=entry: time.monotonic() > end or entry.closing)  # type: ignore[misc]

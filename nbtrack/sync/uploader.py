@@ -255,6 +255,80 @@ class RunUploader:
         self._save()
         return str(old) if old else None
 
+    def check_remote(self) -> bool:
+        """Whether the server still has this run's MLflow run (False: it lost it; the
+        state starts over so the next push uploads the whole run again)."""
+        if self.state["remote_id"] is None:
+            return True
+        try:
+            self.client.get_run(self.state["remote_id"])
+        except ItemRejected as exc:
+            if exc.code != "RESOURCE_DOES_NOT_EXIST" and exc.status != 404:
+                raise
+            self.start_over("the server no longer had it")
+            return False
+        return True
+
+    def verify(self) -> list[str]:
+        """Compare the server's run with the store and arrange for what is missing to be
+        sent again by the next push: points per metric key, params, tags, the status.
+        Returns what was found missing (empty when the server has it all)."""
+        run = self.store.run_by_pk(self.pk)
+        if run is None or self.state["remote_id"] is None:
+            return []
+        if not self.check_remote():
+            return ["the MLflow run is gone from the server: uploading the whole run again"]
+        remote = self.client.get_run(self.state["remote_id"])
+        found: list[str] = []
+        data = remote.get("data") or {}
+        params = {p["key"]: p["value"] for p in data.get("params") or []}
+        for name in [n for n in self.state["params"] if n not in params]:
+            del self.state["params"][name]
+            found.append(f"param {name!r} missing")
+        tags = {t["key"]: t["value"] for t in data.get("tags") or []}
+        for key in [k for k in self.state["tags"] if tags.get(k) != self.state["tags"][k]]:
+            del self.state["tags"][key]
+            found.append(f"tag {key!r} missing")
+        status = (remote.get("info") or {}).get("status")
+        if status != self.state["status"]:
+            found.append(f"status {status} on the server, {STATUS.get(run['state'], 'RUNNING')} here")
+            self.state["status"] = status
+        counts: dict[str, int] = {}
+        after = -1
+        while True:  # the points the server should have: numbers up to the cursor
+            rows = self.store.history(self.pk, after_step=after, max_step=self.state["step"], limit=ROWS_PER_READ)
+            if not rows:
+                break
+            for row in rows:
+                for key, value in row.items():
+                    if key[0] != "_" and _number(value) is not None:
+                        counts[key] = counts.get(key, 0) + 1
+            after = rows[-1]["_step"]
+        short = []
+        for key, want in counts.items():
+            have = self.client.metric_history_count(self.state["remote_id"], self._metric_name(key))
+            if have < want:
+                found.append(f"metric {key!r}: {have} of {want} points")
+                short.append(key)
+        self._save()
+        if short:
+            self._resend(short)
+        return found
+
+    def _resend(self, wanted: list[str]) -> None:
+        """Send again every point of ``wanted`` up to the cursor (MLflow keeps a point
+        sent twice once: same key, step, timestamp and value)."""
+        remote, after, keep = self.state["remote_id"], -1, set(wanted)
+        while True:
+            rows = self.store.history(self.pk, after_step=after, max_step=self.state["step"], limit=ROWS_PER_READ)
+            if not rows:
+                return
+            after = rows[-1]["_step"]
+            rows = [{k: v for k, v in row.items() if k[0] == "_" or k in keep} for row in rows]
+            self._send_metric_batches(
+                remote, _metric_batches(rows, lambda r: r["_step"], self._metric_name), lambda _m: None, {}
+            )
+
     # -------------------------------------------------------------- pieces
     def _run_key(self, run: StoredRun) -> str:
         key = f"{run['project']}/{run['run_id']}#{self.state['generation']}"
