@@ -6,8 +6,8 @@ naming that metric key, as a server with stricter rules would.  It counts what i
 
 from __future__ import annotations
 
-import threading
 import json
+import threading
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 

@@ -641,6 +641,84 @@ def test_media_and_tensorboard_files_arrive_as_artifacts(server, store_dir, tmp_
     assert got.content == ref.read_bytes()
 
 
+MLFLOW_READS_BACK = r"""
+import json, os, sys
+
+uri, rid, exp, out = sys.argv[1:5]
+os.environ["MLFLOW_TRACKING_URI"] = uri  # load_table searches runs through the default client
+from mlflow import MlflowClient
+
+client = MlflowClient(uri)
+images = {}
+for f in client.list_artifacts(rid, "images"):
+    # the image view's parse: <key, / as ~>+step+<n>+timestamp+<ms>+<id>[+compressed].<png|webp>
+    name = f.path.split("/", 1)[1]
+    stem, ext = name.rsplit(".", 1)
+    key, step_word, step, ts_word, ts, *rest = stem.split("+")
+    assert step_word == "step" and ts_word == "timestamp" and ext in ("png", "webp"), name
+    kind = "compressed" if stem.endswith("compressed") else "file"
+    images.setdefault(key.replace("~", "/") + "@" + step, {})[kind] = client.download_artifacts(rid, f.path, out)
+tags = client.get_run(rid).data.tags
+tables = json.loads(tags.get("mlflow.loggedArtifacts", "[]"))
+loaded = {}
+for t in tables:
+    frame = client.load_table(exp, artifact_file=t["path"], run_ids=[rid])
+    loaded[t["path"]] = frame.values.tolist()
+json.dump({"images": images, "logged_images": tags.get("mlflow.loggedImages"), "tables": loaded,
+           "summary_tags": {k: v for k, v in tags.items() if k.startswith("nbtrack.summary.")},
+           "metrics": client.get_run(rid).data.metrics}, sys.stdout)
+"""
+
+
+def test_images_tables_and_text_in_mlflows_own_views(server, store_dir, tmp_path):
+    np = pytest.importorskip("numpy")
+    pixels = np.arange(3 * 5 * 3, dtype=np.uint8).reshape(3, 5, 3)
+    run = online(server.url, project="views", dir=store_dir)
+    for step in range(5):
+        row = {"loss": 1.0 / (step + 1), "phase": "warmup" if step < 2 else "train"}
+        if step == 3:
+            row["samples/pred"] = nbtrack.Image(pixels, caption="three")
+        if step == 2:
+            row["errors"] = nbtrack.Table(columns=["input", "label"], data=[["a", 1], ["b", 0]])
+        run.log(row, step=step)
+    remote_id = server.run_by_tag("views", run.id)["info"]["run_id"]
+    # uploaded while the run goes on, not at finish()
+    assert wait_for(lambda: any(f.startswith("images/") for f in server.artifacts(remote_id)), timeout=60)
+    assert wait_for(lambda: "tables/errors/step_2.json" in server.artifacts(remote_id), timeout=60)
+    run.summary["best_acc"] = 0.93  # set by hand, no history
+    run.summary["verdict"] = "good enough"
+    run.finish()
+    remote = server.run_by_tag("views", run.id)
+    out = subprocess.run(
+        [
+            mlflow_python(),
+            "-c",
+            MLFLOW_READS_BACK,
+            server.url,
+            remote_id,
+            remote["info"]["experiment_id"],
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = json.loads(out.stdout)
+    ref = nbtrack.Api(store_dir).run(f"views/{run.id}").rows()[3]["samples/pred"]
+    assert set(got["images"]) == {"samples/pred@3"}  # found by key and step, as MLflow's image view finds it
+    image = got["images"]["samples/pred@3"]
+    assert open(image["file"], "rb").read() == ref.read_bytes() and os.path.exists(image["compressed"])
+    assert got["logged_images"] == "True"
+    assert got["tables"]["tables/errors/step_2.json"] == [["a", 1], ["b", 0]]
+    text = got["tables"]["text/phase.json"]
+    assert [r[:2] for r in text] == [[0, "warmup"], [1, "warmup"], [2, "train"], [3, "train"], [4, "train"]]
+    assert all(r[2].endswith("+00:00") and r[2][:4].isdigit() for r in text)  # ISO 8601 UTC
+    assert got["tables"]["summary.json"] == [["verdict", "good enough"]]
+    assert got["summary_tags"] == {"nbtrack.summary.verdict": "good enough"}
+    assert got["metrics"]["best_acc"] == 0.93 and got["metrics"]["loss"] == 0.2
+
+
 def test_artifacts_go_to_the_mlflow_run_and_links_to_the_model_registry(server, store_dir, tmp_path):
     weights = tmp_path / "model.pt"
     weights.write_bytes(b"weights-" * 1000)

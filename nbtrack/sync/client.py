@@ -14,7 +14,7 @@ import random
 import threading
 import time
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,10 @@ from ..errors import AuthenticationError, CommError
 API = "/api/2.0/mlflow/"
 ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts/"
 RETRY_STATUS = frozenset((429, 500, 502, 503, 504))
+
+
+class Stopped(CommError):
+    """The caller asked to stop (``stop()``) before a retry: not a failure of the server."""
 
 
 class ItemRejected(CommError):
@@ -126,13 +130,17 @@ class Client:
         data: Any = None,
         retries: int | None = None,
         deadline: float | None = None,
+        stop: Callable[[], bool] | None = None,
     ) -> Any:
-        """One API call with retries; returns the decoded JSON body (or None)."""
+        """One API call with retries; returns the decoded JSON body (or None).  ``stop()``
+        is asked before each retry; when it says so, ``Stopped`` is raised."""
         url = self.server.url + path
         attempts = (self.retries if retries is None else retries) + 1
         delay = self.backoff
         last: Exception | None = None
         for attempt in range(attempts):
+            if attempt and stop is not None and stop():
+                raise Stopped(f"stopped before retrying {path}")
             timeout = self.timeout
             if deadline is not None:
                 timeout = min(timeout, deadline - time.monotonic())

@@ -89,6 +89,8 @@ class RunSync:
     def run_pass(self, stop: Callable[[], bool]) -> bool:
         """One slice of work; True when there is more to send right away."""
         closing = self.closing
+        if closing:  # the end state only: a few small requests, not cut short
+            stop = _never
         try:
             progress = self.uploader.push(stop=stop, final=self.final, closing=closing, on_progress=self._on_progress)
         except AuthenticationError as exc:
@@ -120,7 +122,7 @@ class RunSync:
         self.failures = 0
         self.error = None
         self._noticed = False
-        if closing:
+        if closing and not progress.stopped:
             self.closed.set()
         elif self.final and progress.done and progress.status in ("FINISHED", "FAILED", "KILLED"):
             self.done.set()
@@ -270,6 +272,12 @@ class SyncService(workers.Worker):
                 self.remove(entry)
                 continue
             end = time.monotonic() + SLICE
-            more |= entry.run_pass(lambda end=end, entry=entry: time.monotonic() > end or entry.closing)  # type: ignore[misc]
+            more |= entry.run_pass(
+                lambda end=end, entry=entry: time.monotonic() > end or entry.closing or entry.left_behind  # type: ignore[misc]
+            )
         if more:
             self.wake()  # the next slice at once: a backlog is worked off without pauses
+
+
+def _never() -> bool:
+    return False

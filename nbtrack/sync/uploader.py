@@ -17,7 +17,8 @@ Mapping (also in the README):
   refuse are mapped once (``keys.py``), the map kept in ``nbtrack/key_map.json``;
 * images -> MLflow's image view (``images/<key>+step+<step>+timestamp+<ms>+<id>.png``),
   tables -> ``tables/<key>/step_<step>.json`` in the layout of MLflow's ``log_table``, both
-  while the run goes on; string values -> one table per key, ``text/<key>.json``, at the end;
+  while the run goes on; string values -> one table per key, ``text/<key>.json`` (step, value,
+  time), at the end;
 * summary values set by hand -> metrics when numeric and the key has no history, tags
   ``nbtrack.summary.<key>`` otherwise;
 * ``system/...`` samples -> metrics of the same names, step = sample number;
@@ -40,7 +41,7 @@ from .. import diagnostics
 from ..records import StoredRun
 from ..store.local import LocalStore
 from . import keys
-from .client import Client, ItemRejected
+from .client import Client, ItemRejected, Stopped
 
 T = TypeVar("T")
 
@@ -195,13 +196,29 @@ class RunUploader:
         it).  ``closing``: ``finish()`` stopped waiting for the rows; send only the run's
         end state, with the tag ``nbtrack.sync=incomplete``.
         """
-        kw = {"deadline": deadline}
         self.stop = stop or _never
         self.stopped = False
+        kw: dict[str, Any] = {"deadline": deadline, "stop": self._stopping}
         run = self.store.run_by_pk(self.pk)
         progress = Progress()
         if run is None:
             return progress
+        try:
+            self._pass(run, progress, kw, final, closing, on_progress)
+        except Stopped:
+            self.stopped = progress.stopped = True
+            progress.rows_pending, progress.system_pending = self.pending()
+        return progress
+
+    def _pass(
+        self,
+        run: StoredRun,
+        progress: Progress,
+        kw: dict[str, Any],
+        final: bool,
+        closing: bool,
+        on_progress: Callable[[Progress], None] | None,
+    ) -> None:
         self._follow_rewinds(run, kw)
         if self.state["remote_id"] is None:
             self._connect(run, kw)
@@ -215,7 +232,7 @@ class RunUploader:
                 self._send_stream(remote, "system", progress, on_progress, kw)
             if not self._stopping():
                 self._send_media(run, kw)
-            if ended and not self._stopping() and self.state["step"] >= self.state["media_step"]:
+            if ended and not self._stopping() and self.state["media_step"] >= self.state["step"]:
                 progress.files_sent = self._send_files(run, kw)
                 self._send_summary(run, remote, kw)
         progress.rows_pending, progress.system_pending = self.pending()
@@ -225,7 +242,6 @@ class RunUploader:
         if self.state["error"]:
             self.state["error"] = None
             self._save()
-        return progress
 
     def connect(self, deadline: float | None = None) -> None:
         """Create (or find) the remote run now: ``init(mode="online")`` calls this."""
@@ -704,19 +720,31 @@ class RunUploader:
         return True
 
     def _send_text(self, uri: str, kw: dict[str, Any]) -> None:
-        """String values: one table per key, ``text/<key>.json`` (step, timestamp, value)."""
+        """String values: one table per key, ``text/<key>.json`` (step, value, and the
+        time as ISO 8601 UTC text, which pandas and MLflow's table view show as it is)."""
+        import datetime
+
+        utc = datetime.timezone.utc
         for key in self.state["text_keys"]:
             rows = self.store.history(self.pk, keys=[key])
-            data = [[r["_step"], r["_timestamp"], r[key]] for r in rows if isinstance(r.get(key), str)]
+            data = [
+                [
+                    r["_step"],
+                    r[key],
+                    datetime.datetime.fromtimestamp(r["_timestamp"], utc).isoformat(timespec="milliseconds"),
+                ]
+                for r in rows
+                if isinstance(r.get(key), str)
+            ]
             if data:
-                body = json.dumps({"columns": ["step", "timestamp", "value"], "data": data}).encode()
+                body = json.dumps({"columns": ["step", "value", "time"], "data": data}).encode()
                 self._send_table(uri, f"text/{_file_key(key)}.json", body, kw)
 
     def _send_summary(self, run: StoredRun, remote: str, kw: dict[str, Any]) -> None:
         """Summary values set by hand (keys with no history): numbers as metrics at the
         run's last step, anything else as a ``summary.json`` table and tags."""
         summary = run["summary"] or {}
-        seen = self._seen
+        seen = self._seen | set(self.state["text_keys"])  # keys with history: MLflow shows those already
         metrics, rows, tags = [], [], []
         last = max(self.state["step"], 0)
         ms = int((run["finished_at"] or run["heartbeat"] or run["created_at"]) * 1000)
