@@ -124,7 +124,12 @@ class RunSync:
         self._noticed = False
         if closing and not progress.stopped:
             self.closed.set()
-        elif self.final and progress.done and progress.status in ("FINISHED", "FAILED", "KILLED"):
+        elif (
+            self.final
+            and progress.done
+            and not progress.stopped
+            and progress.status in ("FINISHED", "FAILED", "KILLED")
+        ):
             self.done.set()
         return progress.stopped
 

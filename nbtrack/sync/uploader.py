@@ -237,6 +237,8 @@ class RunUploader:
                 self._send_summary(run, remote, kw)
         progress.rows_pending, progress.system_pending = self.pending()
         progress.stopped = self.stopped
+        if self.stopped:
+            return  # the end state goes after the files, in a later pass
         self._send_status(run, progress, kw, closing=closing)
         progress.status = self.state["status"]
         if self.state["error"]:
