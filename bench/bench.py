@@ -494,12 +494,28 @@ def main(argv: list[str] | None = None) -> int:
         metavar="CHECKOUT",
         help="only compare log() with another checkout of nbtrack (git worktree add ...)",
     )
+    parser.add_argument(
+        "--team",
+        action="store_true",
+        help="also measure sync to a team-style MLflow server (PostgreSQL + S3, 4 workers; bench/team.py)",
+    )
     args = parser.parse_args(argv)
     if args.baseline is not None:
         print(compare(args.baseline.resolve(), args.steps, args.repeats))
         return 0
     result = measure(args.steps, args.repeats, args.many_runs)
     print(report(result))
+    if args.team:
+        sys.path.insert(0, str(ROOT / "bench"))
+        import team
+
+        reason = team.missing()
+        if reason:
+            print(f"team server: not measured ({reason})")
+        else:
+            result["team"] = team.measure(5000, 8)
+            print(team.report(result["team"]))
+            result["rows_stored_ok"] &= result["team"]["nbtrack_stored"] == 8 * 5000
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=1))

@@ -26,10 +26,6 @@ ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts/"
 RETRY_STATUS = frozenset((429, 500, 502, 503, 504))
 
 
-class Stopped(CommError):
-    """The caller asked to stop (``stop()``) before a retry: not a failure of the server."""
-
-
 class ItemRejected(CommError):
     """The server refused a request's content (a 4xx other than 401/403)."""
 
@@ -133,14 +129,14 @@ class Client:
         stop: Callable[[], bool] | None = None,
     ) -> Any:
         """One API call with retries; returns the decoded JSON body (or None).  ``stop()``
-        is asked before each retry; when it says so, ``Stopped`` is raised."""
+        is asked before each retry; when it says so, the last failure is raised at once."""
         url = self.server.url + path
         attempts = (self.retries if retries is None else retries) + 1
         delay = self.backoff
         last: Exception | None = None
         for attempt in range(attempts):
             if attempt and stop is not None and stop():
-                raise Stopped(f"stopped before retrying {path}")
+                raise last or CommError(f"no answer from {self.server.label}")  # the failure seen stands
             timeout = self.timeout
             if deadline is not None:
                 timeout = min(timeout, deadline - time.monotonic())

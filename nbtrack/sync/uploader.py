@@ -41,7 +41,7 @@ from .. import diagnostics
 from ..records import StoredRun
 from ..store.local import LocalStore
 from . import keys
-from .client import Client, ItemRejected, Stopped
+from .client import Client, ItemRejected
 
 T = TypeVar("T")
 
@@ -203,11 +203,7 @@ class RunUploader:
         progress = Progress()
         if run is None:
             return progress
-        try:
-            self._pass(run, progress, kw, final, closing, on_progress)
-        except Stopped:
-            self.stopped = progress.stopped = True
-            progress.rows_pending, progress.system_pending = self.pending()
+        self._pass(run, progress, kw, final, closing, on_progress)
         return progress
 
     def _pass(
