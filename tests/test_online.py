@@ -644,6 +644,57 @@ def test_media_and_tensorboard_files_arrive_as_artifacts(server, store_dir, tmp_
     assert got.content == ref.read_bytes()
 
 
+MLFLOW_WRITES_PARAMS = r"""
+import json, sys
+import mlflow
+
+uri, config = sys.argv[1], json.loads(sys.argv[2])
+mlflow.set_tracking_uri(uri)
+mlflow.set_experiment("params-by-mlflow")
+
+
+def flat(d, prefix=""):
+    out = {}
+    for k, v in d.items():
+        out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) and v else {f"{prefix}{k}": v})
+    return out
+
+
+with mlflow.start_run() as run:
+    mlflow.log_params(flat(config))
+print(json.dumps(mlflow.get_run(run.info.run_id).data.params))
+"""
+
+
+def test_params_are_what_mlflows_client_writes(server, store_dir):
+    config = {
+        "lr": 0.001,
+        "tiny": 3.5e-7,
+        "flag": True,
+        "off": False,
+        "nothing": None,
+        "layers": [64, 128],
+        "name": "adam",
+        "opt": {"beta": 0.9, "eps": 1e-8, "sched": {"kind": "cos", "warmup": 10}},
+        "empty": {},
+        "mixed": [1, "a", None, 2.5],
+        "big": 12345678901234567890,
+    }
+    run = online(server.url, project="params", dir=store_dir, config=config)
+    run.finish()
+    ours = {p["key"]: p["value"] for p in server.run_by_tag("params", run.id)["data"]["params"]}
+    out = subprocess.run(
+        [mlflow_python(), "-c", MLFLOW_WRITES_PARAMS, server.url, json.dumps(config)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    theirs = json.loads(out.stdout.strip().splitlines()[-1])
+    assert ours == theirs
+    assert ours["flag"] == "True" and ours["nothing"] == "None" and ours["layers"] == "[64, 128]"
+
+
 MLFLOW_READS_BACK = r"""
 import json, os, sys
 

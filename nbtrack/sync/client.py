@@ -88,8 +88,8 @@ class Server:
 
 
 class Client:
-    """Calls to one server.  Thread-safe for the way sync uses it (one session per client,
-    guarded by a lock: requests' Session is not documented as thread-safe)."""
+    """Calls to one server, thread-safe: one keep-alive session per calling thread
+    (requests' Session is not documented as thread-safe)."""
 
     def __init__(
         self, server: Server, *, timeout: float = 10.0, retries: int = 4, backoff: float = 0.5, max_backoff: float = 8.0
@@ -102,18 +102,47 @@ class Client:
         self.retries = retries
         self.backoff = backoff
         self.max_backoff = max_backoff
-        self.session = requests.Session()
-        self.session.headers.update(dict(server.headers))
-        self.session.headers["User-Agent"] = "nbtrack"
-        self.session.auth = server.auth
-        self.session.verify = server.verify
         self._lock = threading.Lock()
+        self._local = threading.local()
+        self._sessions: list[Any] = []
+        self._pool: Any = None
         self.requests_sent = 0
         self.closed = False
 
+    @property
+    def session(self) -> Any:
+        """This thread's keep-alive session (requests' Session is not documented as
+        thread-safe, so each thread sending for this client has its own)."""
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self.requests.Session()
+            session.headers.update(dict(self.server.headers))
+            session.headers["User-Agent"] = "nbtrack"
+            session.auth = self.server.auth
+            session.verify = self.server.verify
+            self._local.session = session
+            with self._lock:
+                self._sessions.append(session)
+        return session
+
+    def pool(self, size: int) -> Any:
+        """Threads for requests in flight at once (made on first use, kept for the client's life)."""
+        with self._lock:
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="nbtrack-sync-request")
+            return self._pool
+
     def close(self) -> None:
         self.closed = True
-        self.session.close()
+        with self._lock:
+            pool, self._pool = self._pool, None
+            sessions, self._sessions = self._sessions, []
+        if pool is not None:
+            pool.shutdown(wait=False)
+        for session in sessions:
+            session.close()
 
     # ------------------------------------------------------------ transport
     def call(
@@ -142,18 +171,19 @@ class Client:
                 timeout = min(timeout, deadline - time.monotonic())
                 if timeout <= 0:
                     break
+            with self._lock:
+                self.requests_sent += 1
+            session = self.session
             try:
-                with self._lock:
-                    self.requests_sent += 1
-                    if isinstance(data, Path):  # a file: streamed, opened again for each attempt
-                        with open(data, "rb") as stream:
-                            response = self.session.request(
-                                method, url, json=json, params=params, data=stream, timeout=(min(timeout, 5.0), timeout)
-                            )
-                    else:
-                        response = self.session.request(
-                            method, url, json=json, params=params, data=data, timeout=(min(timeout, 5.0), timeout)
+                if isinstance(data, Path):  # a file: streamed, opened again for each attempt
+                    with open(data, "rb") as stream:
+                        response = session.request(
+                            method, url, json=json, params=params, data=stream, timeout=(min(timeout, 5.0), timeout)
                         )
+                else:
+                    response = session.request(
+                        method, url, json=json, params=params, data=data, timeout=(min(timeout, 5.0), timeout)
+                    )
             except self.requests.exceptions.SSLError as exc:
                 raise CommError(
                     f"TLS verification failed for {self.server.label}: {exc}. Point "

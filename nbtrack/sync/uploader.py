@@ -31,7 +31,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +54,15 @@ MAX_KEY = 250
 MAX_PARAM_VALUE = 6000
 MAX_TAG_VALUE = 8000
 ROWS_PER_READ = 2000
+# log-batch requests in flight at once for one run (NBTRACK_SYNC_PARALLEL; 1: one at a time)
+def _parallel(text: str | None) -> int:
+    try:
+        return max(1, min(16, int(text or 4)))
+    except ValueError:
+        return 4
+
+
+PARALLEL = _parallel(os.environ.get("NBTRACK_SYNC_PARALLEL"))
 STATUS = {"running": "RUNNING", "finished": "FINISHED", "failed": "FAILED", "crashed": "KILLED"}
 
 
@@ -571,15 +582,40 @@ class RunUploader:
         on_sent: Callable[[Any], None],
         kw: dict[str, Any],
     ) -> bool:
-        """Send batches in order; False when ``stop()`` ended it early."""
-        for items, mark in batches:
-            if self._stopping():
-                return False
-            items = [m for m in items if m["key"] not in self.rejected]
-            self._send_items(remote, "metrics", items, kw)
-            if mark is not None:  # None: the first parts of a row wider than one batch
-                on_sent(mark)
-        return True
+        """Send batches, up to ``PARALLEL`` requests in flight (a server with several
+        workers takes them at once); a batch's mark is passed to ``on_sent`` only once it
+        and every batch before it were accepted, so a cursor never skips a batch.
+        False when ``stop()`` ended it early."""
+        parallel = PARALLEL
+        inflight: deque[tuple[Any, Any]] = deque()
+        pool = self.client.pool(parallel) if parallel > 1 else None
+        complete = True
+        try:
+            for items, mark in batches:
+                if self._stopping():
+                    complete = False
+                    break
+                items = [m for m in items if m["key"] not in self.rejected]
+                if pool is None:
+                    self._send_items(remote, "metrics", items, kw)
+                    if mark is not None:  # None: the first parts of a row wider than one batch
+                        on_sent(mark)
+                    continue
+                inflight.append((pool.submit(self._send_items, remote, "metrics", items, kw), mark))
+                while inflight and (len(inflight) >= parallel or inflight[0][0].done()):
+                    future, done_mark = inflight.popleft()
+                    future.result()  # a CommError here ends the pass; later batches are sent again
+                    if done_mark is not None:
+                        on_sent(done_mark)
+            while inflight:
+                future, done_mark = inflight.popleft()
+                future.result()
+                if done_mark is not None:
+                    on_sent(done_mark)
+        finally:
+            for future, _mark in inflight:  # after a failure: let the requests in flight end
+                future.exception()
+        return complete
 
     def _send_stream(
         self,
@@ -625,6 +661,7 @@ class RunUploader:
         views, while the run goes on; notes which keys hold strings (for ``text/``)."""
         uri = self.state.get("artifact_uri")
         if not uri or not uri.startswith("mlflow-artifacts:"):
+            self.state["media_step"] = self.state["step"]  # nowhere to put them: they stay local
             return
         folder = self.store.run_folder(run["folder"])
         text_keys = set(self.state["text_keys"])
@@ -742,7 +779,8 @@ class RunUploader:
         """Summary values set by hand (keys with no history): numbers as metrics at the
         run's last step, anything else as a ``summary.json`` table and tags."""
         summary = run["summary"] or {}
-        seen = self._seen | set(self.state["text_keys"])  # keys with history: MLflow shows those already
+        done = self.state.setdefault("summary_sent", {})  # key -> the value sent
+        seen = self._seen | set(self.state["text_keys"])  # keys with history: MLflow shows their latest value
         metrics, rows, tags = [], [], []
         last = max(self.state["step"], 0)
         ms = int((run["finished_at"] or run["heartbeat"] or run["created_at"]) * 1000)
@@ -751,17 +789,18 @@ class RunUploader:
                 continue
             number = _number(value)
             if number is not None:
-                metrics.append({"key": self._metric_name(key), "value": number, "timestamp": ms, "step": last})
+                if done.get(key) != number:
+                    metrics.append(
+                        (key, {"key": self._key(key, "metric"), "value": number, "timestamp": ms, "step": last})
+                    )
             elif not (isinstance(value, dict) and value.get("_type")):
                 text = param_text(value)
                 rows.append([key, text])
                 tags.append({"key": self._key(f"nbtrack.summary.{key}", "tag"), "value": text[:MAX_TAG_VALUE]})
-        done = self.state.setdefault("summary_sent", {})
-        todo = [m for m in metrics if done.get(m["key"]) != m["value"]]
         todo_tags = [t for t in tags if self.state["tags"].get(t["key"]) != t["value"]]
-        for chunk in _chunks(todo, MAX_ITEMS):
-            for item in self._send_items(remote, "metrics", chunk, kw):
-                done[item["key"]] = item["value"]
+        if metrics:
+            sent = {id(m) for m in self._send_items(remote, "metrics", [m for _k, m in metrics], kw)}
+            done.update({key: m["value"] for key, m in metrics if id(m) in sent})
         for chunk in _chunks(todo_tags, MAX_PARAMS_TAGS):
             for item in self._send_items(remote, "tags", chunk, kw):
                 self.state["tags"][item["key"]] = item["value"]
