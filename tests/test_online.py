@@ -483,7 +483,9 @@ def test_basic_auth(tmp_path, store_dir, capfd):
             run.finish()
             said = capfd.readouterr().err
             assert "refused the credentials" in said
-            assert f"nbtrack: run a/{run.id} is not on {srv.url}; it is kept locally. Send it with: nbtrack sync" in said
+            assert (
+                f"nbtrack: run a/{run.id} is not on {srv.url}; it is kept locally. Send it with: nbtrack sync" in said
+            )
             assert "of run" not in said  # not "the run of run a/... are not on ..."
             assert run.sync_status["state"] == "error" and nbtrack.Api(store_dir).run(f"a/{run.id}").rows()
             os.environ["MLFLOW_TRACKING_PASSWORD"] = "right-password-123"

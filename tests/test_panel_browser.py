@@ -541,3 +541,97 @@ def test_sweep_table_is_sorted_by_the_metric_with_parallel_coordinates(browser, 
         assert not [e for e in errors if "nbt" in e or "anywidget" in e], errors
     finally:
         server.stop()
+
+
+NUMBERS_CELLS = (
+    "%load_ext nbtrack\nimport nbtrack\n"
+    "run = nbtrack.init(project='numbers', dir={dir!r}, settings={{'quiet': False, 'system_interval': 0}})\n"
+    "for i in range(30):\n"
+    "    run.log({{'lr': 3.5e-4 + i * 1e-5, 'zero': 0.0, 'big': 1e12 + i * 1e9, 'loss': 1 / (i + 1),\n"
+    "             'acc': i / 30, 'extra/a': i, 'extra/b': -i}})\n"
+    "run.finish()",
+    "empty = nbtrack.init(project='numbers', dir={dir!r}, settings={{'quiet': False, 'system_interval': 0}})",
+)
+
+CHARTS = """() => {
+  const panel = document.querySelectorAll('.nbt-panel')[0];
+  const chart = (k) => panel.querySelector(`.nbt-chart[data-key="${k}"]`);
+  return {
+    order: [...panel.querySelectorAll('.nbt-chart')].map(c => c.dataset.key),
+    logs: Object.fromEntries([...panel.querySelectorAll('.nbt-chart')].map(c => [c.dataset.key, c.dataset.log])),
+    ticks: Object.fromEntries(['lr', 'big', 'zero'].map(k => [k, (chart(k).dataset.yticks || '').split('|')])),
+    zeroRange: chart('zero').dataset.yrange.split(',').map(Number),
+    sections: [...panel.querySelectorAll('.nbt-section')].filter(s => !s.hidden).map(s => s.querySelector('summary').textContent),
+    nothing: (() => { const e = panel.querySelector('.nbt-empty:not([hidden])'); return e ? e.textContent : null; })(),
+  };
+}"""
+
+
+def test_numbers_axes_log_toggle_and_empty_states(browser, tmp_path):
+    root = tmp_path / "root"
+    store = str(tmp_path / "s")
+    write_notebook(root, "numbers.ipynb", *(c.format(dir=store) for c in NUMBERS_CELLS))
+    server = JupyterServer("lab", root, tmp_path)
+    try:
+        page, errors, _ = open_notebook(browser, server, "numbers.ipynb")
+        run_all(page)
+        page.wait_for_function(
+            "() => document.querySelectorAll('.nbt-panel').length === 2"
+            " && document.querySelectorAll('.nbt-panel')[0].dataset.state === 'finished'"
+            " && document.querySelector('.nbt-chart[data-key=lr]')?.dataset.yticks",
+            timeout=90_000,
+        )
+        before = page.evaluate(CHARTS)
+        # small values: ticks tell each other apart, none reads 0
+        lr = before["ticks"]["lr"]
+        assert len(lr) >= 2 and len(set(lr)) == len(lr) and "0" not in lr, lr
+        assert all("e-4" in t for t in lr), lr
+        assert all(t.endswith("T") for t in before["ticks"]["big"]), before["ticks"]["big"]  # 1e12 as 1T, 1.01T...
+        low, high = before["zeroRange"]
+        assert -1.5 <= low < 0 < high <= 1.5, before["zeroRange"]  # a flat 0 gets a tight axis, not 0..100
+        # hover: the value under the cursor, not "lr: 0"
+        over = page.locator('.nbt-chart[data-key="lr"] .u-over').first
+        box = over.bounding_box()
+        page.mouse.move(box["x"] + box["width"] * 0.99, box["y"] + box["height"] / 2)
+        hovered = page.locator('.nbt-chart[data-key="lr"] .u-legend .u-series').nth(2).locator(".u-value")
+        page.wait_for_function(
+            "() => { const v = document.querySelectorAll('.nbt-chart[data-key=\"lr\"] .u-legend .u-series')[2]"
+            ".querySelector('.u-value').textContent; return v && v !== '—' && v !== '--'; }",
+            timeout=10_000,
+        )
+        value = float(hovered.text_content())
+        assert 3.4e-4 < value < 6.5e-4, hovered.text_content()
+        page.screenshot(path=str(ARTIFACTS / "panel_small_values.png"))
+        # log y: the charts keep their order, ticked and unticked
+        panel = page.locator(".nbt-panel").first
+        panel.locator(".nbt-log input").check()
+        page.wait_for_function(
+            "() => document.querySelector('.nbt-chart[data-key=lr]').dataset.log === 'true'", timeout=10_000
+        )
+        ticked = page.evaluate(CHARTS)
+        assert ticked["order"] == before["order"] and ticked["logs"]["loss"] == "true"
+        assert ticked["logs"]["zero"] == "false" and ticked["logs"]["extra/b"] == "false"  # no log of 0 or < 0
+        assert "0" not in ticked["ticks"]["lr"], ticked["ticks"]["lr"]
+        panel.locator(".nbt-log input").uncheck()
+        page.wait_for_function(
+            "() => document.querySelector('.nbt-chart[data-key=lr]').dataset.log === 'false'", timeout=10_000
+        )
+        assert page.evaluate(CHARTS)["order"] == before["order"]
+        # the filter: counts follow it, and a filter matching nothing says so
+        search = panel.locator(".nbt-filter")
+        search.fill("extra/a")
+        filtered = page.evaluate(CHARTS)
+        assert filtered["sections"] == ["extra (1 of 2)"], filtered
+        search.fill("no-such-key")
+        empty = page.evaluate(CHARTS)
+        assert empty["sections"] == [] and 'contains "no-such-key"' in empty["nothing"], empty
+        search.fill("")
+        # a run with no metrics yet: a line saying so, and no controls
+        second = page.locator(".nbt-panel").nth(1)
+        assert second.locator(".nbt-controls").is_hidden()
+        assert "No metrics logged yet" in second.locator(".nbt-empty").first.text_content()
+        assert second.locator(".nbt-empty").first.is_visible()
+        page.screenshot(path=str(ARTIFACTS / "panel_empty_states.png"))
+        assert errors == []
+    finally:
+        server.stop()

@@ -24,6 +24,41 @@ function fmt(v) {
   return typeof v === "object" ? JSON.stringify(v) : String(v);
 }
 
+const SI = [[1e12, "T"], [1e9, "G"], [1e6, "M"], [1e3, "k"]];
+
+// one value as text for a tick or a hover: exact enough for any magnitude (1e-7 .. 1e12),
+// SI above 10,000, scientific below 0.001; never "0" for a value that is not 0
+function num(v, digits = 4) {
+  if (v === null || v === undefined || Number.isNaN(v)) return "—";
+  if (!Number.isFinite(v)) return v > 0 ? "∞" : "-∞";
+  if (v === 0) return "0";
+  const a = Math.abs(v);
+  if (a >= 1e4) {
+    for (const [f, s] of SI) if (a >= f) return `${+(v / f).toPrecision(digits)}${s}`;
+  }
+  if (a < 1e-3) return v.toExponential(Math.max(0, digits - 2)).replace(/\.?0+e/, "e");
+  return String(+v.toPrecision(digits));
+}
+
+// tick labels: the fewest digits that tell neighbouring ticks apart
+function ticks(splits) {
+  for (let digits = 2; digits <= 12; digits++) {
+    const labels = splits.map((v) => num(v, digits));
+    if (new Set(labels).size === labels.length) return labels;
+  }
+  return splits.map((v) => String(v));
+}
+
+// a y range with room around the data; a flat series gets a tight band around its value
+function yRange(u, min, max) {
+  if (min === null || max === null || !Number.isFinite(min) || !Number.isFinite(max)) return [0, 1];
+  if (min === max) {
+    const pad = min === 0 ? 1 : Math.abs(min) * 0.05;
+    return [min - pad, max + pad];
+  }
+  return uPlot.rangeNum(min, max, 0.1, true);
+}
+
 function elapsed(seconds) {
   if (!(seconds >= 0)) return "";
   const s = Math.floor(seconds % 60), m = Math.floor(seconds / 60) % 60, hr = Math.floor(seconds / 3600);
@@ -311,10 +346,13 @@ function render({ model, el }) {
   smoothLabel.append("smoothing ", smooth, smoothValue);
   controls.append(filter, logLabel, smoothLabel);
   const sections = h("div", "nbt-sections");
+  const nothing = h("div", "nbt-empty");
+  nothing.hidden = true;
   const textsBox = h("details", "nbt-texts");
   const summaryBox = h("details", "nbt-summary-box");
   const configBox = h("details", "nbt-config-box");
-  root.append(header, alertsBox, notes, where, controls, sections, textsBox, summaryBox, configBox);
+  const waiting = h("div", "nbt-empty", "No metrics logged yet: charts appear with the first run.log().");
+  root.append(header, alertsBox, notes, where, controls, waiting, nothing, sections, textsBox, summaryBox, configBox);
 
   // ---- state
   const data = {}; // key -> {xs, ys, tailX, tailY}
@@ -346,12 +384,15 @@ function render({ model, el }) {
     return groups[name];
   }
 
-  function makeChart(key) {
-    const wrap = h("div", "nbt-chart");
-    wrap.dataset.key = key;
-    wrap.append(h("div", "nbt-chart-title", key));
+  function makeChart(key, wrap) {
+    const fresh = !wrap;
+    if (fresh) {
+      wrap = h("div", "nbt-chart");
+      wrap.dataset.key = key;
+      wrap.append(h("div", "nbt-chart-title", key));
+    }
     const g = group(section(key));
-    g.grid.append(wrap);
+    if (fresh) g.grid.append(wrap);
     // canvas does not resolve CSS variables: read the theme's colours as values
     const css = getComputedStyle(root);
     const stroke = css.getPropertyValue("--nbt-line").trim() || "#1f77b4";
@@ -364,16 +405,43 @@ function render({ model, el }) {
         height: 150,
         legend: { live: true },
         cursor: { drag: { x: true, y: false } },
-        scales: { x: { time: false }, y: useLog ? { distr: 3 } : {} },
+        scales: { x: { time: false }, y: useLog ? { distr: 3 } : { range: yRange } },
         axes: [
-          { stroke: fg, grid: { stroke: gridColour }, ticks: { stroke: gridColour }, size: 30 },
-          { stroke: fg, grid: { stroke: gridColour }, ticks: { stroke: gridColour }, size: 50 },
+          {
+            stroke: fg,
+            grid: { stroke: gridColour },
+            ticks: { stroke: gridColour },
+            size: 30,
+            values: (u, splits) => ticks(splits),
+          },
+          {
+            stroke: fg,
+            grid: { stroke: gridColour },
+            ticks: { stroke: gridColour },
+            size: 50,
+            // the labels drawn are also kept on the chart, for tests and for reading
+            values: (u, splits) => {
+              const labels = ticks(splits);
+              wrap.dataset.yticks = labels.join("|");
+              return labels;
+            },
+          },
         ],
         series: [
-          { label: (model.get("axes") || {})[key] || (key.startsWith("system/") ? "seconds" : "step") },
-          { label: "raw", stroke, width: 1, alpha: 0.35, show: +smooth.value > 0 },
-          { label: key, stroke, width: 1.5 },
+          {
+            label: (model.get("axes") || {})[key] || (key.startsWith("system/") ? "seconds" : "step"),
+            value: (u, v) => num(v, 8),
+          },
+          { label: "raw", stroke, width: 1, alpha: 0.35, show: +smooth.value > 0, value: (u, v) => num(v, 5) },
+          { label: key, stroke, width: 1.5, value: (u, v) => num(v, 5) },
         ],
+        hooks: {
+          setScale: [
+            (u, k) => {
+              if (k === "y") wrap.dataset.yrange = `${u.scales.y.min},${u.scales.y.max}`;
+            },
+          ],
+        },
       },
       [[], [], []],
       wrap,
@@ -381,7 +449,14 @@ function render({ model, el }) {
     charts[key] = { wrap, plot, log: useLog, axis: (model.get("axes") || {})[key] || null };
     wrap.dataset.axis = charts[key].axis || "";
     wrap.dataset.log = String(useLog);
-    g.label.textContent = `${section(key)} (${g.grid.children.length})`;
+    if (fresh) countSection(g, section(key));
+  }
+
+  // "name (N)", or "name (shown of N)" while the filter hides some
+  function countSection(g, name) {
+    const all = g.grid.children.length;
+    const shown = [...g.grid.children].filter((c) => !c.hidden).length;
+    g.label.textContent = shown === all ? `${name} (${all})` : `${name} (${shown} of ${all})`;
   }
 
   function draw(key) {
@@ -389,9 +464,10 @@ function render({ model, el }) {
     const c = charts[key];
     const wantLog = logBox.checked && data[key].ys.every((y) => y === null || y > 0);
     if (wantLog !== c.log) {
+      // a new plot in the same place: the chart keeps its position in the grid
       c.plot.destroy();
-      c.wrap.remove();
       delete charts[key];
+      makeChart(key, c.wrap);
       return draw(key);
     }
     const [xs, ys] = points(key);
@@ -550,7 +626,7 @@ function render({ model, el }) {
     card.append(h("div", "nbt-chart-title", key), body, slider, label);
     const g = group(section(key));
     g.grid.append(card);
-    g.label.textContent = `${section(key)} (${g.grid.children.length})`;
+    countSection(g, section(key));
     const m = { items: [], card, slider, label, body, follow: true, shown: -1 };
     slider.addEventListener("input", () => {
       m.follow = +slider.value === m.items.length - 1;
@@ -592,9 +668,15 @@ function render({ model, el }) {
     const q = filter.value.trim().toLowerCase();
     for (const [k, c] of Object.entries(charts)) c.wrap.hidden = q !== "" && !k.toLowerCase().includes(q);
     for (const [k, m] of Object.entries(media)) m.card.hidden = q !== "" && !k.toLowerCase().includes(q);
-    for (const g of Object.values(groups)) {
-      g.details.hidden = ![...g.grid.children].some((c) => !c.hidden);
+    let shown = 0;
+    for (const [name, g] of Object.entries(groups)) {
+      const visible = [...g.grid.children].filter((c) => !c.hidden).length;
+      g.details.hidden = visible === 0;
+      shown += visible;
+      countSection(g, name);
     }
+    nothing.hidden = q === "" || shown > 0;
+    nothing.textContent = `No metric or media key contains "${filter.value.trim()}".`;
   }
 
   function redraw() {
@@ -603,6 +685,7 @@ function render({ model, el }) {
     dirty = new Set();
     const keys = Object.keys(data);
     controls.hidden = keys.length + Object.keys(media).length === 0;
+    waiting.hidden = !controls.hidden;
     filter.hidden = keys.length + Object.keys(media).length <= FILTER_AFTER;
     applyFilter();
     let most = 0;

@@ -31,6 +31,8 @@ var tr="uplot",lr="u-hz",nr="u-vt",or="u-title",ir="u-wrap",sr="u-under",rr="u-o
 .nbt-badge[data-state="crashed"] { background: #9a6700; }
 @keyframes nbt-pulse { 50% { opacity: 0.65; } }
 .nbt-controls { display: flex; gap: 14px; align-items: center; margin: 4px 0; color: var(--nbt-muted); }
+.nbt-controls[hidden], .nbt-empty[hidden] { display: none; }
+.nbt-empty { color: var(--nbt-muted); margin: 6px 0; font-style: italic; }
 .nbt-filter { padding: 2px 6px; border: 1px solid var(--nbt-border); border-radius: 4px; background: var(--nbt-bg); color: var(--nbt-fg); }
 .nbt-section > summary, .nbt-panel details > summary { cursor: pointer; font-weight: 600; margin: 4px 0; }
 .nbt-grid { display: flex; flex-wrap: wrap; gap: 8px; }
