@@ -591,14 +591,13 @@ def test_numbers_axes_log_toggle_and_empty_states(browser, tmp_path):
         assert -1.5 <= low < 0 < high <= 1.5, before["zeroRange"]  # a flat 0 gets a tight axis, not 0..100
         # hover: the value under the cursor, not "lr: 0"
         over = page.locator('.nbt-chart[data-key="lr"] .u-over').first
-        box = over.bounding_box()
-        page.mouse.move(box["x"] + box["width"] * 0.99, box["y"] + box["height"] / 2)
+        over.scroll_into_view_if_needed()
         hovered = page.locator('.nbt-chart[data-key="lr"] .u-legend .u-series').nth(2).locator(".u-value")
-        page.wait_for_function(
-            "() => { const v = document.querySelectorAll('.nbt-chart[data-key=\"lr\"] .u-legend .u-series')[2]"
-            ".querySelector('.u-value').textContent; return v && v !== '—' && v !== '--'; }",
-            timeout=10_000,
-        )
+        deadline = time.monotonic() + 30
+        while hovered.text_content() in ("—", "--", "") and time.monotonic() < deadline:
+            box = over.bounding_box()  # move in steps until the chart's cursor follows (it needs mouse events)
+            page.mouse.move(box["x"] + 5, box["y"] + 5)
+            page.mouse.move(box["x"] + box["width"] * 0.99, box["y"] + box["height"] / 2, steps=4)
         value = float(hovered.text_content())
         assert 3.4e-4 < value < 6.5e-4, hovered.text_content()
         page.screenshot(path=str(ARTIFACTS / "panel_small_values.png"))
@@ -617,6 +616,9 @@ def test_numbers_axes_log_toggle_and_empty_states(browser, tmp_path):
             "() => document.querySelector('.nbt-chart[data-key=lr]').dataset.log === 'false'", timeout=10_000
         )
         assert page.evaluate(CHARTS)["order"] == before["order"]
+        page.wait_for_function(
+            "() => document.querySelector('.nbt-chart[data-key=lr]').dataset.yticks.includes('e-4')", timeout=10_000
+        )
         # the filter: counts follow it, and a filter matching nothing says so
         search = panel.locator(".nbt-filter")
         search.fill("extra/a")
@@ -626,11 +628,18 @@ def test_numbers_axes_log_toggle_and_empty_states(browser, tmp_path):
         empty = page.evaluate(CHARTS)
         assert empty["sections"] == [] and 'contains "no-such-key"' in empty["nothing"], empty
         search.fill("")
+        # shown again, the charts the filter hid are drawn at their own scale again
+        page.wait_for_function(
+            "() => document.querySelector('.nbt-chart[data-key=lr]').dataset.yticks.includes('e-4')"
+            " && document.querySelector('.nbt-chart[data-key=big]').dataset.yticks.includes('T')",
+            timeout=10_000,
+        )
         # a run with no metrics yet: a line saying so, and no controls
         second = page.locator(".nbt-panel").nth(1)
         assert second.locator(".nbt-controls").is_hidden()
         assert "No metrics logged yet" in second.locator(".nbt-empty").first.text_content()
         assert second.locator(".nbt-empty").first.is_visible()
+        second.scroll_into_view_if_needed()
         page.screenshot(path=str(ARTIFACTS / "panel_empty_states.png"))
         assert errors == []
     finally:

@@ -51,7 +51,10 @@ function ticks(splits) {
 
 // a y range with room around the data; a flat series gets a tight band around its value
 function yRange(u, min, max) {
-  if (min === null || max === null || !Number.isFinite(min) || !Number.isFinite(max)) return [0, 1];
+  if (min === null || max === null || !Number.isFinite(min) || !Number.isFinite(max)) {
+    const s = u.scales.y; // nothing in view (a hidden chart): keep the range it had
+    return Number.isFinite(s.min) && Number.isFinite(s.max) ? [s.min, s.max] : [0, 1];
+  }
   if (min === max) {
     const pad = min === 0 ? 1 : Math.abs(min) * 0.05;
     return [min - pad, max + pad];
@@ -443,7 +446,7 @@ function render({ model, el }) {
           ],
         },
       },
-      [[], [], []],
+      fresh ? [[], [], []] : chartData(key),
       wrap,
     );
     charts[key] = { wrap, plot, log: useLog, axis: (model.get("axes") || {})[key] || null };
@@ -459,6 +462,13 @@ function render({ model, el }) {
     g.label.textContent = shown === all ? `${name} (${all})` : `${name} (${shown} of ${all})`;
   }
 
+  // what a chart of ``key`` shows: x, the raw series (while smoothing) and the smoothed one
+  function chartData(key) {
+    const [xs, ys] = points(key);
+    const w = +smooth.value;
+    return [xs, w > 0 ? ys : ys.map(() => null), ema(ys, w)];
+  }
+
   function draw(key) {
     if (!charts[key]) makeChart(key);
     const c = charts[key];
@@ -470,11 +480,10 @@ function render({ model, el }) {
       makeChart(key, c.wrap);
       return draw(key);
     }
-    const [xs, ys] = points(key);
     const w = +smooth.value;
     c.wrap.dataset.smoothing = String(w);
     c.plot.setSeries(1, { show: w > 0 });
-    c.plot.setData([xs, w > 0 ? ys : ys.map(() => null), ema(ys, w)]);
+    c.plot.setData(chartData(key));
   }
 
   // ---- media: the latest image / video / histogram / table per key, with a step slider
@@ -666,7 +675,12 @@ function render({ model, el }) {
 
   function applyFilter() {
     const q = filter.value.trim().toLowerCase();
-    for (const [k, c] of Object.entries(charts)) c.wrap.hidden = q !== "" && !k.toLowerCase().includes(q);
+    for (const [k, c] of Object.entries(charts)) {
+      const hide = q !== "" && !k.toLowerCase().includes(q);
+      if (c.wrap.hidden && !hide) dirty.add(k); // drawn again once shown: a hidden chart has no size to scale by
+      c.wrap.hidden = hide;
+    }
+    if (dirty.size && !frame) frame = requestAnimationFrame(redraw);
     for (const [k, m] of Object.entries(media)) m.card.hidden = q !== "" && !k.toLowerCase().includes(q);
     let shown = 0;
     for (const [name, g] of Object.entries(groups)) {
