@@ -105,7 +105,7 @@ class Client:
         self._lock = threading.Lock()
         self._local = threading.local()
         self._sessions: list[Any] = []
-        self._pool: Any = None
+        self._pool: RequestPool | None = None
         self.requests_sent = 0
         self.closed = False
 
@@ -125,13 +125,11 @@ class Client:
                 self._sessions.append(session)
         return session
 
-    def pool(self, size: int) -> Any:
+    def pool(self, size: int) -> RequestPool:
         """Threads for requests in flight at once (made on first use, kept for the client's life)."""
         with self._lock:
             if self._pool is None:
-                from concurrent.futures import ThreadPoolExecutor
-
-                self._pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="nbtrack-sync-request")
+                self._pool = RequestPool(size)
             return self._pool
 
     def close(self) -> None:
@@ -140,7 +138,7 @@ class Client:
             pool, self._pool = self._pool, None
             sessions, self._sessions = self._sessions, []
         if pool is not None:
-            pool.shutdown(wait=False)
+            pool.shutdown()
         for session in sessions:
             session.close()
 
@@ -346,6 +344,46 @@ class Client:
         self.call(
             "POST", API + "registered-models/alias", json={"name": name, "alias": alias, "version": version}, **kw
         )
+
+
+class RequestPool:
+    """A few daemon threads that run calls and hand back futures.  Daemon threads, unlike
+    ``concurrent.futures``' pool, never hold up the interpreter's exit while a request
+    to a hung server is waiting for its timeout (the run's rows are in the store)."""
+
+    def __init__(self, size: int) -> None:
+        import queue
+
+        self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.threads = [
+            threading.Thread(target=self._work, name=f"nbtrack-sync-request-{i}", daemon=True) for i in range(size)
+        ]
+        for thread in self.threads:
+            thread.start()
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
+        from concurrent.futures import Future
+
+        future: Future[Any] = Future()
+        self.queue.put((future, fn, args))
+        return future
+
+    def _work(self) -> None:
+        while True:
+            item = self.queue.get()
+            if item is None:
+                return
+            future, fn, args = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn(*args))
+            except BaseException as exc:  # handed to whoever waits on the future
+                future.set_exception(exc)
+
+    def shutdown(self) -> None:
+        for _ in self.threads:
+            self.queue.put(None)
 
 
 def _body(response: Any) -> Any:

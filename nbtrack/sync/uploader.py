@@ -54,6 +54,8 @@ MAX_KEY = 250
 MAX_PARAM_VALUE = 6000
 MAX_TAG_VALUE = 8000
 ROWS_PER_READ = 2000
+
+
 # log-batch requests in flight at once for one run (NBTRACK_SYNC_PARALLEL; 1: one at a time)
 def _parallel(text: str | None) -> int:
     try:
