@@ -654,7 +654,9 @@ class RunUploader:
                     on_progress(progress)
 
             batches = _metric_batches(rows, lambda r: r["_step"] if history else r["_timestamp"], self._metric_name)
-            if not self._send_metric_batches(remote, batches, sent, kw):
+            if not self._send_metric_batches(remote, batches, sent, kw) or len(rows) < ROWS_PER_READ:
+                # a short read was all there was: rows logged meanwhile go with the next pass,
+                # so a live run makes about one small request a second, not one per few rows
                 return
 
     # ------------------------------------------------------ media and text
