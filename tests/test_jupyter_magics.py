@@ -215,6 +215,23 @@ def test_track_runs_table(shell, store_dir):
     assert [row["config.lr"] for row in table.rows()] == ["0.2", "0.1"]  # newest first
 
 
+def test_track_runs_with_nothing_to_show_says_where_it_looked(shell, store_dir, tmp_path):
+    other = tmp_path / "elsewhere"
+    ok(shell, f"r = %track_init -p made-elsewhere --dir {other}")
+    ok(shell, "%track_finish")
+    made = shell.user_ns["r"].id
+    cap = ok(shell, "%track_runs -p made-elsewhere")  # looks in the default store, not --dir's
+    assert "Out[" not in cap.stdout  # no empty, header-only table
+    assert f"no runs of project 'made-elsewhere' in the store under {store_dir}" in cap.stdout
+    assert "pass --dir D" in cap.stdout
+    ok(shell, "r = %track_init -p here")
+    ok(shell, "%track_finish")
+    cap = ok(shell, "%track_runs -p missing")
+    assert "projects there: here" in cap.stdout
+    cap = ok(shell, f"%track_runs -p made-elsewhere --dir {other}")
+    assert made in cap.stdout and "finished" in cap.stdout  # with --dir, the table
+
+
 def test_cell_magic_success_and_failure(shell, store_dir):
     ok(shell, "import nbtrack")
     ok(shell, "%%track -p cells -n good\nnbtrack.log({'a': 1})\ncell_value = 42")

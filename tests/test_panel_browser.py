@@ -234,7 +234,8 @@ RUNS_CELLS = (
     "    with nbtrack.init(project='cmp', dir={dir!r}, name=f'lr-{{lr}}', tags=['sweep' if lr != 0.2 else 'extra'],\n"
     "                      config={{'lr': lr}}, settings={{'quiet': True}}) as run:\n"
     "        for i in range(50):\n"
-    "            run.log({{'loss': lr * 10 / (i + 1)}})",
+    "            run.log({{'loss': lr * 10 / (i + 1)}})\n"
+    "        run.summary['best'] = lr  # set by hand: no history",
     "%load_ext nbtrack\n%track_runs -p cmp --dir {dir}",
     # 250 runs made by a script: made in the notebook, each would show a live panel of its own
     "import subprocess, sys\n"
@@ -275,8 +276,20 @@ def test_runs_table_sorts_filters_and_overlays(browser, tmp_path):
         page.wait_for_function("() => document.querySelector('.nbt-runs').dataset.overlay === '2'", timeout=30_000)
         legend = page.evaluate("() => document.querySelector('.nbt-overlay .u-legend').textContent")
         assert "lr-0.1" in legend and "lr-0.3" in legend
+        first = page.locator(".nbt-runs").first
+        first.locator(".nbt-log input").check()  # log scale in the overlay too
+        page.wait_for_function("() => document.querySelector('.nbt-overlay').dataset.log === 'true'", timeout=10_000)
+        labels = page.evaluate("() => document.querySelector('.nbt-overlay').dataset.yticks").split("|")
+        assert len(labels) == len(set(labels)) and "0" not in labels, labels
         page.wait_for_timeout(300)
         page.screenshot(path=str(ARTIFACTS / "runs_table.png"))
+        first.locator(".nbt-metric").select_option("best")  # a summary value with no history: said, not drawn empty
+        page.wait_for_function(
+            "() => (document.querySelector('.nbt-overlay .nbt-empty') || {}).textContent?.includes('No history of best')",
+            timeout=30_000,
+        )
+        first.locator(".nbt-metric").select_option("loss")
+        page.wait_for_function("() => document.querySelector('.nbt-runs').dataset.overlay === '2'", timeout=30_000)
         # a project of many runs: the first 100 rows are drawn, "show more" adds 100 at a time
         many = ".nbt-runs[data-matching='250']"
         page.wait_for_selector(many, timeout=120_000)

@@ -4,6 +4,7 @@
 import uPlot from "uplot";
 import uplotCss from "uplot/dist/uPlot.min.css";
 import panelCss from "./panel.css";
+import { num, ticks, yRange } from "./format.js";
 
 const FILTER_AFTER = 6; // metrics before the filter box appears
 
@@ -22,44 +23,6 @@ function fmt(v) {
   }
   if (v === null || v === undefined) return "None";
   return typeof v === "object" ? JSON.stringify(v) : String(v);
-}
-
-const SI = [[1e12, "T"], [1e9, "G"], [1e6, "M"], [1e3, "k"]];
-
-// one value as text for a tick or a hover: exact enough for any magnitude (1e-7 .. 1e12),
-// SI above 10,000, scientific below 0.001; never "0" for a value that is not 0
-function num(v, digits = 4) {
-  if (v === null || v === undefined || Number.isNaN(v)) return "—";
-  if (!Number.isFinite(v)) return v > 0 ? "∞" : "-∞";
-  if (v === 0) return "0";
-  const a = Math.abs(v);
-  if (a >= 1e4) {
-    for (const [f, s] of SI) if (a >= f) return `${+(v / f).toPrecision(digits)}${s}`;
-  }
-  if (a < 1e-3) return v.toExponential(Math.max(0, digits - 2)).replace(/\.?0+e/, "e");
-  return String(+v.toPrecision(digits));
-}
-
-// tick labels: the fewest digits that tell neighbouring ticks apart
-function ticks(splits) {
-  for (let digits = 2; digits <= 12; digits++) {
-    const labels = splits.map((v) => num(v, digits));
-    if (new Set(labels).size === labels.length) return labels;
-  }
-  return splits.map((v) => String(v));
-}
-
-// a y range with room around the data; a flat series gets a tight band around its value
-function yRange(u, min, max) {
-  if (min === null || max === null || !Number.isFinite(min) || !Number.isFinite(max)) {
-    const s = u.scales.y; // nothing in view (a hidden chart): keep the range it had
-    return Number.isFinite(s.min) && Number.isFinite(s.max) ? [s.min, s.max] : [0, 1];
-  }
-  if (min === max) {
-    const pad = min === 0 ? 1 : Math.abs(min) * 0.05;
-    return [min - pad, max + pad];
-  }
-  return uPlot.rangeNum(min, max, 0.1, true);
 }
 
 function elapsed(seconds) {
@@ -424,8 +387,8 @@ function render({ model, el }) {
             size: 50,
             // the labels drawn are also kept on the chart, for tests and for reading
             values: (u, splits) => {
-              const labels = ticks(splits);
-              wrap.dataset.yticks = labels.join("|");
+              const labels = ticks(splits, u.scales.y.distr === 3);
+              wrap.dataset.yticks = labels.filter((l) => l !== null).join("|");
               return labels;
             },
           },

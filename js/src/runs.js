@@ -3,6 +3,7 @@
 import uPlot from "uplot";
 import uplotCss from "uplot/dist/uPlot.min.css";
 import panelCss from "./panel.css";
+import { num, ticks, yRange } from "./format.js";
 
 const PAGE = 100; // rows drawn at first, and added by each "show more": a 10,000-run project stays quick
 const COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"];
@@ -26,7 +27,11 @@ function render({ model, el }) {
   filter.type = "search";
   filter.placeholder = "filter: name, tag, state, group";
   const metric = h("select", "nbt-metric");
-  bar.append(filter, h("span", null, "overlay "), metric);
+  const logLabel = h("label", "nbt-log");
+  const logBox = h("input");
+  logBox.type = "checkbox";
+  logLabel.append(logBox, " log y");
+  bar.append(filter, h("span", null, "overlay "), metric, logLabel);
   const table = h("table", "nbt-runs-table");
   const chartBox = h("div", "nbt-overlay");
   const parallelBox = h("div", "nbt-parallel");
@@ -37,6 +42,7 @@ function render({ model, el }) {
   const initial = model.get("initial_sort") || {};
   let sortKey = initial.key || "start", sortDir = initial.key ? initial.dir || 1 : -1, plot = null;
   let shownRows = PAGE;
+  let last = null; // the last history message, drawn again when log y changes
   more.addEventListener("click", () => {
     shownRows += PAGE;
     drawTable();
@@ -194,6 +200,7 @@ function render({ model, el }) {
     if (!selected.size || !metric.value) {
       if (plot) plot.destroy();
       plot = null;
+      last = null;
       chartBox.replaceChildren();
       root.dataset.overlay = "0";
       return;
@@ -203,7 +210,16 @@ function render({ model, el }) {
 
   function onMessage(msg) {
     if (!msg || msg.type !== "history" || msg.key !== metric.value) return;
+    last = msg;
     const entries = Object.entries(msg.series);
+    if (plot) plot.destroy();
+    plot = null;
+    if (!entries.some(([, [, sx]]) => sx.length)) {
+      // ticked runs with no history of this key: say so rather than draw an empty chart
+      chartBox.replaceChildren(h("div", "nbt-empty", `No history of ${msg.key} in the selected runs: pick another metric.`));
+      root.dataset.overlay = "0";
+      return;
+    }
     const xs = [...new Set(entries.flatMap(([, s]) => s[1]))].sort((a, b) => a - b);
     const index = new Map(xs.map((x, i) => [x, i]));
     const data = [xs];
@@ -212,17 +228,31 @@ function render({ model, el }) {
       const ys = new Array(xs.length).fill(null);
       sx.forEach((x, j) => { ys[index.get(x)] = sy[j]; });
       data.push(ys);
-      series.push({ label: name, stroke: COLOURS[i % COLOURS.length], width: 1.5, spanGaps: true });
+      series.push({
+        label: name, stroke: COLOURS[i % COLOURS.length], width: 1.5, spanGaps: true, value: (u, v) => num(v, 5),
+      });
     });
-    if (plot) plot.destroy();
     chartBox.replaceChildren(h("div", "nbt-chart-title", msg.key));
     const css = getComputedStyle(root);
     const fg = css.getPropertyValue("--nbt-fg").trim() || "#1f2328";
     const grid = css.getPropertyValue("--nbt-grid").trim() || "#eaeef2";
+    const useLog = logBox.checked && data.slice(1).every((ys) => ys.every((y) => y === null || y > 0));
     plot = new uPlot({
-      width: 620, height: 260, scales: { x: { time: false } }, series,
-      axes: [{ stroke: fg, grid: { stroke: grid } }, { stroke: fg, grid: { stroke: grid } }],
+      width: 620, height: 260, series,
+      scales: { x: { time: false }, y: useLog ? { distr: 3 } : { range: yRange } },
+      axes: [
+        { stroke: fg, grid: { stroke: grid }, values: (u, splits) => ticks(splits) },
+        {
+          stroke: fg, grid: { stroke: grid }, size: 50,
+          values: (u, splits) => {
+            const labels = ticks(splits, u.scales.y.distr === 3);
+            chartBox.dataset.yticks = labels.filter((l) => l !== null).join("|");
+            return labels;
+          },
+        },
+      ],
     }, data, chartBox);
+    chartBox.dataset.log = String(useLog);
     root.dataset.overlay = String(entries.length);
   }
 
@@ -231,6 +261,9 @@ function render({ model, el }) {
   filter.addEventListener("input", () => {
     shownRows = PAGE;
     drawTable();
+  });
+  logBox.addEventListener("change", () => {
+    if (last) onMessage(last);
   });
   metric.addEventListener("change", () => {
     request();

@@ -221,7 +221,11 @@ class TrackMagics(Magics):
         dir = args.dir or self.default_dir
         if dir is None and current is not None and current.dir is not None:
             dir = current.store_dir
-        records = api.Api(dir).runs(project, limit=args.limit)
+        reader = api.Api(dir)
+        records = reader.runs(project, limit=args.limit)
+        if not records:  # an empty table says nothing: say where we looked and what is there
+            print(_no_runs(reader, project))
+            return None
         return self.layer.runs_view(records, project)
 
     @magic_arguments()
@@ -246,3 +250,14 @@ class TrackMagics(Magics):
         return self.layer.runs_view(
             records, sweep.project, sort_by=metric.get("name"), descending=metric.get("goal") == "maximize"
         )
+
+
+def _no_runs(reader: api.Api, project: str | None) -> str:
+    """Why ``%track_runs`` shows no table: where it looked, and what that store has."""
+    what = f"no runs of project {project!r}" if project else "no runs"
+    others = [p.name for p in reader.projects() if p.name != project]
+    here = f"; projects there: {', '.join(others[:20])}" if others else ""
+    return (
+        f"%track_runs: {what} in the store under {reader.root.parent}{here}. "
+        "Runs made with init(dir=D) are in D's store: pass --dir D"
+    )

@@ -72,6 +72,12 @@ class RunsView(anywidget.AnyWidget):
                 if isinstance(v, (int, float)) and not isinstance(v, bool)
             }
         )
+        if metrics and records:
+            # keys with a history first (the overlay opens on the first): a summary value set
+            # by hand has none; judged on the newest run, one sampled point a key
+            newest = records[0]
+            found = RunList([newest]).series(metrics, samples=1)[newest.id]
+            metrics.sort(key=lambda k: len(found[k].steps) == 0)
         initial = {"key": sort_by, "dir": -1 if descending else 1} if sort_by else {}
         super().__init__(
             project=project, columns=table.columns(), rows=rows, metrics=metrics, params=params, initial_sort=initial

@@ -1,0 +1,49 @@
+// Numbers as text on charts: ticks, hover values and y ranges, shared by the panel and
+// the runs table.
+import uPlot from "uplot";
+
+const SI = [[1e12, "T"], [1e9, "G"], [1e6, "M"], [1e3, "k"]];
+
+// one value as text for a tick or a hover: exact enough for any magnitude (1e-7 .. 1e12),
+// SI above 10,000, scientific below 0.001; never "0" for a value that is not 0
+export function num(v, digits = 4) {
+  if (v === null || v === undefined || Number.isNaN(v)) return "—";
+  if (!Number.isFinite(v)) return v > 0 ? "∞" : "-∞";
+  if (v === 0) return "0";
+  const a = Math.abs(v);
+  if (a >= 1e4) {
+    for (const [f, s] of SI) if (a >= f) return `${+(v / f).toPrecision(digits)}${s}`;
+  }
+  if (a < 1e-3) return v.toExponential(Math.max(0, digits - 2)).replace(/\.?0+e/, "e");
+  return String(+v.toPrecision(digits));
+}
+
+// tick labels: the fewest digits that tell neighbouring ticks apart; on a log axis only
+// the powers of ten are labelled (when two or more are in view), as uPlot's own log axis does
+export function ticks(splits, log = false) {
+  const shown = (v) => v !== null && Number.isFinite(v);
+  let keep = splits.map(shown);
+  if (log) {
+    const decade = (v) => shown(v) && v > 0 && Math.abs(Math.log10(v) - Math.round(Math.log10(v))) < 1e-9;
+    if (splits.filter(decade).length >= 2) keep = splits.map(decade);
+  }
+  const real = splits.filter((v, i) => keep[i]);
+  for (let digits = 2; digits <= 12; digits++) {
+    const labels = real.map((v) => num(v, digits));
+    if (new Set(labels).size === labels.length) return splits.map((v, i) => (keep[i] ? num(v, digits) : null));
+  }
+  return splits.map((v, i) => (keep[i] ? String(v) : null));
+}
+
+// a y range with room around the data; a flat series gets a tight band around its value
+export function yRange(u, min, max) {
+  if (min === null || max === null || !Number.isFinite(min) || !Number.isFinite(max)) {
+    const s = u.scales.y; // nothing in view (a hidden chart): keep the range it had
+    return Number.isFinite(s.min) && Number.isFinite(s.max) ? [s.min, s.max] : [0, 1];
+  }
+  if (min === max) {
+    const pad = min === 0 ? 1 : Math.abs(min) * 0.05;
+    return [min - pad, max + pad];
+  }
+  return uPlot.rangeNum(min, max, 0.1, true);
+}
