@@ -595,6 +595,8 @@ def test_numbers_axes_log_toggle_and_empty_states(browser, tmp_path):
             timeout=90_000,
         )
         before = page.evaluate(CHARTS)
+        # sections in the order of first logging (lr, a "metrics" key, came first), not alphabetical
+        assert before["sections"] == ["metrics (5)", "extra (2)"], before["sections"]
         # small values: ticks tell each other apart, none reads 0
         lr = before["ticks"]["lr"]
         assert len(lr) >= 2 and len(set(lr)) == len(lr) and "0" not in lr, lr

@@ -344,7 +344,8 @@ function render({ model, el }) {
       const grid = h("div", "nbt-grid");
       details.append(label, grid);
       groups[name] = { details, grid, label };
-      const names = Object.keys(groups).sort((a, b) => (a === "system") - (b === "system") || a.localeCompare(b));
+      // sections in the order their first key was logged; system metrics last
+      const names = Object.keys(groups).sort((a, b) => (a === "system") - (b === "system"));
       for (const n of names) sections.append(groups[n].details);
     }
     return groups[name];
