@@ -34,26 +34,27 @@ class FaultProxy:
             def log_message(self, *args):
                 pass
 
+            def _reply(self, status, code, message):
+                """An MLflow-style JSON error."""
+                payload = json.dumps({"error_code": code, "message": message}).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
             def _handle(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
                 proxy.auth_headers.append(self.headers.get("Authorization") or "")
                 proxy.requests[self.path.split("?")[0]] += 1
+                names = set()
                 if self.path.endswith("/runs/log-batch") and body:
                     names = {m.get("key") for m in json.loads(body).get("metrics", [])}
-                    if names and proxy.metrics_delay:
-                        proxy.release.wait(proxy.metrics_delay)
-                if proxy.refuse_key is not None and self.path.endswith("/runs/log-batch") and body:
-                    if proxy.refuse_key in names:
-                        payload = json.dumps(
-                            {"error_code": "INVALID_PARAMETER_VALUE", "message": "metric key refused by policy"}
-                        ).encode()
-                        self.send_response(400)
-                        self.send_header("Content-Type", "application/json")
-                        self.send_header("Content-Length", str(len(payload)))
-                        self.end_headers()
-                        self.wfile.write(payload)
-                        return
+                if names and proxy.metrics_delay:
+                    proxy.release.wait(proxy.metrics_delay)
+                if proxy.refuse_key is not None and proxy.refuse_key in names:
+                    return self._reply(400, "INVALID_PARAMETER_VALUE", "metric key refused by policy")
                 if proxy.mode == "hang":
                     proxy.held += 1
                     try:
@@ -64,13 +65,7 @@ class FaultProxy:
                     return
                 if proxy.mode == "500":
                     proxy.errors_500 += 1
-                    payload = b'{"error_code": "INTERNAL_ERROR", "message": "injected"}'
-                    self.send_response(500)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
-                    return
+                    return self._reply(500, "INTERNAL_ERROR", "injected")
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
                 upstream = requests.request(
                     self.command, proxy.upstream + self.path, data=body, headers=headers, timeout=60

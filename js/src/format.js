@@ -27,12 +27,26 @@ export function ticks(splits, log = false) {
     const decade = (v) => shown(v) && v > 0 && Math.abs(Math.log10(v) - Math.round(Math.log10(v))) < 1e-9;
     if (splits.filter(decade).length >= 2) keep = splits.map(decade);
   }
-  const real = splits.filter((v, i) => keep[i]);
   for (let digits = 2; digits <= 12; digits++) {
-    const labels = real.map((v) => num(v, digits));
-    if (new Set(labels).size === labels.length) return splits.map((v, i) => (keep[i] ? num(v, digits) : null));
+    const labels = splits.map((v, i) => (keep[i] ? num(v, digits) : null));
+    const kept = labels.filter((l) => l !== null);
+    if (new Set(kept).size === kept.length) return labels;
   }
   return splits.map((v, i) => (keep[i] ? String(v) : null));
+}
+
+// a y axis's labels, also kept on ``el`` (data-yticks) for tests and for reading
+export function yTickLabels(el) {
+  return (u, splits) => {
+    const labels = ticks(splits, u.scales.y.distr === 3);
+    el.dataset.yticks = labels.filter((l) => l !== null).join("|");
+    return labels;
+  };
+}
+
+// whether a series can go on a log axis: every value above 0 (gaps allowed)
+export function allPositive(ys) {
+  return ys.every((y) => y === null || y > 0);
 }
 
 // a y range with room around the data; a flat series gets a tight band around its value

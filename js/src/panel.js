@@ -4,7 +4,7 @@
 import uPlot from "uplot";
 import uplotCss from "uplot/dist/uPlot.min.css";
 import panelCss from "./panel.css";
-import { num, ticks, yRange } from "./format.js";
+import { allPositive, num, ticks, yRange, yTickLabels } from "./format.js";
 
 const FILTER_AFTER = 6; // metrics before the filter box appears
 
@@ -365,7 +365,7 @@ function render({ model, el }) {
     const stroke = css.getPropertyValue("--nbt-line").trim() || "#1f77b4";
     const fg = css.getPropertyValue("--nbt-fg").trim() || "#1f2328";
     const gridColour = css.getPropertyValue("--nbt-grid").trim() || "#eaeef2";
-    const useLog = logBox.checked && data[key].ys.every((y) => y === null || y > 0);
+    const useLog = logBox.checked && allPositive(data[key].ys);
     const plot = new uPlot(
       {
         width: 300,
@@ -386,12 +386,7 @@ function render({ model, el }) {
             grid: { stroke: gridColour },
             ticks: { stroke: gridColour },
             size: 50,
-            // the labels drawn are also kept on the chart, for tests and for reading
-            values: (u, splits) => {
-              const labels = ticks(splits, u.scales.y.distr === 3);
-              wrap.dataset.yticks = labels.filter((l) => l !== null).join("|");
-              return labels;
-            },
+            values: yTickLabels(wrap),
           },
         ],
         series: [
@@ -436,7 +431,7 @@ function render({ model, el }) {
   function draw(key) {
     if (!charts[key]) makeChart(key);
     const c = charts[key];
-    const wantLog = logBox.checked && data[key].ys.every((y) => y === null || y > 0);
+    const wantLog = logBox.checked && allPositive(data[key].ys);
     if (wantLog !== c.log) {
       // a new plot in the same place: the chart keeps its position in the grid
       c.plot.destroy();

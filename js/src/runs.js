@@ -3,7 +3,7 @@
 import uPlot from "uplot";
 import uplotCss from "uplot/dist/uPlot.min.css";
 import panelCss from "./panel.css";
-import { num, ticks, yRange } from "./format.js";
+import { allPositive, num, ticks, yRange, yTickLabels } from "./format.js";
 
 const PAGE = 100; // rows drawn at first, and added by each "show more": a 10,000-run project stays quick
 const COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"];
@@ -236,7 +236,7 @@ function render({ model, el }) {
     const css = getComputedStyle(root);
     const fg = css.getPropertyValue("--nbt-fg").trim() || "#1f2328";
     const grid = css.getPropertyValue("--nbt-grid").trim() || "#eaeef2";
-    const useLog = logBox.checked && data.slice(1).every((ys) => ys.every((y) => y === null || y > 0));
+    const useLog = logBox.checked && data.slice(1).every(allPositive);
     plot = new uPlot({
       width: 620, height: 260, series,
       scales: { x: { time: false }, y: useLog ? { distr: 3 } : { range: yRange } },
@@ -244,11 +244,7 @@ function render({ model, el }) {
         { stroke: fg, grid: { stroke: grid }, values: (u, splits) => ticks(splits) },
         {
           stroke: fg, grid: { stroke: grid }, size: 50,
-          values: (u, splits) => {
-            const labels = ticks(splits, u.scales.y.distr === 3);
-            chartBox.dataset.yticks = labels.filter((l) => l !== null).join("|");
-            return labels;
-          },
+          values: yTickLabels(chartBox),
         },
       ],
     }, data, chartBox);

@@ -9,6 +9,7 @@ to drop); a server that stays unreachable raises ``CommError``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import threading
@@ -173,14 +174,10 @@ class Client:
                 self.requests_sent += 1
             session = self.session
             try:
-                if isinstance(data, Path):  # a file: streamed, opened again for each attempt
-                    with open(data, "rb") as stream:
-                        response = session.request(
-                            method, url, json=json, params=params, data=stream, timeout=(min(timeout, 5.0), timeout)
-                        )
-                else:
+                # a file is streamed, opened again for each attempt
+                with open(data, "rb") if isinstance(data, Path) else contextlib.nullcontext(data) as body:
                     response = session.request(
-                        method, url, json=json, params=params, data=data, timeout=(min(timeout, 5.0), timeout)
+                        method, url, json=json, params=params, data=body, timeout=(min(timeout, 5.0), timeout)
                     )
             except self.requests.exceptions.SSLError as exc:
                 raise CommError(

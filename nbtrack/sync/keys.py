@@ -41,7 +41,7 @@ def mapped(key: str) -> str:
     """``key`` itself when MLflow takes it, else its mapped name (see the module's doc)."""
     if valid(key):
         return key
-    return with_suffix(_clean(key), key)
+    return with_suffix(clean(key), key)
 
 
 def with_suffix(base: str, original: str) -> str:
@@ -50,7 +50,8 @@ def with_suffix(base: str, original: str) -> str:
     return f"{base[: MAX_KEY - SUFFIX].rstrip('/')}-{digest}"
 
 
-def _clean(key: str) -> str:
+def clean(key: str) -> str:
+    """``key`` with MLflow's characters only and no empty, ``.`` or ``..`` part (no suffix, not cut)."""
     text = _REFUSED.sub("_", key)
     parts = []
     for part in text.split("/"):

@@ -17,7 +17,7 @@ from .. import workers
 from ..errors import AuthenticationError, CommError
 from ..store.local import LocalStore
 from .client import Client, Server
-from .uploader import Progress, RunUploader, _warn
+from .uploader import Progress, RunUploader, _never, _warn
 
 PASS_INTERVAL = 1.0  # seconds between passes while a run is healthy
 SLICE = 2.0  # seconds of sending for one run before the next run's turn
@@ -282,7 +282,3 @@ class SyncService(workers.Worker):
             )
         if more:
             self.wake()  # the next slice at once: a backlog is worked off without pauses
-
-
-def _never() -> bool:
-    return False

@@ -50,7 +50,6 @@ T = TypeVar("T")
 MAX_ITEMS = 1000  # metrics + params + tags in one log-batch
 MAX_PARAMS_TAGS = 100  # params or tags in one log-batch
 MAX_BYTES = 900_000  # under the 1 MB request cap, with room for the envelope
-MAX_KEY = 250
 MAX_PARAM_VALUE = 6000
 MAX_TAG_VALUE = 8000
 ROWS_PER_READ = 2000
@@ -272,15 +271,21 @@ class RunUploader:
         old = self.state["remote_id"]
         fresh = self._fresh(self.state["generation"])
         fresh["attempt"] = self.state["attempt"] + 1
-        fresh["warned"] = self.state["warned"]
         if old:
-            fresh["previous_remote"] = old
             fresh["start_over_reason"] = reason
+        self._begin_anew(fresh, old)
+        return str(old) if old else None
+
+    def _begin_anew(self, fresh: dict[str, Any], previous: str | None) -> None:
+        """Continue in a new MLflow run: a fresh state that remembers the run it follows
+        and what was already said; this process's caches of sent keys go with the old one."""
+        if previous:
+            fresh["previous_remote"] = previous
+        fresh["warned"] = self.state["warned"]
         self.state = fresh
         self._seen = set()
         self._names = {}
         self._save()
-        return str(old) if old else None
 
     def check_remote(self) -> bool:
         """Whether the server still has this run's MLflow run (False: it lost it; the
@@ -321,16 +326,11 @@ class RunUploader:
             found.append(f"status {status} on the server, {STATUS.get(run['state'], 'RUNNING')} here")
             self.state["status"] = status
         counts: dict[str, int] = {}
-        after = -1
-        while True:  # the points the server should have: numbers up to the cursor
-            rows = self.store.history(self.pk, after_step=after, max_step=self.state["step"], limit=ROWS_PER_READ)
-            if not rows:
-                break
+        for rows in self._history_up_to_cursor(-1):  # the points the server should have
             for row in rows:
                 for key, value in row.items():
                     if key[0] != "_" and _number(value) is not None:
                         counts[key] = counts.get(key, 0) + 1
-            after = rows[-1]["_step"]
         short = []
         for key, want in counts.items():
             have = self.client.metric_history_count(self.state["remote_id"], self._metric_name(key))
@@ -345,16 +345,21 @@ class RunUploader:
     def _resend(self, wanted: list[str]) -> None:
         """Send again every point of ``wanted`` up to the cursor (MLflow keeps a point
         sent twice once: same key, step, timestamp and value)."""
-        remote, after, keep = self.state["remote_id"], -1, set(wanted)
-        while True:
-            rows = self.store.history(self.pk, after_step=after, max_step=self.state["step"], limit=ROWS_PER_READ)
-            if not rows:
-                return
-            after = rows[-1]["_step"]
+        remote, keep = self.state["remote_id"], set(wanted)
+        for rows in self._history_up_to_cursor(-1):
             rows = [{k: v for k, v in row.items() if k[0] == "_" or k in keep} for row in rows]
             self._send_metric_batches(
                 remote, _metric_batches(rows, lambda r: r["_step"], self._metric_name), lambda _m: None, {}
             )
+
+    def _history_up_to_cursor(self, after: int) -> Iterator[list[dict[str, Any]]]:
+        """The run's history rows after step ``after`` up to the sent cursor, a chunk at a time."""
+        while True:
+            rows = self.store.history(self.pk, after_step=after, max_step=self.state["step"], limit=ROWS_PER_READ)
+            if not rows:
+                return
+            yield rows
+            after = rows[-1]["_step"]
 
     # -------------------------------------------------------------- pieces
     def _run_key(self, run: StoredRun) -> str:
@@ -408,12 +413,7 @@ class RunUploader:
         self.client.log_batch(old, tags=[{"key": "nbtrack.rewound_to_step", "value": str(step)}], **kw)
         if self.state["status"] == "RUNNING":
             self.client.update_run(old, "KILLED", **kw)
-        fresh = self._fresh(rewinds)
-        fresh["previous_remote"] = old
-        fresh["warned"] = self.state["warned"]
-        self.state = fresh
-        self._seen = set()
-        self._save()
+        self._begin_anew(self._fresh(rewinds), old)
         self._connect(run, kw)
         self.client.log_batch(old, tags=[{"key": "nbtrack.superseded_by", "value": self.state["remote_id"]}], **kw)
 
@@ -482,7 +482,7 @@ class RunUploader:
             f"nbtrack: {what} is {len(value)} characters, over MLflow's limit of {limit}; the server gets "
             "the first part (the full value stays in the local store and in nbtrack/config.json)",
         )
-        return value[: limit - 3] + "..."
+        return _cut(value, limit)
 
     def _send_tags(self, run: StoredRun, remote: str, kw: dict[str, Any]) -> None:
         wanted = self._tags(run)
@@ -500,15 +500,15 @@ class RunUploader:
                 sent[item["key"]] = item["value"]
             self._save()
 
-    def params(self, run: StoredRun) -> dict[str, tuple[str, str]]:
-        """The run's config as MLflow params: name -> (value text, config path).
+    def params(self, run: StoredRun) -> dict[str, tuple[str, str, Any]]:
+        """The run's config as MLflow params: name -> (value text, config path, value).
 
         Each config path keeps the name it got first (stored in the sync state): a
         path whose name another path already has (``{"a.b": 1, "a": {"b": 2}}``, or two
         long keys that shorten alike) gets the hash suffix of its path."""
         names: dict[str, str] = self.state["param_keys"]  # path (JSON) -> name
         taken = {name: path for path, name in names.items()}
-        out: dict[str, tuple[str, str]] = {}
+        out: dict[str, tuple[str, str, Any]] = {}
         for path, value in flatten(run["config"] or {}):
             dotted = ".".join(path)
             ident = json.dumps(path)
@@ -516,23 +516,23 @@ class RunUploader:
             if name is None:
                 name = keys.mapped(dotted)
                 if name in taken and taken[name] != ident:
-                    name = keys.with_suffix(keys._clean(dotted), ident)
+                    name = keys.with_suffix(keys.clean(dotted), ident)
                 if name != dotted:
                     self._note_mapped(dotted, name, "config")
                 names[ident] = name
                 taken[name] = ident
             text = self._fit(param_text(value), MAX_PARAM_VALUE, f"config value {dotted!r}")
-            out[name] = (text, dotted)
+            out[name] = (text, dotted, value)
         return out
 
     def _send_params(self, run: StoredRun, remote: str, kw: dict[str, Any]) -> None:
         sent = self.state["params"]
         fresh = []
-        for name, (text, dotted) in self.params(run).items():
+        for name, (text, dotted, value) in self.params(run).items():
             if name not in sent:
                 fresh.append({"key": name, "value": text})
             elif sent[name] != text:
-                if sent[name] == self._fit(_old_param_text(_config_value(run, dotted)), MAX_PARAM_VALUE, ""):
+                if sent[name] == _cut(_old_param_text(value), MAX_PARAM_VALUE):
                     continue  # sent by an older nbtrack in its JSON form: the same value
                 self.warn(
                     f"nbtrack: config {dotted!r} changed to {text[:60]!r} after it was sent to "
@@ -670,12 +670,8 @@ class RunUploader:
         folder = self.store.run_folder(run["folder"])
         text_keys = set(self.state["text_keys"])
         images = False
-        while not self._stopping() and self.state["media_step"] < self.state["step"]:
-            rows = self.store.history(
-                self.pk, after_step=self.state["media_step"], max_step=self.state["step"], limit=ROWS_PER_READ
-            )
-            if not rows:
-                self.state["media_step"] = self.state["step"]
+        for rows in self._history_up_to_cursor(self.state["media_step"]):
+            if self._stopping():
                 break
             for row in rows:
                 if self._stopping():
@@ -697,11 +693,18 @@ class RunUploader:
                 self.state["media_step"] = step
             self.state["text_keys"] = sorted(text_keys)
             self._save()
-        if images and self.state["tags"].get("mlflow.loggedImages") != "True":
-            self._send_items(self.state["remote_id"], "tags", [{"key": "mlflow.loggedImages", "value": "True"}], kw)
-            self.state["tags"]["mlflow.loggedImages"] = "True"
-            self._save()
+        else:
+            self.state["media_step"] = self.state["step"]  # every row up to the cursor was looked at
+        if images:
+            self._set_tag("mlflow.loggedImages", "True", kw)
         self._list_tables(kw)
+
+    def _set_tag(self, key: str, value: str, kw: dict[str, Any]) -> None:
+        """One tag of the run on the server, sent when it differs from what was sent."""
+        if self.state["tags"].get(key) != value:
+            self._send_items(self.state["remote_id"], "tags", [{"key": key, "value": value}], kw)
+            self.state["tags"][key] = value
+            self._save()
 
     def _send_image(self, uri: str, key: str, step: int, ms: int, path: Path, kw: dict[str, Any]) -> bool:
         """One image the way MLflow's ``log_image(key=, step=)`` lays it out, so its image
@@ -710,15 +713,12 @@ class RunUploader:
         ext = path.suffix.lstrip(".").lower()
         if ext not in ("png", "webp"):
             return False  # MLflow's image view shows PNG and WebP only; the file stays under nbtrack/media
-        ident = hashlib.sha1(f"{self._run_key_of()}|{key}|{step}".encode()).hexdigest()
+        ident = hashlib.sha1(f"{self.state['remote_id']}|{key}|{step}".encode()).hexdigest()
         uid = f"{ident[:8]}-{ident[8:12]}-{ident[12:16]}-{ident[16:20]}-{ident[20:32]}"
         base = f"images/{_file_key(key).replace('/', '~')}+step+{step}+timestamp+{ms}+{uid}"
         for rel in (f"{base}.{ext}", f"{base}+compressed.{ext}"):
             self._upload(uri, rel, path, kw)
         return True
-
-    def _run_key_of(self) -> str:
-        return f"{self.pk}#{self.state['generation']}.{self.state['attempt']}"
 
     def _send_table(self, uri: str, rel: str, body: bytes, kw: dict[str, Any]) -> None:
         """A table as MLflow's ``log_table`` writes it (pandas' ``split`` layout:
@@ -736,10 +736,8 @@ class RunUploader:
         while len(text) > MAX_TAG_VALUE and entries:  # the newest tables that fit
             entries = entries[1:]
             text = json.dumps(entries)
-        if entries and self.state["tags"].get("mlflow.loggedArtifacts") != text:
-            self._send_items(self.state["remote_id"], "tags", [{"key": "mlflow.loggedArtifacts", "value": text}], kw)
-            self.state["tags"]["mlflow.loggedArtifacts"] = text
-            self._save()
+        if entries:
+            self._set_tag("mlflow.loggedArtifacts", text, kw)
 
     def _upload(self, uri: str, rel: str, source: bytes | Path, kw: dict[str, Any]) -> bool:
         sent = self.state["files"]
@@ -972,6 +970,10 @@ def _warn(message: str) -> None:
     diagnostics.warn(message)
 
 
+def _cut(value: str, limit: int) -> str:
+    return value if len(value) <= limit else value[: limit - 3] + "..."
+
+
 def _never() -> bool:
     return False
 
@@ -982,11 +984,4 @@ def _shown(key: str) -> str:
 
 def _file_key(key: str) -> str:
     """A key as a path inside the run's artifacts: MLflow's own key characters only."""
-    return keys._clean(key)[:200]
-
-
-def _config_value(run: StoredRun, dotted: str) -> Any:
-    for path, value in flatten(run["config"] or {}):
-        if ".".join(path) == dotted:
-            return value
-    return None
+    return keys.clean(key)[:200]
