@@ -57,10 +57,16 @@ ROWS_PER_READ = 2000
 
 # log-batch requests in flight at once for one run (NBTRACK_SYNC_PARALLEL; 1: one at a time)
 def _parallel(text: str | None) -> int:
-    try:
-        return max(1, min(16, int(text or 4)))
-    except ValueError:
+    if text is None or not text.strip():
         return 4
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if not 1 <= number <= 16:
+        diagnostics.warn(f"nbtrack: NBTRACK_SYNC_PARALLEL must be a whole number from 1 to 16, got {text!r}; using 4")
+        return 4
+    return number
 
 
 PARALLEL = _parallel(os.environ.get("NBTRACK_SYNC_PARALLEL"))
