@@ -37,6 +37,7 @@ from .run_files import FileMethods
 from .store.writer import BATCH_ROWS, MAX_QUEUED, BatchWriter, RunSink
 
 if TYPE_CHECKING:
+    from .run_record import RunRecord
     from .settings import ResolvedSettings
     from .starts import Started
     from .store import LocalStore
@@ -570,18 +571,29 @@ class Run(ArtifactMethods, MetricMethods, FileMethods, AlertMethods, WatchMethod
         return True
 
     def to_html(self, height: int = 420, hidden: bool = False) -> str:
-        """A small static HTML card of the run (name, state, where, summary)."""
-        import html
+        """The run as a self-contained HTML page fragment: its charts, summary and config
+        as they are now (what a finished run's notebook output holds), interactive where
+        scripts run and static SVG where they do not.  ``height`` bounds the shown
+        height (it scrolls); ``hidden`` hides it until shown by the page's own styles."""
+        from .page import run_fragment, run_state
 
-        rows = "".join(
-            f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>"
-            for k, v in list(self._summary_data.items())[:50]
-        )
+        html = run_fragment(run_state(self.record()), height=height)
         return (
-            f'<div class="nbtrack-run" style="max-height:{int(height)}px;overflow:auto">'
-            f"<b>{html.escape(self._name)}</b> ({html.escape(self._id)}) {html.escape(self._state)} at step "
-            f"{self._step} &middot; {html.escape(str(self._folder))}<table>{rows}</table></div>"
+            html.replace('class="nbtrack-output" style="', 'class="nbtrack-output" style="display:none;', 1)
+            if hidden
+            else html
         )
+
+    def record(self) -> RunRecord:
+        """The run as stored now (everything logged so far flushed first): what
+        ``nbtrack.Api().run(path)`` returns."""
+        from .artifacts import _record
+
+        self.flush()
+        found = _record(self._sink.store, self._sink.pk)
+        if found is None:
+            raise UsageError(f"run {self.path} is not in its store {self._sink.store.root} (was it deleted?)")
+        return found
 
     def join(self, exit_code: int | None = None) -> None:
         """wandb's old name for ``finish``."""

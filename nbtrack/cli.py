@@ -1,4 +1,4 @@
-"""The ``nbtrack`` command: ``nbtrack demo``, ``nbtrack runs [ls|rm]`` and ``nbtrack sync``."""
+"""The ``nbtrack`` command: ``nbtrack demo``, ``nbtrack runs [ls|rm]``, ``nbtrack view`` and ``nbtrack sync``."""
 
 from __future__ import annotations
 
@@ -46,6 +46,54 @@ def _runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _view(args: argparse.Namespace) -> int:
+    from . import page
+    from .api import Api
+    from .errors import UsageError
+
+    api = Api(args.dir)
+    try:
+        if args.run:
+            path = args.run if "/" in args.run or not args.project else f"{args.project}/{args.run}"
+            record = api.run(path)
+            title = f"{record.name} ({record.project}/{record.id})"
+            body = page.run_fragment(page.run_state(record), media_bytes=page.FILE_MEDIA_BYTES)
+            default = f"nbtrack-{record.project}-{record.id}.html"
+        else:
+            records = api.runs(args.project, limit=args.limit)
+            if not records:
+                print(f"nbtrack view: no runs{' in project ' + args.project if args.project else ''} under {api.root}",
+                      file=sys.stderr)  # fmt: skip
+                return 1
+            title = f"nbtrack: {args.project or 'all projects'} ({len(records)} runs)"
+            body = page.project_fragment(records, args.project)
+            default = f"nbtrack-{args.project or 'runs'}.html"
+    except UsageError as exc:
+        print(f"nbtrack view: {exc}", file=sys.stderr)
+        return 2
+    target = page.write(args.output or _safe_name(default), page.document(title, body)).resolve()
+    print(f"wrote {target} ({target.stat().st_size / 1024:.0f} KB)")
+    if args.no_open or not _can_open_browser():
+        print(f"open it in a browser: {target.as_uri()}")
+    else:
+        import webbrowser
+
+        webbrowser.open(target.as_uri())
+    return 0
+
+
+def _safe_name(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def _can_open_browser() -> bool:
+    """A graphical browser can be opened (without a display, Python's webbrowser would
+    start a text-mode one in this terminal)."""
+    import os
+
+    return sys.platform in ("darwin", "win32") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="nbtrack", description="Experiment tracking for notebooks.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -81,7 +129,19 @@ def main(argv: list[str] | None = None) -> int:
     sync.add_argument(
         "--tracking-uri", default=None, help="the server (default: NBTRACK_TRACKING_URI, else MLFLOW_TRACKING_URI)"
     )
+    view = sub.add_parser(
+        "view",
+        help="write a run (project/run_id) or a project's runs as one self-contained HTML page and open it",
+    )
+    view.add_argument("run", nargs="?", default=None, metavar="PROJECT/RUN_ID", help="the run (default: a runs table)")
+    view.add_argument("--dir", default=None, help="the dir runs were written with (default: NBTRACK_DIR or .)")
+    view.add_argument("--project", default=None, help="the project (its runs table, or where RUN_ID is)")
+    view.add_argument("--limit", type=int, default=200, help="runs table: at most this many runs (default: 200)")
+    view.add_argument("-o", "--output", default=None, help="the file to write (default: nbtrack-<name>.html here)")
+    view.add_argument("--no-open", action="store_true", help="only write the file and print its path")
     args = parser.parse_args(argv)
+    if args.command == "view":
+        return _view(args)
     if args.command == "sync":
         from .sync.command import sync as sync_main
 

@@ -207,6 +207,10 @@ class RunRecord:
             found = found.pick(spread(len(found), samples))
         return found
 
+    def series_of(self, keys: Iterable[str], *, samples: int | None = None) -> dict[str, Series]:
+        """Several keys' ``series()`` at once (two queries for all of them): key -> ``Series``."""
+        return RunList([self]).series(keys, samples=samples)[self.id]
+
     def _holding_all(self, keys: list[str], samples: int) -> list[dict[str, Any]] | None:
         """``history(keys=...)`` from the columnar chunks: the rows holding every key,
         sampled; None when the keys were not logged at the same steps (the caller then
@@ -445,6 +449,19 @@ class RunRecord:
 
         con = self._con()
         return load(con, self._row["pk"]) if con is not None else []
+
+    def to_html(self, height: int = 420, hidden: bool = False) -> str:
+        """The run as a self-contained HTML page fragment (charts, summary, config,
+        media): interactive where scripts run, static SVG where they do not.  ``nbtrack
+        view`` writes it into a file."""
+        from .page import run_fragment, run_state
+
+        html = run_fragment(run_state(self), height=height)
+        return (
+            html.replace('class="nbtrack-output" style="', 'class="nbtrack-output" style="display:none;', 1)
+            if hidden
+            else html
+        )
 
     def __repr__(self) -> str:
         return f"<RunRecord {self.path} name={self.name!r} state={self.state}>"

@@ -116,3 +116,15 @@ def kernel(tmp_path):
     k = Kernel(tmp_path)
     yield k
     k.stop()
+
+
+def page_state(html: str) -> dict:
+    """The state a self-contained page (nbtrack.page) carries, unpacked as its loader does."""
+    import base64
+    import gzip
+    import json
+    import re
+
+    found = re.search(r'<script data-state="([A-Za-z0-9+/=]+)">', html)
+    assert found, "no page state in this HTML"
+    return json.loads(gzip.decompress(base64.b64decode(found.group(1))))

@@ -284,7 +284,7 @@ def test_run_attributes_real_code_reads(store_dir):
     assert run.get_url() is None and run.get_project_url() is None  # offline, as wandb
     assert run.display() is False  # no notebook front end here
     html = run.to_html()
-    assert run.name in html and "<table>" in html and "a</td><td>1" in html
+    assert run.name in html and "<th>a</th><td>1</td>" in html and "<svg" in html  # the page: tables and charts
     run.summary.update({"best": 0.5})
     run.mark_preempting()
     run.finish()

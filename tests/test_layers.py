@@ -81,6 +81,7 @@ LAYERS = {
         "PIL",
     ],
     "nbtrack.records": ["nbtrack.store", "nbtrack.active_run", "nbtrack.manager", "nbtrack.api"],
+    "nbtrack.page": ["nbtrack.active_run", "nbtrack.manager", "nbtrack.api", "nbtrack.jupyter", *NOTEBOOK_STACK],
     "nbtrack.integrations.tensorboard": [
         "nbtrack.active_run",
         "nbtrack.manager",

@@ -3,7 +3,7 @@ the store it wrote are checked."""
 
 import nbformat
 import pytest
-from conftest import ROOT
+from conftest import ROOT, page_state
 from nbclient import NotebookClient
 
 import nbtrack
@@ -82,14 +82,24 @@ def test_saved_notebook_keeps_the_panel_state_and_fallbacks(tmp_path, monkeypatc
     xs, ys = first["snapshot"]["train/loss"]
     assert xs[0] == 0 and xs[-1] == 199 and len(xs) <= first["max_points"]
     assert first["summary"]["train/loss"] == pytest.approx(ys[-1])
-    # the init cell's display carries the widget, an HTML fallback with sparklines, and text
+    # a finished run's display is refreshed at finish into a self-contained page: no
+    # widget to lose on save; the page carries the same series, and SVG for viewers without scripts
     outputs = [
         o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.get("output_type") == "display_data"
     ]
-    bundles = [o["data"] for o in outputs if "application/vnd.jupyter.widget-view+json" in o["data"]]
-    assert bundles
-    refreshed = [b for b in bundles if "<svg" in b["text/html"]]
-    assert refreshed and "finished" in refreshed[0]["text/plain"]  # refreshed at finish
+    pages = [o["data"] for o in outputs if "nbtrack-page" in o["data"].get("text/html", "")]
+    # the two runs' init cells and %track_status of the first
+    assert len(pages) == 3 and all("application/vnd.jupyter.widget-view+json" not in b for b in pages)
+    # the "kernel not connected" lines saved beside live panels are emptied at finish; the
+    # runs table (a live widget) keeps its line, with the table as it was under it
+    offline = [o["data"] for o in outputs if "nbtrack-offline" in o["data"].get("text/html", "")]
+    assert len(offline) == 1 and "runs table" in offline[0]["text/html"]
+    assert offline[0]["text/html"].count("<tr>") == 3
+    assert all("finished" in b["text/plain"] for b in pages)
+    saved = next(page_state(b["text/html"])["run"] for b in pages if first["name"] in b["text/html"])
+    assert saved["state"] == "finished" and saved["snapshot"]["train/loss"][0] == pytest.approx(xs)
+    assert saved["snapshot"]["train/loss"][1] == pytest.approx(ys, rel=1e-5)
+    assert '<svg class="nbt-svg"' in pages[0]["text/html"] and 'data-key="train/loss"' in pages[0]["text/html"]
 
 
 def test_api_runs_in_a_cell_is_the_interactive_table(tmp_path, monkeypatch):
@@ -106,7 +116,9 @@ def test_api_runs_in_a_cell_is_the_interactive_table(tmp_path, monkeypatch):
         nbformat.v4.new_code_cell(f"nbtrack.Api({d!r}).runs('t')"),
     ]
     NotebookClient(nb, kernel_name="python3", timeout=120, resources={"metadata": {"path": str(tmp_path)}}).execute()
-    data = nb.cells[1].outputs[0]["data"]
+    offline, table = (o["data"] for o in nb.cells[1].outputs)
+    assert "nbtrack-offline" in offline["text/html"] and offline["text/html"].count("<tr>") == 3  # saved beside it
+    data = table
     assert "application/vnd.jupyter.widget-view+json" in data
     assert data["text/html"].count("<tr>") == 3 and "config" not in data["text/plain"].split("\n")[0][:4]
     state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
@@ -141,8 +153,13 @@ def test_media_and_tensorboard(tmp_path, monkeypatch):
     events = sorted((run.dir / "tensorboard").rglob("*tfevents*"))
     assert len(events) == 2  # the writer's and the hparams session's
     assert "boundary image: 50 (64, 64, 3) epoch 50" in text(code[5])
-    # the panel was displayed, as a widget
-    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in code[1].outputs)
+    # the panel was displayed, and once finished it is a page holding the newest image itself
+    (shown,) = [
+        o["data"]["text/html"] for o in code[1].outputs if "nbtrack-page" in o.get("data", {}).get("text/html", "")
+    ]
+    media = page_state(shown)["run"]["media"]
+    assert [step for step, _ in media["boundary"]] == [0, 10, 20, 30, 40, 50]
+    assert media["boundary"][-1][1][0]["src"].startswith("data:image/png;base64,")
 
 
 def test_frameworks(tmp_path, monkeypatch):

@@ -4,7 +4,9 @@
 import uPlot from "uplot";
 import uplotCss from "uplot/dist/uPlot.min.css";
 import panelCss from "./panel.css";
+import resetCss from "./reset.css";
 import { allPositive, num, ticks, yRange, yTickLabels } from "./format.js";
+import { markLive } from "./live.js";
 
 const FILTER_AFTER = 6; // metrics before the filter box appears
 
@@ -279,8 +281,9 @@ function section(key) {
 function render({ model, el }) {
   const root = h("div", "nbt-panel");
   const style = h("style");
-  style.textContent = uplotCss + panelCss;
+  style.textContent = resetCss + uplotCss + panelCss;
   el.append(style, root);
+  markLive(model.get("view_key"));
 
   // ---- header
   const header = h("div", "nbt-header");
@@ -405,7 +408,7 @@ function render({ model, el }) {
           ],
         },
       },
-      fresh ? [[], [], []] : chartData(key),
+      chartData(key),
       wrap,
     );
     charts[key] = { wrap, plot, log: useLog, axis: (model.get("axes") || {})[key] || null };
@@ -449,8 +452,8 @@ function render({ model, el }) {
   function fetchFile(key, ref, done) {
     if (ref.src) return done(ref.src, TEXT_MIMES.some((m) => ref.src.startsWith(`data:${m}`)) ? dataText(ref.src) : null);
     const f = files[ref.path];
-    if (f && f.url) return done(f.url, f.text);
-    if (f) return f.waiting.push(done);
+    if (f && f.waiting) return f.waiting.push(done);
+    if (f) return done(f.url, f.text); // fetched, or known to be unavailable
     files[ref.path] = { waiting: [done] };
     try {
       model.send({ type: "file", key, path: ref.path });
@@ -501,8 +504,9 @@ function render({ model, el }) {
         box.append(el);
       }
       fetchFile(key, ref, (url) => {
-        if (url) el.src = url;
-        else box.append(h("span", "nbt-muted", ref.path));
+        if (url) return (el.src = url);
+        el.remove(); // no broken image: say what is missing
+        box.append(h("span", "nbt-muted", `${kind} at step ${box.closest(".nbt-media")?.dataset.step ?? "?"} not available here (${ref.path})`));
       });
     } else if (kind === "audio") {
       const el = h("audio");
@@ -763,17 +767,20 @@ function render({ model, el }) {
     tagList.replaceChildren(...(model.get("tags") || []).map((t) => h("span", "nbt-tag", t)));
     notes.textContent = model.get("notes") || "";
     notes.hidden = !model.get("notes");
-    badge.textContent = state;
+    const asOf = model.get("as_of");
+    badge.textContent = state === "running" && asOf ? `running (as of ${new Date(asOf * 1000).toLocaleString()})` : state;
     badge.dataset.state = state;
     root.dataset.state = state;
     root.dataset.step = String(model.get("step"));
     root.dataset.rows = String(model.get("rows"));
-    const end = model.get("finished_at") || Date.now() / 1000;
+    // a saved page is the state as of when it was made: its clock does not run on
+    const end = model.get("finished_at") || model.get("as_of") || Date.now() / 1000;
     const cell = model.get("last_cell");
+    const rows = model.get("rows");
     meta.replaceChildren(
       h("span", null, `${model.get("project")} / `),
       h("code", null, model.get("run_id")),
-      h("span", null, ` · step ${model.get("step")} · ${model.get("rows")} rows · ${elapsed(end - model.get("started_at"))}`),
+      h("span", null, ` · step ${model.get("step")}${rows === null || rows === undefined ? "" : ` · ${rows} rows`} · ${elapsed(end - model.get("started_at"))}`),
       ...(cell !== null && cell !== undefined ? [h("span", "nbt-cell", ` · last logged by [${cell}]`)] : []),
     );
     const url = model.get("url");
@@ -802,7 +809,7 @@ function render({ model, el }) {
   onHeader();
   onAlerts();
   renderTables();
-  const timer = setInterval(() => model.get("state") === "running" && onHeader(), 1000);
+  const timer = setInterval(() => model.get("state") === "running" && !model.get("as_of") && onHeader(), 1000);
   const onConfig = () => renderTables();
   const onFinal = () => {
     summary = Object.assign({}, model.get("summary"));

@@ -3,7 +3,9 @@
 import uPlot from "uplot";
 import uplotCss from "uplot/dist/uPlot.min.css";
 import panelCss from "./panel.css";
+import resetCss from "./reset.css";
 import { allPositive, num, ticks, yRange, yTickLabels } from "./format.js";
+import { markLive } from "./live.js";
 
 const PAGE = 100; // rows drawn at first, and added by each "show more": a 10,000-run project stays quick
 const COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"];
@@ -18,10 +20,11 @@ function h(tag, cls, text) {
 function render({ model, el }) {
   const root = h("div", "nbt-panel nbt-runs");
   const style = h("style");
-  style.textContent = uplotCss + panelCss +
+  style.textContent = resetCss + uplotCss + panelCss +
     ".nbt-runs th{cursor:pointer;user-select:none}.nbt-runs td,.nbt-runs th{padding:2px 8px;border-bottom:1px solid var(--nbt-grid);text-align:left}" +
     ".nbt-runs table{border-collapse:collapse}.nbt-runs .nbt-row-state{font-weight:600}";
   el.append(style, root);
+  markLive(model.get("view_key"));
   const bar = h("div", "nbt-controls");
   const filter = h("input", "nbt-filter");
   filter.type = "search";

@@ -6,11 +6,10 @@ interpreted as HTML.
 
 from __future__ import annotations
 
-import datetime
 import html
-import numbers
-from collections.abc import Iterable
 from typing import Any
+
+from ..page import _fmt
 
 NOT_STORED = "not stored (mode='disabled')"
 _STATE_COLOURS = {"running": "#1a7f37", "finished": "#0969da", "failed": "#cf222e", "crashed": "#9a6700"}
@@ -42,79 +41,6 @@ def status_html(run: Any) -> str:
     )
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
-def _scalar_keys(dicts: Iterable[dict], limit: int) -> list[str]:
-    keys: list[str] = []
-    for d in dicts:
-        for k, v in d.items():
-            if k not in keys and isinstance(v, (numbers.Number, str, bool)):
-                keys.append(k)
-    return keys[:limit]
-
-
-class RunsTable:
-    """What ``%track_runs`` returns: a table of a project's runs (HTML and text)."""
-
-    def __init__(self, records: list, project: str | None, max_keys: int = 6) -> None:
-        self.records = records
-        self.project = project
-        self.config_keys = _scalar_keys((r.config for r in records), max_keys)
-        self.summary_keys = _scalar_keys((r.summary for r in records), max_keys)
-
-    def rows(self) -> list[dict[str, Any]]:
-        out = []
-        for r in self.records:
-            end = r.finished_at or (datetime.datetime.now(datetime.timezone.utc) if r.state == "running" else None)
-            duration = (end - r.started_at).total_seconds() if end else r.runtime
-            row = {
-                "name": r.name,
-                "id": r.id,
-                "state": r.state,
-                "start": r.created_at.astimezone().strftime("%Y-%m-%d %H:%M:%S"),
-                "duration": f"{duration:.1f}s",
-            }
-            row.update({f"config.{k}": _fmt(r.config.get(k, "")) for k in self.config_keys})
-            row.update({k: _fmt(r.summary.get(k, "")) for k in self.summary_keys})
-            out.append(row)
-        return out
-
-    def columns(self) -> list[str]:
-        return [
-            "name",
-            "id",
-            "state",
-            "start",
-            "duration",
-            *[f"config.{k}" for k in self.config_keys],
-            *self.summary_keys,
-        ]
-
-    def _repr_html_(self) -> str:
-        if not self.records:
-            return f"<p>nbtrack: no runs{' in project ' + _e(self.project) if self.project else ''}</p>"
-        head = "".join(f"<th>{_e(c)}</th>" for c in self.columns())
-        body = "".join(
-            "<tr>" + "".join(f'<td data-col="{_e(c)}">{_e(row[c])}</td>' for c in self.columns()) + "</tr>"
-            for row in self.rows()
-        )
-        return f'<table class="nbtrack-runs"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-
-    def __repr__(self) -> str:
-        if not self.records:
-            return f"nbtrack: no runs{' in project ' + self.project if self.project else ''}"
-        cols = self.columns()
-        rows = self.rows()
-        widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in cols]
-        lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths))]
-        lines += ["  ".join(str(r[c]).ljust(w) for c, w in zip(cols, widths)) for r in rows]
-        return "\n".join(lines)
-
-
 def _sparkline(xs: list, ys: list, width: int = 120, height: int = 24) -> str:
     if len(xs) < 2:
         return ""
@@ -139,3 +65,22 @@ def fallback_html(run: Any, series: dict[str, tuple[list, list]], limit: int = 1
         rows.append(f"<tr><td><code>{_e(key)}</code></td><td>{_e(_fmt(value))}</td><td>{spark}</td></tr>")
     table = f'<table class="nbtrack-summary">{"".join(rows)}</table>' if rows else ""
     return status_html(run).replace("</div></div>", f"</div>{table}</div>", 1)
+
+
+# Shown 3 s after it is drawn unless a live view of ``key`` says it is there: a notebook
+# reopened without its kernel (widgets gone) then says why, and keeps what was saved.
+_OFFLINE_SCRIPT = (
+    "<script>(function(){var d=document.currentScript.previousElementSibling,l=globalThis.__nbtrackLive;"
+    'if(d&&l&&l.has(d.dataset.for))d.style.display="none"})()</script>'
+)
+
+
+def offline_html(key: str, message: str, saved: str = "") -> str:
+    """The output saved beside a live widget: hidden while the widget is live, else a
+    line saying the kernel is not connected, and ``saved`` (the last state) under it."""
+    return (
+        "<style>@keyframes nbtrack-later{from{visibility:hidden}to{visibility:visible}}"
+        ".nbtrack-offline{animation:nbtrack-later 0s 3s both}</style>"
+        f'<div class="nbtrack-offline" data-for="{_e(key)}" style="font-family:sans-serif;font-size:13px">'
+        f'<div style="color:#9a6700">{_e(message)}</div>{saved}</div>{_OFFLINE_SCRIPT}'
+    )

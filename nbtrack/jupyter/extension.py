@@ -44,6 +44,7 @@ class NotebookLayer:
         self.displays: dict[int, list[dict[str, Any]]] = {}
         self.saving: set[int] = set()  # id() of the active runs that save code
         self.handles: dict[int, list] = {}  # id(run) -> display handles to refresh at finish
+        self.offline_ids: set[str] = set()  # those of the lines saved beside live panels
         self.widgets = _widgets_available()
 
     # ----------------------------------------------------------- lifecycle
@@ -143,6 +144,17 @@ class NotebookLayer:
         handle = display(run, display_id=True)
         if handle is not None and not run.finished:
             self.handles.setdefault(id(run), []).append(handle)
+            panel = _live_panel(run)
+            if panel is not None:  # said when the notebook is reopened without this kernel
+                line = (
+                    f"nbtrack: the live panel of run {run.name} ({run.path}) needs its kernel, which is not "
+                    f"connected. Run the cell again, or see the run with: nbtrack view {run.project}/{run.id}"
+                )
+                saved = {"text/html": views.offline_html(panel.view_key, line), "text/plain": ""}
+                offline = display(saved, raw=True, display_id=True)
+                if offline is not None:
+                    self.offline_ids.add(offline.display_id)
+                    self.handles[id(run)].append(offline)
 
     def will_show_as_cell_value(self) -> bool:
         expr = self.cell_value_expr or ""
@@ -152,6 +164,10 @@ class NotebookLayer:
         """A run's display: the live panel where widgets work, with HTML and text fallbacks."""
         bundle: dict[str, Any] = {"text/plain": views.status_text(run)}
         series: dict = {}
+        page = self._finished_page(run)
+        if page is not None:
+            bundle["text/html"] = page
+            return bundle
         if self.widgets and _in_kernel():
             try:
                 from .panel import panel_for
@@ -168,6 +184,23 @@ class NotebookLayer:
         bundle["text/html"] = views.fallback_html(run, series)
         return bundle
 
+    @staticmethod
+    def _finished_page(run: Any) -> str | None:
+        """A finished run's output: its panel as a self-contained page (no widget state
+        to save, no kernel to reopen with), made from the finalized panel."""
+        if not run.finished or getattr(run, "dir", None) is None:
+            return None
+        panel = _live_panel(run)
+        try:
+            from ..page import run_fragment, run_state
+
+            if panel is not None and panel.wait_final(10):
+                return run_fragment(panel.page_state())
+            return run_fragment(run_state(run.record()))  # never shown live: from the store
+        except Exception as exc:
+            diagnostics.warn_once("page", f"nbtrack: could not make the run's saved page ({exc!r}); showing the panel")
+            return None
+
     def runs_view(
         self, records: list, project: str | None, sort_by: str | None = None, descending: bool = False
     ) -> Any:
@@ -176,10 +209,26 @@ class NotebookLayer:
             try:
                 from .runs_view import RunsView
 
-                return RunsView(list(records), project, sort_by=sort_by, descending=descending)
+                view = RunsView(list(records), project, sort_by=sort_by, descending=descending)
+                self._show_offline_table(view)
+                return view
             except Exception as exc:
                 self._widget_failed(exc)
-        return views.RunsTable(list(records), project)
+        from ..page import RunsTable
+
+        return RunsTable(list(records), project)
+
+    @staticmethod
+    def _show_offline_table(view: Any) -> None:
+        """The table as it is now, saved beside the live one for a notebook reopened
+        without this kernel."""
+        from IPython.display import display
+
+        line = "nbtrack: the live runs table needs its kernel, which is not connected; the table as it was:"
+        display(
+            {"text/html": views.offline_html(view.view_key, line, view._table._repr_html_()), "text/plain": ""},
+            raw=True,
+        )
 
     def _widget_failed(self, exc: Exception) -> None:
         if self.widgets:
@@ -215,8 +264,7 @@ class NotebookLayer:
 
     def on_finished(self, run: Any) -> None:
         """Everything is stored (and synced, online): refresh the run's displays."""
-        panels = sys.modules.get("nbtrack.jupyter.panel")
-        panel = panels._panels.get(run) if panels is not None else None
+        panel = _live_panel(run)
         if panel is not None:
             try:
                 panel.refresh_header(run)  # the final sync state, after finish() waited for it
@@ -224,17 +272,24 @@ class NotebookLayer:
                 pass
         for handle in self.handles.pop(id(run), []):
             try:
-                handle.update(run)
+                if handle.display_id in self.offline_ids:
+                    handle.update({"text/plain": ""}, raw=True)  # the page replaces the live panel: no line
+                else:
+                    handle.update(run)
             except Exception:
                 pass
 
     @staticmethod
     def _finalize_panel(run: Any) -> None:
-        panels = sys.modules.get("nbtrack.jupyter.panel")  # only if a panel was ever made
-        if panels is not None:
-            panel = panels._panels.get(run)
-            if panel is not None:
-                panel.finalize()  # on this thread, so the final state is sent before the cell ends
+        panel = _live_panel(run)
+        if panel is not None:
+            panel.finalize()  # on this thread, so the final state is sent before the cell ends
+
+
+def _live_panel(run: Any) -> Any:
+    """The run's panel, if one was ever made (without importing the panel module)."""
+    panels = sys.modules.get("nbtrack.jupyter.panel")
+    return panels._panels.get(run) if panels is not None else None
 
 
 def _widgets_available() -> bool:

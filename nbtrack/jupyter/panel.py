@@ -16,6 +16,7 @@ import collections
 import math
 import threading
 import time
+import uuid
 import weakref
 from pathlib import Path
 from typing import Any
@@ -115,6 +116,9 @@ class RunPanel(anywidget.AnyWidget):
     ).tag(sync=True)
     max_points = traitlets.Int(MAX_POINTS, help="Points kept per series.").tag(sync=True)
     axes = traitlets.Dict(help="key -> the key it is plotted against (define_metric's step_metric).").tag(sync=True)
+    view_key = traitlets.Unicode(
+        help="Names the 'kernel not connected' line saved beside the panel, which a live view hides."
+    ).tag(sync=True)
     alerts: traitlets.List[dict[str, Any]] = traitlets.List(
         help="The run's newest alerts: {ts, step, level, title, text}."
     ).tag(sync=True)
@@ -141,6 +145,7 @@ class RunPanel(anywidget.AnyWidget):
             tags=list(run.tags),
             notes=run.notes,
             max_points=max_points,
+            view_key=uuid.uuid4().hex,
         )
         self._run = weakref.ref(run)
         self._queue: collections.deque = collections.deque()
@@ -150,6 +155,7 @@ class RunPanel(anywidget.AnyWidget):
         self._sent_texts: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._done = False
+        self._final = threading.Event()  # set once the final state is in the traits
         self.messages_sent = 0
         self._system: collections.deque = collections.deque()
         self._media: dict[str, collections.deque] = {}
@@ -293,12 +299,17 @@ class RunPanel(anywidget.AnyWidget):
             media = self._final_media()
         self._untap()
         PanelPump.get().remove(self)
-        if run is None:
-            return
         try:
-            self._store_final(run, snapshot, media)
+            if run is not None:
+                self._store_final(run, snapshot, media)
         except Exception:
             pass  # a front end that is gone must not break finish()
+        finally:
+            self._final.set()
+
+    def wait_final(self, timeout: float) -> bool:
+        """Whether the final state is in the traits (finalized here or by the pump)."""
+        return self._final.wait(timeout)
 
     def _push_files(self, media: dict[str, list], buffers: list[bytes]) -> list[dict[str, Any]]:
         """Attach the files of each key's newest item (not sent before) as buffers."""
@@ -406,6 +417,13 @@ class RunPanel(anywidget.AnyWidget):
         else:
             self.send({"type": "file", "key": key, "path": path, "mime": _mime(path)}, buffers=[data])
         self.messages_sent += 1
+
+    def page_state(self) -> dict[str, Any]:
+        """The panel's whole state as a saved page carries it (finalized panels only)."""
+        names = ("name", "project", "run_id", "state", "where", "url", "step", "rows", "last_cell", "started_at",
+                 "finished_at", "config", "tags", "notes", "summary", "texts", "snapshot", "sync", "media",
+                 "max_points", "axes", "alerts")  # fmt: skip
+        return {name: getattr(self, name) for name in names}
 
     # ----------------------------------------------------------- for tests
     def media_items(self) -> dict[str, list]:

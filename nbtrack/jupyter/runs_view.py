@@ -6,15 +6,15 @@ front end and sent back downsampled, so only what is drawn crosses the comm.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import anywidget
 import traitlets
 
+from ..page import RunsTable, min_max, table_state
 from ..run_record import RunList
-from .display import RunsTable, _fmt
 from .panel import STATIC
-from .series import min_max
 
 MAX_OVERLAY_POINTS = 1000
 MAX_OVERLAY_RUNS = 100
@@ -33,6 +33,9 @@ class RunsView(anywidget.AnyWidget):
     params: traitlets.List[str] = traitlets.List(
         help="Config keys (flattened with '.') that differ between the runs: the parallel coordinates' axes."
     ).tag(sync=True)
+    view_key = traitlets.Unicode(
+        help="Names the saved copy of the table shown beside it, which a live view hides."
+    ).tag(sync=True)
     initial_sort = traitlets.Dict(help="{'key', 'dir'}: the order the table opens in (a sweep: by its metric).").tag(
         sync=True
     )
@@ -40,50 +43,10 @@ class RunsView(anywidget.AnyWidget):
     def __init__(
         self, records: list, project: str | None, sort_by: str | None = None, descending: bool = False
     ) -> None:
-        table = RunsTable(records, project)
-        rows = []
-        for record, shown in zip(records, table.rows()):
-            row: dict[str, Any] = {
-                **shown,
-                "tags": list(record.tags),
-                "group": record.group or "",
-                "_sort": {"start": record.created_at.timestamp()},
-            }
-            for key in table.summary_keys:
-                value = record.summary.get(key)
-                row["_sort"][key] = value if isinstance(value, (int, float)) else None
-            row["_params"] = _flat(record.config)
-            row["_metrics"] = {
-                k: v for k, v in record.summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
-            }
-            if sort_by is not None:
-                row["_sort"][sort_by] = row["_metrics"].get(sort_by)
-            rows.append(row)
-        seen: dict[str, set[str]] = {}  # config key -> the values it takes (a key absent somewhere takes "None")
-        for r in rows:
-            for k, v in r["_params"].items():
-                seen.setdefault(k, set()).add(str(v))
-        params = sorted(k for k, values in seen.items() if len(values) > 1 or any(k not in r["_params"] for r in rows))
-        metrics = sorted(
-            {
-                k
-                for r in records
-                for k, v in r.summary.items()
-                if isinstance(v, (int, float)) and not isinstance(v, bool)
-            }
-        )
-        if metrics and records:
-            # keys with a history first (the overlay opens on the first): a summary value set
-            # by hand has none; judged on the newest run, one sampled point a key
-            newest = records[0]
-            found = RunList([newest]).series(metrics, samples=1)[newest.id]
-            metrics.sort(key=lambda k: len(found[k].steps) == 0)
-        initial = {"key": sort_by, "dir": -1 if descending else 1} if sort_by else {}
-        super().__init__(
-            project=project, columns=table.columns(), rows=rows, metrics=metrics, params=params, initial_sort=initial
-        )
+        state = table_state(records, project, sort_by=sort_by, descending=descending)
+        super().__init__(**state, view_key=uuid.uuid4().hex)
         self._records = {r.id: r for r in records}
-        self._table = table
+        self._table = RunsTable(records, project)
         self.on_msg(self._on_front_end_msg)
 
     def _on_front_end_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
@@ -107,19 +70,6 @@ class RunsView(anywidget.AnyWidget):
             meta = dict(given or {})
         else:
             data = dict(bundle or {})
-        data["text/html"] = self._table._repr_html_()
+        data["text/html"] = self._table._repr_html_()  # viewers without widgets (GitHub, nbviewer)
         data["text/plain"] = repr(self._table)
         return data, meta
-
-
-def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        elif isinstance(value, (int, float, str, bool)) or value is None:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-__all__ = ["RunsView", "_fmt"]

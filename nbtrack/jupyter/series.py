@@ -117,25 +117,3 @@ def _ordered(a: tuple[float, float], b: tuple[float, float]) -> tuple[tuple[floa
     if a == b:
         return (a,)
     return (a, b) if a[0] <= b[0] else (b, a)
-
-
-def min_max(xs: Any, ys: Any, cap: int) -> tuple[list[float], list[float]]:
-    """At most ``cap`` points of a whole series at once: buckets of equal width keep
-    their lowest and highest point (in x order), as ``Series`` does point by point.
-    Values that are not finite numbers are left out."""
-    points = [
-        (x, y) for x, y in zip(xs, ys) if type(y) in (int, float) and y == y and y not in (float("inf"), float("-inf"))
-    ]
-    if len(points) <= cap:
-        return [p[0] for p in points], [p[1] for p in points]
-    width = -(-len(points) // max(1, cap // 2))
-    out_x: list[float] = []
-    out_y: list[float] = []
-    for start in range(0, len(points), width):
-        bucket = points[start : start + width]
-        lo = min(bucket, key=lambda p: p[1])
-        hi = max(bucket, key=lambda p: p[1])
-        for x, y in _ordered(lo, hi):
-            out_x.append(x)
-            out_y.append(y)
-    return out_x, out_y
