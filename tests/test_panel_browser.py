@@ -667,3 +667,54 @@ def test_numbers_axes_log_toggle_and_empty_states(browser, tmp_path):
         assert errors == []
     finally:
         server.stop()
+
+
+RESTART_CELL = """\
+import time, nbtrack
+run = nbtrack.init(project="restart", dir={dir!r}, name="cut-short", settings={{"quiet": False}})
+i = 0
+while True:
+    run.log({{"loss": 1 / (i + 1)}})
+    i += 1
+    time.sleep(0.02)
+"""
+
+
+@pytest.mark.parametrize("app", ["lab", "notebook"])
+def test_after_an_interrupt_and_a_restart_the_panel_stops_its_clock_and_says_why(app, browser, tmp_path):
+    root = tmp_path / "root"
+    after = "import time\ntime.sleep(2)  # longer than the panel's clock tick\nprint('after')"
+    write_notebook(root, "restart.ipynb", RESTART_CELL.format(dir=str(tmp_path / "s")), after)
+    server = JupyterServer(app, root, tmp_path)
+    try:
+        page, errors, _ = open_notebook(browser, server, "restart.ipynb")
+        page.click(".jp-Cell .jp-InputArea-editor")
+        page.keyboard.press("Control+Enter")
+        page.wait_for_function("() => Number(document.querySelector('.nbt-panel')?.dataset.step) > 20", timeout=90_000)
+        page.keyboard.press("Escape")
+        page.keyboard.press("i")  # interrupt: the run goes on (a notebook keeps it for the next cell)
+        page.keyboard.press("i")
+        page.wait_for_selector(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']", timeout=60_000)
+        assert page.locator(".nbt-panel").get_attribute("data-state") == "running"
+        page.keyboard.press("0")
+        page.keyboard.press("0")
+        page.locator(".jp-Dialog .jp-mod-accept").click()
+        page.wait_for_function("() => document.querySelector('.nbt-panel').dataset.state === 'unknown'", timeout=60_000)
+        panel = page.locator(".nbt-panel")
+        assert panel.locator(".nbt-badge").text_content() == "kernel restarted"
+        note = panel.locator(".nbt-notes").text_content()
+        assert "The kernel restarted: this panel stopped at step" in note and "nbtrack view restart/" in note
+        meta = panel.locator(".nbt-meta").text_content()
+        server.wait_kernel_idle(page)
+        # the new kernel runs a cell; the panel's clock has not moved meanwhile
+        page.locator(".jp-Cell").nth(1).click()
+        page.keyboard.press("Control+Enter")
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('.jp-OutputArea-output')].some(o => o.textContent.trim() === 'after')",
+            timeout=60_000,
+        )
+        assert panel.locator(".nbt-meta").text_content() == meta
+        page.screenshot(path=str(ARTIFACTS / f"panel_kernel_restarted_{app}.png"))
+        assert errors == []
+    finally:
+        server.stop()

@@ -761,20 +761,49 @@ function render({ model, el }) {
     schedule([]);
   }
 
+  // the kernel restarted, died or is out of reach while the run was running: this view
+  // gets nothing more, so it stops its clock and says so rather than "running"
+  let lost = null; // {why, at}
+  function kernelLost(why) {
+    if (lost || model.get("state") !== "running" || model.get("as_of")) return;
+    lost = { why, at: Date.now() / 1000 };
+    onHeader();
+  }
+
+  function watchKernel() {
+    const kernel = model.widget_manager && model.widget_manager.kernel;
+    if (!kernel || !kernel.statusChanged) return () => {};
+    const onStatus = (_k, status) => {
+      if (status === "restarting" || status === "autorestarting") kernelLost("the kernel restarted");
+      else if (status === "dead") kernelLost("the kernel died");
+    };
+    const onConnection = (_k, status) => status === "disconnected" && kernelLost("the kernel is not connected");
+    kernel.statusChanged.connect(onStatus);
+    if (kernel.connectionStatusChanged) kernel.connectionStatusChanged.connect(onConnection);
+    return () => {
+      kernel.statusChanged.disconnect(onStatus);
+      if (kernel.connectionStatusChanged) kernel.connectionStatusChanged.disconnect(onConnection);
+    };
+  }
+
   function onHeader() {
-    const state = model.get("state");
+    const state = lost ? "unknown" : model.get("state");
     title.textContent = model.get("name");
     tagList.replaceChildren(...(model.get("tags") || []).map((t) => h("span", "nbt-tag", t)));
-    notes.textContent = model.get("notes") || "";
-    notes.hidden = !model.get("notes");
+    notes.textContent = lost
+      ? `${lost.why[0].toUpperCase()}${lost.why.slice(1)}: this panel stopped at step ${model.get("step")}. ` +
+        `The run's state is in its store: nbtrack view ${model.get("project")}/${model.get("run_id")}`
+      : model.get("notes") || "";
+    notes.hidden = !notes.textContent;
     const asOf = model.get("as_of");
-    badge.textContent = state === "running" && asOf ? `running (as of ${new Date(asOf * 1000).toLocaleString()})` : state;
+    badge.textContent = lost ? lost.why.replace("the ", "") : state === "running" && asOf ? `running (as of ${new Date(asOf * 1000).toLocaleString()})` : state;
     badge.dataset.state = state;
     root.dataset.state = state;
     root.dataset.step = String(model.get("step"));
     root.dataset.rows = String(model.get("rows"));
-    // a saved page is the state as of when it was made: its clock does not run on
-    const end = model.get("finished_at") || model.get("as_of") || Date.now() / 1000;
+    // a saved page is the state as of when it was made, a view whose kernel is gone as
+    // of then: their clocks do not run on
+    const end = model.get("finished_at") || model.get("as_of") || (lost && lost.at) || Date.now() / 1000;
     const cell = model.get("last_cell");
     const rows = model.get("rows");
     meta.replaceChildren(
@@ -809,7 +838,8 @@ function render({ model, el }) {
   onHeader();
   onAlerts();
   renderTables();
-  const timer = setInterval(() => model.get("state") === "running" && !model.get("as_of") && onHeader(), 1000);
+  const timer = setInterval(() => model.get("state") === "running" && !model.get("as_of") && !lost && onHeader(), 1000);
+  const unwatch = watchKernel();
   const onConfig = () => renderTables();
   const onFinal = () => {
     summary = Object.assign({}, model.get("summary"));
@@ -837,6 +867,7 @@ function render({ model, el }) {
   }
   return () => {
     clearInterval(timer);
+    unwatch();
     for (const t of headerTraits) model.off(`change:${t}`, onHeader);
     model.off("change:config", onConfig);
     model.off("change:snapshot", onFinal);
