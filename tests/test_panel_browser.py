@@ -718,3 +718,73 @@ def test_after_an_interrupt_and_a_restart_the_panel_stops_its_clock_and_says_why
         assert errors == []
     finally:
         server.stop()
+
+
+COMPACT_CELL = """\
+import nbtrack
+run = nbtrack.init(project="compact", dir={dir!r}, settings={{"quiet": False, "system_interval": 0}})
+long = "val/" + "a_very_long_metric_name_that_goes_on_" * 3 + "accuracy"
+for i in range(50):
+    run.log({{**{{f"extra/k{{j:02d}}": i * j for j in range(14)}}, "train/loss": 1 / (i + 1), long: i / 50}})
+run.finish()
+"""
+
+COMPACT_PROBE = """() => {
+  const section = (name) => document.querySelector(`.nbt-section[data-section="${name}"]`);
+  const extra = section('extra');
+  const shown = [...extra.querySelectorAll('.nbt-chart')].filter(c => c.offsetParent !== null);
+  const long = section('val').querySelector('.nbt-chart');
+  return {
+    shown: shown.map(c => c.dataset.key), drawn: shown.filter(c => c.dataset.yticks).length,
+    button: extra.querySelector('.nbt-show-all').hidden ? null : extra.querySelector('.nbt-show-all').textContent,
+    label: extra.querySelector('summary').textContent,
+    longWidth: long.getBoundingClientRect().width, longHeight: long.getBoundingClientRect().height,
+    plainHeight: section('train').querySelector('.nbt-chart').getBoundingClientRect().height,
+    longTitle: long.querySelector('.nbt-chart-title').title,
+    longLegend: long.querySelectorAll('.u-legend .u-label')[2].textContent,
+    panelHeight: document.querySelector('.nbt-panel').getBoundingClientRect().height,
+  };
+}"""
+
+
+def test_compact_sections_and_long_names(browser, tmp_path):
+    root = tmp_path / "root"
+    write_notebook(root, "compact.ipynb", COMPACT_CELL.format(dir=str(tmp_path / "s")))
+    server = JupyterServer("lab", root, tmp_path)
+    try:
+        page, errors, _ = open_notebook(browser, server, "compact.ipynb")
+        run_all(page)
+        page.wait_for_function(
+            "() => document.querySelector('.nbtrack-page[data-live] .nbt-panel')?.dataset.state === 'finished'"
+            " && document.querySelector('.nbt-section[data-section=extra] .nbt-chart[data-yticks]')",
+            timeout=90_000,
+        )
+        s = page.evaluate(COMPACT_PROBE)
+        # 14 charts in "extra": the first six, in logging order, and a button for the rest
+        assert s["shown"] == [f"extra/k{j:02d}" for j in range(6)] and s["drawn"] == 6, s
+        assert s["button"] == "show all 14" and s["label"] == "extra (14)"
+        compact_height = s["panelHeight"]
+        # a long key: one line of title (the whole key on hover), a short legend, a card as tall as any other
+        key = "val/" + "a_very_long_metric_name_that_goes_on_" * 3 + "accuracy"
+        assert s["longTitle"] == key and s["longLegend"].endswith("…") and len(s["longLegend"]) <= 10
+        page.locator(".nbt-section[data-section=val] .nbt-chart").screenshot(path=str(ARTIFACTS / "panel_long_key.png"))
+        assert s["longWidth"] <= 310 and abs(s["longHeight"] - s["plainHeight"]) < 2, s
+        page.locator(".nbt-section[data-section=extra] .nbt-show-all").click()
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('.nbt-section[data-section=extra] .nbt-chart')]"
+            ".every(c => c.offsetParent !== null && c.dataset.yticks)",
+            timeout=10_000,
+        )
+        s = page.evaluate(COMPACT_PROBE)
+        assert len(s["shown"]) == 14 and s["button"] == "show fewer" and s["panelHeight"] > compact_height + 200
+        page.screenshot(path=str(ARTIFACTS / "panel_compact_expanded.png"))
+        page.locator(".nbt-section[data-section=extra] .nbt-show-all").click()
+        assert len(page.evaluate(COMPACT_PROBE)["shown"]) == 6
+        # a filter shows every match, folded or not, and no button
+        page.locator(".nbt-filter").fill("k1")
+        s = page.evaluate(COMPACT_PROBE)
+        assert s["shown"] == [f"extra/k{j:02d}" for j in range(10, 14)] and s["button"] is None
+        assert s["label"] == "extra (4 of 14)"
+        assert errors == []
+    finally:
+        server.stop()

@@ -9,6 +9,8 @@ import { allPositive, num, ticks, yRange, yTickLabels } from "./format.js";
 import { markLive } from "./live.js";
 
 const FILTER_AFTER = 6; // metrics before the filter box appears
+const COMPACT = 6; // charts a section shows until "show all N" (two rows at the panel's width)
+const LEGEND_CHARS = 10; // a legend names the key by its last part, cut to this
 
 function h(tag, cls, text) {
   const e = document.createElement(tag);
@@ -273,6 +275,11 @@ function chartView(spec, body, into) {
   into.dataset.series = String(groups.size);
 }
 
+function legendLabel(key) {
+  const last = key.slice(key.lastIndexOf("/") + 1) || key;
+  return last.length > LEGEND_CHARS ? `${last.slice(0, LEGEND_CHARS - 1)}…` : last;
+}
+
 function section(key) {
   const i = key.indexOf("/");
   return i > 0 ? key.slice(0, i) : "metrics";
@@ -345,8 +352,15 @@ function render({ model, el }) {
       details.dataset.section = name;
       const label = h("summary", null, name);
       const grid = h("div", "nbt-grid");
-      details.append(label, grid);
-      groups[name] = { details, grid, label };
+      const more = h("button", "nbt-show-all");
+      more.type = "button";
+      more.hidden = true;
+      details.append(label, grid, more);
+      const g = (groups[name] = { details, grid, label, more, expanded: false });
+      more.addEventListener("click", () => {
+        g.expanded = !g.expanded;
+        applyFilter();
+      });
       // sections in the order their first key was logged; system metrics last
       const names = Object.keys(groups).sort((a, b) => (a === "system") - (b === "system"));
       for (const n of names) sections.append(groups[n].details);
@@ -359,7 +373,9 @@ function render({ model, el }) {
     if (fresh) {
       wrap = h("div", "nbt-chart");
       wrap.dataset.key = key;
-      wrap.append(h("div", "nbt-chart-title", key));
+      const heading = h("div", "nbt-chart-title", key);
+      heading.title = key; // cut to one line: the whole key on hover
+      wrap.append(heading);
     }
     const g = group(section(key));
     if (fresh) g.grid.append(wrap);
@@ -398,7 +414,7 @@ function render({ model, el }) {
             value: (u, v) => num(v, 8),
           },
           { label: "raw", stroke, width: 1, alpha: 0.35, show: +smooth.value > 0, value: (u, v) => num(v, 5) },
-          { label: key, stroke, width: 1.5, value: (u, v) => num(v, 5) },
+          { label: legendLabel(key), stroke, width: 1.5, value: (u, v) => num(v, 5) },
         ],
         hooks: {
           setScale: [
@@ -411,6 +427,8 @@ function render({ model, el }) {
       chartData(key),
       wrap,
     );
+    const labels = wrap.querySelectorAll(".u-legend .u-label");
+    if (labels[2]) labels[2].title = key; // the legend's short name: the whole key on hover
     charts[key] = { wrap, plot, log: useLog, axis: (model.get("axes") || {})[key] || null };
     wrap.dataset.axis = charts[key].axis || "";
     wrap.dataset.log = String(useLog);
@@ -595,7 +613,9 @@ function render({ model, el }) {
     slider.type = "range";
     slider.min = "0";
     const body = h("div", "nbt-media-body");
-    card.append(h("div", "nbt-chart-title", key), body, slider, label);
+    const heading = h("div", "nbt-chart-title", key);
+    heading.title = key;
+    card.append(heading, body, slider, label);
     const g = group(section(key));
     g.grid.append(card);
     countSection(g, section(key));
@@ -643,22 +663,38 @@ function render({ model, el }) {
       if (c.wrap.hidden && !hide) dirty.add(k); // drawn again once shown: a hidden chart has no size to scale by
       c.wrap.hidden = hide;
     }
-    if (dirty.size && !frame) frame = requestAnimationFrame(redraw);
     for (const [k, m] of Object.entries(media)) m.card.hidden = q !== "" && !k.toLowerCase().includes(q);
     let shown = 0;
     for (const [name, g] of Object.entries(groups)) {
-      const visible = [...g.grid.children].filter((c) => !c.hidden).length;
-      g.details.hidden = visible === 0;
-      shown += visible;
+      const visible = [...g.grid.children].filter((c) => !c.hidden);
+      g.details.hidden = visible.length === 0;
+      shown += visible.length;
       countSection(g, name);
+      fold(g, visible, q !== "");
     }
+    if (dirty.size && !frame) frame = requestAnimationFrame(redraw);
     nothing.hidden = q === "" || shown > 0;
     nothing.textContent = `No metric or media key contains "${filter.value.trim()}".`;
   }
 
+  // a compact section: its first COMPACT charts, "show all N" for the rest (a filter shows
+  // every match); folded charts are not drawn until shown
+  function fold(g, visible, filtering) {
+    visible.forEach((c, i) => {
+      const folded = !g.expanded && !filtering && i >= COMPACT;
+      if (!folded && c.classList.contains("nbt-folded") && c.dataset.key in charts) dirty.add(c.dataset.key);
+      c.classList.toggle("nbt-folded", folded);
+    });
+    g.more.hidden = filtering || visible.length <= COMPACT;
+    g.more.textContent = g.expanded ? "show fewer" : `show all ${visible.length}`;
+  }
+
   function redraw() {
     frame = 0;
-    for (const k of dirty) draw(k);
+    for (const k of dirty) {
+      if (charts[k] && charts[k].wrap.classList.contains("nbt-folded")) continue; // drawn when shown
+      draw(k);
+    }
     dirty = new Set();
     const keys = Object.keys(data);
     controls.hidden = keys.length + Object.keys(media).length === 0;
