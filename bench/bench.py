@@ -85,6 +85,37 @@ if times is not None:
 print(json.dumps(out))
 """
 
+PANEL_CHILD = """
+import json, sys, tempfile, time
+import nbtrack
+from nbtrack import page
+keys, steps, mode = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+d = tempfile.mkdtemp()
+run = nbtrack.init(project="panel", dir=d, settings={"quiet": True, "system_interval": 0})
+panel = None
+if mode == "panel":  # as in a notebook: the panel taps every row, its pump folds them
+    from nbtrack.jupyter.panel import RunPanel
+    panel = RunPanel(run)
+row = {f"group_{k % 5}/metric_{k}": 0.0 for k in range(keys)}
+start = time.perf_counter()
+for i in range(steps):
+    for k, key in enumerate(row):
+        row[key] = (i % 97) * 0.01 + k
+    run.log(row)
+loop = time.perf_counter() - start
+t = time.perf_counter()
+run.finish()
+finish = time.perf_counter() - t
+out = {"loop_s": loop, "finish_s": finish}
+if panel is not None:
+    t = time.perf_counter()
+    panel.finalize()  # what the notebook layer does as the run ends
+    html = page.run_fragment(panel.page_state())  # the output that replaces the widget
+    out.update(final_s=time.perf_counter() - t, page_kb=len(html.encode()) / 1024,
+               header_step=panel.step, chart_step=max(max(s.points()[0]) for s in panel._series.values()))
+print(json.dumps(out))
+"""
+
 WIDE_CHILD = """
 import json, sys, tempfile, time
 import nbtrack
@@ -296,6 +327,22 @@ def measure(steps: int, repeats: int, many_runs: int = 10_000) -> dict:
     mem_small = json.loads(child(LOG_CHILD, "10000"))
     mem_large = json.loads(child(LOG_CHILD, str(1_000_000 if steps >= 100_000 else steps * 10)))
 
+    plain, panelled = [], []
+    for _ in range(repeats):  # 100 metrics x 50,000 steps in a tight loop, without and with the panel
+        plain.append(json.loads(child(PANEL_CHILD, "100", "50000", "none")))
+        panelled.append(json.loads(child(PANEL_CHILD, "100", "50000", "panel")))
+    small_page = json.loads(child(PANEL_CHILD, "26", "300", "panel"))  # the issue's notebook: 26 metrics x 300
+    panel_cost = {
+        "loop_s": statistics.median(r["loop_s"] for r in plain),
+        "panel_loop_s": statistics.median(r["loop_s"] for r in panelled),
+        "finish_ms": statistics.median(r["finish_s"] for r in plain) * 1000,
+        "panel_finish_ms": statistics.median(r["finish_s"] + r["final_s"] for r in panelled) * 1000,
+        "page_kb": statistics.median(r["page_kb"] for r in panelled),
+        "small_page_kb": small_page["page_kb"],
+        "header_lag": max(r["header_step"] - 1 - r["chart_step"] for r in panelled),
+    }
+    panel_cost["loop_extra_pct"] = (panel_cost["panel_loop_s"] / panel_cost["loop_s"] - 1) * 100
+
     wide = json.loads(child(WIDE_CHILD, "1000", "2000"))
     many = json.loads(child(MANY_RUNS_CHILD, "1000"))
     # the system sampler: an idle run sampling every 20 ms against one with sampling off
@@ -359,6 +406,9 @@ def measure(steps: int, repeats: int, many_runs: int = 10_000) -> dict:
         "system_core_pct_default": per_sample / 10.0 * 100,
         "sync": sync,
         "media": media,
+        "panel_cost": panel_cost,
+        "panel_loop_extra_pct": panel_cost["loop_extra_pct"],
+        "panel_finish_ms": panel_cost["panel_finish_ms"],
         "steps": steps,
         "repeats": repeats,
     }
@@ -377,6 +427,8 @@ BUDGET = [
     ("rss_large_mb", "peak RSS after large run", "MB", None, True),
     ("panel_p50_us", "log() p50 with the panel attached", "us", 2.5, True),
     ("panel_p99_us", "log() p99 with the panel attached", "us", 10, True),
+    ("panel_loop_extra_pct", "panel's cost, 100 keys x 50k steps", "%", 10, True),
+    ("panel_finish_ms", "finish() + saved page, with panel", "ms", 300, True),
     ("system_core_pct_default", "system sampler, % of a core at 10 s", "%", 1, True),
     ("series_large_ms", "read 1 key of the large run (series)", "ms", 100, True),
     ("sampled_large_ms", "read 1,000 samples of it", "ms", None, True),
@@ -409,6 +461,14 @@ def report(r: dict) -> str:
     lines.append(f"{'large run rows/s until durable':<34} {r['large_rows_per_s']:>9,.0f} r/s")
     lines.append(f"{'panel: messages sent / max points':<34} {r['panel_messages']:>9.0f} / {r['panel_points']}")
     lines.append(f"{'... as rows (a dict per step)':<34} {r['read_one_key_large_s']:>9.2f} s")
+    c = r["panel_cost"]
+    lines.append(
+        f"{'100 keys x 50k steps, tight loop':<34} {c['loop_s']:.2f} s alone, {c['panel_loop_s']:.2f} s with the "
+        f"panel (+{c['loop_extra_pct']:.0f} %); finish() {c['finish_ms']:.0f} ms alone, "
+        f"{c['panel_finish_ms']:.0f} ms with the panel and its saved page ({c['page_kb']:.0f} KB); "
+        f"header ahead of the charts by {c['header_lag']} steps at the end"
+    )
+    lines.append(f"{'saved page, 26 keys x 300 steps':<34} {c['small_page_kb']:>9.0f} KB")
     p = r["procs"]
     lines.append(
         f"{'8 processes, one store':<34} {p['rows_per_s']:>9,.0f} rows/s in all; log() p50 {p['p50_us_median']:.2f} us, "

@@ -39,7 +39,7 @@ PAGE_JS = STATIC / "page.js"
 MAX_POINTS = 1000  # points a key at most (as the live panel)
 POINTS_BUDGET = 12_000  # points of all keys of a run together: bounds what a saved notebook grows by
 MIN_POINTS = 100  # ... but never fewer than this a key
-SVG_POINTS = 150  # points a key in the static drawing
+SVG_POINTS = 48  # points a key in the static drawing (min/max buckets: spikes stay)
 MAX_MEDIA = 100  # media items a key (the newest)
 INLINE_BYTES = 256 * 1024  # a media file embedded up to this size
 MEDIA_BYTES = 512 * 1024  # media files a page embeds in all, newest first (a notebook output)
@@ -469,20 +469,20 @@ def _chart_svg(key: str, xs: list, ys: list, axis: str) -> str:
     x0, x1 = xs[0], xs[-1]
     span = (x1 - x0) or 1
     points = " ".join(
-        f"{left + (x - x0) / span * w:.1f},{top + (1 - (y - lo) / (hi - lo)) * h:.1f}" for x, y in zip(xs, ys)
+        f"{left + (x - x0) / span * w:.0f},{top + (1 - (y - lo) / (hi - lo)) * h:.0f}" for x, y in zip(xs, ys)
     )
-    mark = "" if len(xs) > 1 else f'<circle cx="{left + w / 2}" cy="{top + h / 2}" r="2.5" fill="#1f77b4"/>'
+    mark = "" if len(xs) > 1 else f'<circle cx="{left + w // 2}" cy="{top + h // 2}" r="2.5" fill="#1f77b4"/>'
+    # small on purpose: a page carries one of these for every chart
     return (
-        f'<svg class="nbt-svg" xmlns="http://www.w3.org/2000/svg" width="{SVG_W}" height="{SVG_H}" '
-        f'viewBox="0 0 {SVG_W} {SVG_H}" role="img" aria-label="{_e(key)}" data-key="{_e(key)}" '
-        f'data-points="{len(xs)}" font-family="sans-serif" font-size="10" fill="#59636e">'
+        f'<svg class="nbt-svg" width="{SVG_W}" height="{SVG_H}" data-key="{_e(key)}" data-points="{len(xs)}" '
+        'font-family="sans-serif" font-size="10" fill="#59636e">'
         f'<rect x="{left}" y="{top}" width="{w}" height="{h}" fill="none" stroke="#d1d9e0"/>'
         f'<polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="{points}"/>{mark}'
         f'<text x="{left - 3}" y="{top + 8}" text-anchor="end" class="nbt-ymax">{_e(num(max(ys)))}</text>'
         f'<text x="{left - 3}" y="{top + h}" text-anchor="end" class="nbt-ymin">{_e(num(min(ys)))}</text>'
         f'<text x="{left}" y="{SVG_H - 4}" class="nbt-xmin">{_e(num(x0))}</text>'
-        f'<text x="{SVG_W - right}" y="{SVG_H - 4}" text-anchor="end" class="nbt-xmax">{_e(num(x1))}</text>'
-        f'<text x="{left + w / 2}" y="{SVG_H - 4}" text-anchor="middle">{_e(axis)}</text></svg>'
+        f'<text x="{SVG_W - right}" y="{SVG_H - 4}" text-anchor="end" class="nbt-xmax">{_e(num(x1))} {_e(axis)}</text>'
+        "</svg>"
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import nbformat
@@ -785,6 +786,72 @@ def test_compact_sections_and_long_names(browser, tmp_path):
         s = page.evaluate(COMPACT_PROBE)
         assert s["shown"] == [f"extra/k{j:02d}" for j in range(10, 14)] and s["button"] is None
         assert s["label"] == "extra (4 of 14)"
+        assert errors == []
+    finally:
+        server.stop()
+
+
+COST_CELL = """\
+import nbtrack
+run = nbtrack.init(project="cost", dir={dir!r}, settings={{"quiet": False, "system_interval": 0}})
+row = {{f"group_{{k % 5}}/metric_{{k}}": 0.0 for k in range(100)}}
+for i in range({steps}):
+    for k, key in enumerate(row):
+        row[key] = (i % 97) * 0.01 + k
+    run.log(row)
+run.finish()
+"""
+
+COST_PROBE = """() => {
+  const panel = document.querySelector('.nbt-panel');
+  const output = panel && panel.closest('.jp-OutputArea-output');
+  return {state: panel ? panel.dataset.state : null, charts: panel ? Number(panel.dataset.charts || 0) : 0,
+          page: !!document.querySelector('.nbtrack-page[data-live]'),
+          nodes: output ? output.querySelectorAll('*').length : 0,
+          longest: Math.max(0, ...(window.__nbtLong || [])), long: (window.__nbtLong || []).length,
+          longTotal: (window.__nbtLong || []).reduce((a, b) => a + b, 0)};
+}"""
+
+
+def test_a_100_metric_panel_stays_light_in_the_browser(browser, tmp_path):
+    """DOM nodes are counted and asserted (at most 5,000 for 100 charts); the browser's
+    long tasks while the run updates are measured and written to
+    artifacts/panel_browser_cost.json for the README (timings are never asserted)."""
+    root = tmp_path / "root"
+    write_notebook(root, "cost.ipynb", COST_CELL.format(dir=str(tmp_path / "s"), steps=20_000))
+    server = JupyterServer("lab", root, tmp_path)
+    try:
+        page, errors, _ = open_notebook(browser, server, "cost.ipynb")
+        page.evaluate(
+            "() => { window.__nbtLong = []; new PerformanceObserver((l) => l.getEntries()"
+            ".forEach((e) => window.__nbtLong.push(e.duration))).observe({type: 'longtask', buffered: false}); }"
+        )
+        run_all(page)
+        live = []
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            s = page.evaluate(COST_PROBE)
+            if s["state"] == "running":
+                live.append(s)
+            if s["page"] and s["state"] == "finished" and s["charts"] == 100:
+                break
+            page.wait_for_timeout(200)  # sampling the live panel while it updates, not waiting on it
+        else:
+            raise AssertionError(f"the run's page never showed 100 charts: {live[-3:]}")
+        final = page.evaluate(COST_PROBE)
+        assert live, "the panel was never seen running"
+        assert max(s["nodes"] for s in live) <= 5000 and final["nodes"] <= 5000, (live[-1], final)
+        figures = {
+            "charts": final["charts"],
+            "live_max_nodes": max(s["nodes"] for s in live),
+            "finished_nodes": final["nodes"],
+            "longest_task_ms": final["longest"],
+            "long_tasks": final["long"],
+            "long_task_total_ms": round(final["longTotal"]),
+        }
+        ARTIFACTS.mkdir(exist_ok=True)
+        (ARTIFACTS / "panel_browser_cost.json").write_text(json.dumps(figures, indent=1))
+        print("panel browser cost", figures)
         assert errors == []
     finally:
         server.stop()

@@ -9,6 +9,7 @@ import { allPositive, num, ticks, yRange, yTickLabels } from "./format.js";
 import { markLive } from "./live.js";
 
 const FILTER_AFTER = 6; // metrics before the filter box appears
+const DRAW_PER_FRAME = 8; // charts drawn in one animation frame
 const COMPACT = 6; // charts a section shows until "show all N" (two rows at the panel's width)
 const LEGEND_CHARS = 10; // a legend names the key by its last part, cut to this
 
@@ -356,6 +357,9 @@ function render({ model, el }) {
       more.type = "button";
       more.hidden = true;
       details.append(label, grid, more);
+      details.addEventListener("toggle", () => {
+        if (details.open) schedule([...grid.children].map((c) => c.dataset.key).filter((k) => k in charts));
+      });
       const g = (groups[name] = { details, grid, label, more, expanded: false });
       more.addEventListener("click", () => {
         g.expanded = !g.expanded;
@@ -368,17 +372,20 @@ function render({ model, el }) {
     return groups[name];
   }
 
-  function makeChart(key, wrap) {
-    const fresh = !wrap;
-    if (fresh) {
-      wrap = h("div", "nbt-chart");
-      wrap.dataset.key = key;
-      const heading = h("div", "nbt-chart-title", key);
-      heading.title = key; // cut to one line: the whole key on hover
-      wrap.append(heading);
-    }
+  // a chart's card in its section; its plot is made when it is first shown
+  function placeChart(key) {
+    const wrap = h("div", "nbt-chart");
+    wrap.dataset.key = key;
+    const heading = h("div", "nbt-chart-title", key);
+    heading.title = key; // cut to one line: the whole key on hover
+    wrap.append(heading);
     const g = group(section(key));
-    if (fresh) g.grid.append(wrap);
+    g.grid.append(wrap);
+    charts[key] = { wrap, plot: null, log: null, axis: null };
+    countSection(g, section(key));
+  }
+
+  function makeChart(key, wrap) {
     // canvas does not resolve CSS variables: read the theme's colours as values
     const css = getComputedStyle(root);
     const stroke = css.getPropertyValue("--nbt-line").trim() || "#1f77b4";
@@ -432,7 +439,6 @@ function render({ model, el }) {
     charts[key] = { wrap, plot, log: useLog, axis: (model.get("axes") || {})[key] || null };
     wrap.dataset.axis = charts[key].axis || "";
     wrap.dataset.log = String(useLog);
-    if (fresh) countSection(g, section(key));
   }
 
   // "name (N)", or "name (shown of N)" while the filter hides some
@@ -450,18 +456,15 @@ function render({ model, el }) {
   }
 
   function draw(key) {
-    if (!charts[key]) makeChart(key);
     const c = charts[key];
-    const wantLog = logBox.checked && allPositive(data[key].ys);
-    if (wantLog !== c.log) {
-      // a new plot in the same place: the chart keeps its position in the grid
-      c.plot.destroy();
-      delete charts[key];
-      makeChart(key, c.wrap);
-      return draw(key);
-    }
     const w = +smooth.value;
     c.wrap.dataset.smoothing = String(w);
+    const wantLog = logBox.checked && allPositive(data[key].ys);
+    if (!c.plot || wantLog !== c.log) {
+      if (c.plot) c.plot.destroy(); // a new plot in the same place: the chart keeps its position
+      makeChart(key, c.wrap); // made with its data (and its range)
+      return;
+    }
     c.plot.setSeries(1, { show: w > 0 });
     c.plot.setData(chartData(key));
   }
@@ -689,18 +692,27 @@ function render({ model, el }) {
     g.more.textContent = g.expanded ? "show fewer" : `show all ${visible.length}`;
   }
 
+  // one animation frame draws at most DRAW_PER_FRAME charts (the rest in the next ones),
+  // and only charts in view: a folded, filtered-out or closed section's charts are drawn
+  // when shown, so a 100-chart run never blocks the page for long
   function redraw() {
     frame = 0;
-    for (const k of dirty) {
-      if (charts[k] && charts[k].wrap.classList.contains("nbt-folded")) continue; // drawn when shown
-      draw(k);
-    }
-    dirty = new Set();
+    for (const k of dirty) if (!charts[k]) placeChart(k);
     const keys = Object.keys(data);
     controls.hidden = keys.length + Object.keys(media).length === 0;
     waiting.hidden = !controls.hidden;
     filter.hidden = keys.length + Object.keys(media).length <= FILTER_AFTER;
     applyFilter();
+    const later = new Set();
+    let drawn = 0;
+    for (const k of dirty) {
+      const c = charts[k];
+      if (!c || c.wrap.hidden || c.wrap.classList.contains("nbt-folded") || !c.wrap.closest("details").open) continue;
+      if (drawn++ >= DRAW_PER_FRAME) later.add(k);
+      else draw(k);
+    }
+    dirty = later;
+    if (later.size && !frame) frame = requestAnimationFrame(redraw);
     let most = 0;
     for (const k of keys) most = Math.max(most, data[k].xs.length + data[k].tailX.length);
     root.dataset.points = String(most);
@@ -787,7 +799,7 @@ function render({ model, el }) {
   function onAxes() {
     const axes = model.get("axes") || {};
     for (const [k, c] of Object.entries(charts)) {
-      if ((axes[k] || null) !== c.axis) {
+      if (c.plot && (axes[k] || null) !== c.axis) {
         c.plot.destroy();
         c.wrap.remove();
         delete charts[k];
@@ -910,7 +922,7 @@ function render({ model, el }) {
     model.off("change:alerts", onAlerts);
     model.off("change:axes", onAxes);
     model.off("msg:custom", onMessage);
-    for (const c of Object.values(charts)) c.plot.destroy();
+    for (const c of Object.values(charts)) if (c.plot) c.plot.destroy();
     for (const f of Object.values(files)) if (f.url && f.url.startsWith("blob:")) URL.revokeObjectURL(f.url);
   };
 }
