@@ -155,6 +155,9 @@ def test_nbtrack_view_pages_work_offline_from_file(browser, tmp_path, capsys):  
         page.locator(f'.nbt-runs-table tr[data-id="{run.id}"] input').check()
     page.wait_for_function("() => document.querySelector('.nbt-runs').dataset.overlay === '2'", timeout=10_000)
     assert page.locator(".nbt-overlay canvas").count() >= 1
+    # every metric compared, offline too: from the histories the page embeds
+    page.wait_for_function("() => document.querySelector('.nbt-runs').dataset.compare === '2'", timeout=10_000)
+    assert page.locator(".nbt-compare .nbt-chart[data-series='2'] canvas").count() == 2
     page.select_option(".nbt-metric", "lr")
     page.wait_for_function(  # lr's ticks (all below 0.01; loss's were up to 1)
         "() => { const t = (document.querySelector('.nbt-overlay').dataset.yticks || '').split('|');"

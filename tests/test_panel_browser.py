@@ -243,7 +243,7 @@ RUNS_CELLS = (
     "    with nbtrack.init(project='cmp', dir={dir!r}, name=f'lr-{{lr}}', tags=['sweep' if lr != 0.2 else 'extra'],\n"
     "                      config={{'lr': lr}}, settings={{'quiet': True}}) as run:\n"
     "        for i in range(50):\n"
-    "            run.log({{'loss': lr * 10 / (i + 1)}})\n"
+    "            run.log({{'loss': lr * 10 / (i + 1), 'acc': (i + 1) / 50 * lr}})\n"
     "        run.summary['best'] = lr  # set by hand: no history",
     "%load_ext nbtrack\n%track_runs -p cmp --dir {dir}",
     # 250 runs made by a script: made in the notebook, each would show a live panel of its own
@@ -285,6 +285,15 @@ def test_runs_table_sorts_filters_and_overlays(browser, tmp_path):
         page.wait_for_function("() => document.querySelector('.nbt-runs').dataset.overlay === '2'", timeout=30_000)
         legend = page.evaluate("() => document.querySelector('.nbt-overlay .u-legend').textContent")
         assert "lr-0.1" in legend and "lr-0.3" in legend
+        # the ticked runs on every chart (acc and loss; "best" has no history), one colour a run everywhere
+        page.wait_for_function("() => document.querySelector('.nbt-runs').dataset.compare === '2'", timeout=30_000)
+        grid = page.evaluate(
+            "() => [...document.querySelectorAll('.nbt-compare .nbt-chart')].map(c => ({key: c.dataset.key,"
+            " series: c.dataset.series, colours: c.dataset.colours, legend: c.querySelector('.u-legend').textContent}))"
+        )
+        assert [g["key"] for g in grid] == ["acc", "loss"] and all(g["series"] == "2" for g in grid)
+        assert grid[0]["colours"] == grid[1]["colours"] and len(set(grid[0]["colours"].split(","))) == 2
+        assert all("lr-0.1" in g["legend"] and "lr-0.3" in g["legend"] for g in grid)
         first = page.locator(".nbt-runs").first
         first.locator(".nbt-log input").check()  # log scale in the overlay too
         page.wait_for_function("() => document.querySelector('.nbt-overlay').dataset.log === 'true'", timeout=10_000)

@@ -33,13 +33,17 @@ function show(host, page) {
     panel.render({ model: pageModel(page.run), el: view });
   } else {
     const history = page.history || {};
+    const names = Object.fromEntries((page.table.rows || []).map((r) => [r.id, r.name]));
+    const of = (key, ids) => {
+      const known = history[key] || {};
+      return Object.fromEntries(ids.map((id) => [id, known[id] || [names[id] || id, [], []]]));
+    };
     const answer = (msg) => {
-      if (!msg || msg.type !== "history") return null;
-      const known = history[msg.key] || {};
-      const rows = Object.fromEntries((page.table.rows || []).map((r) => [r.id, r.name]));
-      const series = {};
-      for (const id of msg.ids || []) series[id] = known[id] || [rows[id] || id, [], []];
-      return { type: "history", key: msg.key, series };
+      if (msg && msg.type === "history") return { type: "history", key: msg.key, series: of(msg.key, msg.ids || []) };
+      if (msg && msg.type === "histories") {
+        return { type: "histories", series: Object.fromEntries((msg.keys || []).map((k) => [k, of(k, msg.ids || [])])) };
+      }
+      return null;
     };
     runs.render({ model: pageModel(page.table, answer), el: view });
   }

@@ -9,6 +9,7 @@ import { markLive } from "./live.js";
 
 const PAGE = 100; // rows drawn at first, and added by each "show more": a 10,000-run project stays quick
 const COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"];
+const GRID_RUNS = 12; // ticked runs compared on every chart (the first ones ticked)
 
 function h(tag, cls, text) {
   const e = document.createElement(tag);
@@ -37,10 +38,11 @@ function render({ model, el }) {
   bar.append(filter, h("span", null, "overlay "), metric, logLabel);
   const table = h("table", "nbt-runs-table");
   const chartBox = h("div", "nbt-overlay");
+  const gridBox = h("div", "nbt-compare");
   const parallelBox = h("div", "nbt-parallel");
   const more = h("button", "nbt-more");
   more.type = "button";
-  root.append(bar, table, more, chartBox, parallelBox);
+  root.append(bar, table, more, chartBox, gridBox, parallelBox);
 
   const initial = model.get("initial_sort") || {};
   let sortKey = initial.key || "start", sortDir = initial.key ? initial.dir || 1 : -1, plot = null;
@@ -199,6 +201,11 @@ function render({ model, el }) {
     if (initial.key && keys.includes(initial.key)) metric.value = initial.key;
   }
 
+  // one colour per run, the same on every chart: from the run's place among all rows
+  const place = new Map((model.get("rows") || []).map((r, i) => [r.id, i]));
+  const colourOf = (id) => COLOURS[(place.get(id) ?? 0) % COLOURS.length];
+  let gridPlots = [];
+
   function request() {
     if (!selected.size || !metric.value) {
       if (plot) plot.destroy();
@@ -206,12 +213,71 @@ function render({ model, el }) {
       last = null;
       chartBox.replaceChildren();
       root.dataset.overlay = "0";
+      drawGrid(null);
       return;
     }
     model.send({ type: "history", key: metric.value, ids: [...selected] });
+    model.send({ type: "histories", keys: model.get("metrics"), ids: [...selected].slice(0, GRID_RUNS) });
+  }
+
+  // the ticked runs on every chart: one per metric any of them has a history of
+  function drawGrid(msg) {
+    for (const p of gridPlots) p.destroy();
+    gridPlots = [];
+    gridBox.replaceChildren();
+    root.dataset.compare = "0";
+    if (!msg) return;
+    const ids = Object.keys(Object.values(msg.series)[0] || {});
+    const title = `every metric, ${ids.length} run${ids.length === 1 ? "" : "s"}` +
+      (selected.size > ids.length ? ` (the first ${ids.length} ticked)` : "");
+    const grid = h("div", "nbt-grid");
+    gridBox.append(h("div", "nbt-chart-title", title), grid);
+    const css = getComputedStyle(root);
+    const fg = css.getPropertyValue("--nbt-fg").trim() || "#1f2328";
+    const gridColour = css.getPropertyValue("--nbt-grid").trim() || "#eaeef2";
+    let charts = 0;
+    for (const [key, byRun] of Object.entries(msg.series)) {
+      const entries = Object.entries(byRun).filter(([, s]) => s[1].length);
+      if (!entries.length) continue;
+      const card = h("div", "nbt-chart");
+      card.dataset.key = key;
+      card.dataset.series = String(entries.length);
+      card.dataset.colours = entries.map(([id]) => `${id}:${colourOf(id)}`).join(",");
+      const heading = h("div", "nbt-chart-title", key);
+      heading.title = key;
+      card.append(heading);
+      grid.append(card);
+      const [data, series] = aligned(entries);
+      gridPlots.push(new uPlot({
+        width: 300, height: 170, series, legend: { live: false },
+        scales: { x: { time: false }, y: { range: yRange } },
+        axes: [
+          { stroke: fg, grid: { stroke: gridColour }, size: 30, values: (u, splits) => ticks(splits) },
+          { stroke: fg, grid: { stroke: gridColour }, size: 50, values: yTickLabels(card) },
+        ],
+      }, data, card));
+      charts++;
+    }
+    root.dataset.compare = String(charts);
+  }
+
+  // series of several runs on one x (uPlot's shape): every step any of them logged
+  function aligned(entries) {
+    const xs = [...new Set(entries.flatMap(([, s]) => s[1]))].sort((a, b) => a - b);
+    const index = new Map(xs.map((x, i) => [x, i]));
+    const data = [xs];
+    const series = [{ label: "step" }];
+    for (const [id, [name, sx, sy]] of entries) {
+      const ys = new Array(xs.length).fill(null);
+      sx.forEach((x, j) => { ys[index.get(x)] = sy[j]; });
+      data.push(ys);
+      series.push({ label: name, stroke: colourOf(id), width: 1.5, spanGaps: true, value: (u, v) => num(v, 5) });
+    }
+    return [data, series];
   }
 
   function onMessage(msg) {
+    if (msg && msg.type === "histories") return drawGrid(msg);
     if (!msg || msg.type !== "history" || msg.key !== metric.value) return;
     last = msg;
     const entries = Object.entries(msg.series);
@@ -223,18 +289,7 @@ function render({ model, el }) {
       root.dataset.overlay = "0";
       return;
     }
-    const xs = [...new Set(entries.flatMap(([, s]) => s[1]))].sort((a, b) => a - b);
-    const index = new Map(xs.map((x, i) => [x, i]));
-    const data = [xs];
-    const series = [{ label: "step" }];
-    entries.forEach(([, [name, sx, sy]], i) => {
-      const ys = new Array(xs.length).fill(null);
-      sx.forEach((x, j) => { ys[index.get(x)] = sy[j]; });
-      data.push(ys);
-      series.push({
-        label: name, stroke: COLOURS[i % COLOURS.length], width: 1.5, spanGaps: true, value: (u, v) => num(v, 5),
-      });
-    });
+    const [data, series] = aligned(entries);
     chartBox.replaceChildren(h("div", "nbt-chart-title", msg.key));
     const css = getComputedStyle(root);
     const fg = css.getPropertyValue("--nbt-fg").trim() || "#1f2328";
@@ -274,6 +329,7 @@ function render({ model, el }) {
     model.off("msg:custom", onMessage);
     model.off("change:rows", drawTable);
     if (plot) plot.destroy();
+    for (const p of gridPlots) p.destroy();
   };
 }
 

@@ -18,6 +18,9 @@ from .panel import STATIC
 
 MAX_OVERLAY_POINTS = 1000
 MAX_OVERLAY_RUNS = 100
+MAX_GRID_RUNS = 12  # runs compared on every chart (GRID_RUNS in runs.js)
+MAX_GRID_KEYS = 100
+MAX_GRID_POINTS = 400
 
 
 class RunsView(anywidget.AnyWidget):
@@ -50,16 +53,26 @@ class RunsView(anywidget.AnyWidget):
         self.on_msg(self._on_front_end_msg)
 
     def _on_front_end_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
-        if not isinstance(content, dict) or content.get("type") != "history":
+        if not isinstance(content, dict) or content.get("type") not in ("history", "histories"):
             return
-        key = str(content.get("key", ""))
-        chosen = RunList(r for r in map(self._records.get, content.get("ids", [])[:MAX_OVERLAY_RUNS]) if r is not None)
-        found = chosen.series(key)  # every chosen run's key in one read of the columnar chunks
-        series = {}
-        for record in chosen:
-            s = found[record.id][key]
-            series[record.id] = [record.name, *min_max(s.steps, s.values, MAX_OVERLAY_POINTS)]
-        self.send({"type": "history", "key": key, "series": series})
+        ids = [i for i in content.get("ids", []) if isinstance(i, str)]
+        if content["type"] == "history":  # one metric, the overlay chart
+            key = str(content.get("key", ""))
+            series = self._read([key], ids[:MAX_OVERLAY_RUNS], MAX_OVERLAY_POINTS)[key]
+            self.send({"type": "history", "key": key, "series": series})
+        else:  # every metric, the comparison grid
+            keys = [k for k in content.get("keys", []) if isinstance(k, str)][:MAX_GRID_KEYS]
+            self.send({"type": "histories", "series": self._read(keys, ids[:MAX_GRID_RUNS], MAX_GRID_POINTS)})
+
+    def _read(self, keys: list[str], ids: list[str], points: int) -> dict[str, dict[str, list]]:
+        """key -> run id -> [name, steps, values], every run's keys in one read of the
+        history's columnar chunks, each series cut to ``points`` by min/max buckets."""
+        chosen = RunList(r for r in map(self._records.get, ids) if r is not None)
+        found = chosen.series(keys) if keys else {}
+        return {
+            key: {r.id: [r.name, *min_max(found[r.id][key].steps, found[r.id][key].values, points)] for r in chosen}
+            for key in keys
+        }
 
     def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         bundle = super()._repr_mimebundle_(**kwargs)
