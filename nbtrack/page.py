@@ -154,6 +154,8 @@ def run_state(record: RunRecord) -> dict[str, Any]:
         else:
             xs, ys = list(s.steps), list(s.values)
         snapshot[key] = list(min_max(xs, ys, MAX_POINTS))
+    longest = max((found[k] for k in numeric), key=lambda s: len(s.steps), default=None)
+    clock = list(min_max(longest.steps, longest.timestamps, MAX_POINTS)) if longest is not None else [[], []]
     snapshot.update(_system(record))
     media = {
         key: [
@@ -189,6 +191,7 @@ def run_state(record: RunRecord) -> dict[str, Any]:
         "summary": _scalars({k: v for k, v in summary.items() if k in numeric or k in texts}),
         "texts": _scalars(texts),
         "snapshot": snapshot,
+        "clock": clock,
         "media": media,
         "axes": axes,
         "alerts": record.alerts()[-20:],
@@ -633,6 +636,8 @@ def run_fragment(state: dict[str, Any], *, height: int | None = None, media_byte
     to ``media_bytes`` of its media files embedded."""
     state = dict(state)
     state["snapshot"] = _budget(state.get("snapshot") or {})
+    xs, ys = state.get("clock") or [[], []]
+    state["clock"] = [xs, [round(t, 3) for t in ys]] if len(xs) <= MAX_POINTS else list(min_max(xs, ys, MAX_POINTS))
     state["media"] = embed_media(state.get("media") or {}, state.get("where"), media_bytes)
     return fragment("run", {"run": state}, height=height)
 

@@ -4,6 +4,8 @@ and ``nbtrack view`` pages work from file:// with no network."""
 
 from __future__ import annotations
 
+import time
+
 import nbformat
 import pytest
 import requests
@@ -148,6 +150,32 @@ def test_nbtrack_view_pages_work_offline_from_file(browser, tmp_path, capsys):  
     page.locator(".nbt-log input").check()
     page.wait_for_function("() => document.querySelector('.nbt-chart[data-key=lr]').dataset.log === 'true'")
     page.screenshot(path=str(ARTIFACTS / "view_run.png"), full_page=True)
+
+    # x: relative time and wall time, from when each step was logged
+    timed = nbtrack.init(project="view", dir=store, reinit="create_new")
+    started = time.time()
+    for i in range(20):
+        timed.log({"loss": 1 / (i + 1)})
+        time.sleep(0.02)  # the steps are logged over 0.4 s or more
+    timed.finish()
+    ended = time.time()
+    timed_page = tmp_path / "timed.html"
+    assert main(["view", f"view/{timed.id}", "--dir", str(store), "-o", str(timed_page), "--no-open"]) == 0
+    page.goto(timed_page.as_uri())
+    page.wait_for_function(f"() => ({CHART})('loss')", timeout=30_000)
+    xrange = (
+        "(m) => { const c = document.querySelector('.nbt-chart[data-key=loss]');"
+        " return c.dataset.xtitle === m && c.dataset.xrange ? c.dataset.xrange.split(',').map(Number) : null; }"
+    )
+    assert page.evaluate(xrange, "step") == [0, 19]
+    page.select_option(".nbt-xaxis", "relative")
+    page.wait_for_function(xrange, arg="seconds")
+    low, high = page.evaluate(xrange, "seconds")
+    assert low <= 0.05 and 0.3 <= high <= ended - started + 0.5, (low, high)
+    page.select_option(".nbt-xaxis", "wall")
+    page.wait_for_function(xrange, arg="time")
+    low, high = page.evaluate(xrange, "time")
+    assert started - 1 <= low < high <= ended + 1, (low, high, started, ended)
 
     page.goto(project_page.as_uri())
     page.wait_for_selector(".nbt-runs-table tr[data-id]", timeout=30_000)

@@ -667,6 +667,14 @@ def test_numbers_axes_log_toggle_and_empty_states(browser, tmp_path):
             " && document.querySelector('.nbt-chart[data-key=big]').dataset.yticks.includes('T')",
             timeout=10_000,
         )
+        # x as wall time: from when each step was logged (the clock the kernel sent)
+        panel.locator(".nbt-xaxis").select_option("wall")
+        page.wait_for_function(
+            "() => { const c = document.querySelector('.nbt-chart[data-key=lr]');"
+            " return c.dataset.xtitle === 'time' && Number(c.dataset.xrange.split(',')[0]) > 1.7e9; }",
+            timeout=10_000,
+        )
+        panel.locator(".nbt-xaxis").select_option("step")
         # a run with no metrics yet: a line saying so, and no controls
         second = page.locator(".nbt-panel").nth(1)
         assert second.locator(".nbt-controls").is_hidden()

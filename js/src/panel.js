@@ -321,7 +321,15 @@ function render({ model, el }) {
   smooth.value = "0";
   const smoothValue = h("span", null, "0");
   smoothLabel.append("smoothing ", smooth, smoothValue);
-  controls.append(filter, logLabel, smoothLabel);
+  const xLabel = h("label", "nbt-x");
+  const xSelect = h("select", "nbt-xaxis");
+  for (const [value, text] of [["step", "step"], ["relative", "relative time"], ["wall", "wall time"]]) {
+    const o = h("option", null, text);
+    o.value = value;
+    xSelect.append(o);
+  }
+  xLabel.append("x ", xSelect);
+  controls.append(filter, logLabel, smoothLabel, xLabel);
   const sections = h("div", "nbt-sections");
   const nothing = h("div", "nbt-empty");
   nothing.hidden = true;
@@ -341,6 +349,7 @@ function render({ model, el }) {
   let dirty = new Set();
   let frame = 0;
 
+  const clock = { xs: [], ys: [], tailX: [], tailY: [] }; // step -> when it was logged
   const points = (k) => {
     const d = data[k];
     return [d.xs.concat(d.tailX), d.ys.concat(d.tailY)];
@@ -392,20 +401,25 @@ function render({ model, el }) {
     const fg = css.getPropertyValue("--nbt-fg").trim() || "#1f2328";
     const gridColour = css.getPropertyValue("--nbt-grid").trim() || "#eaeef2";
     const useLog = logBox.checked && allPositive(data[key].ys);
+    const mode = xMode(key);
+    const title = mode === "wall" ? "time" : mode === "relative" ? "seconds" : xTitle(key);
     const plot = new uPlot(
       {
         width: 300,
         height: 150,
         legend: { live: true },
         cursor: { drag: { x: true, y: false } },
-        scales: { x: { time: false }, y: useLog ? { distr: 3 } : { range: yRange } },
+        scales: { x: { time: mode === "wall" }, y: useLog ? { distr: 3 } : { range: yRange } },
         axes: [
           {
             stroke: fg,
             grid: { stroke: gridColour },
             ticks: { stroke: gridColour },
-            size: 30,
-            values: (u, splits) => ticks(splits),
+            size: 24,
+            label: title,
+            labelSize: 14,
+            labelFont: "11px system-ui, sans-serif",
+            ...(mode === "wall" ? {} : { values: (u, splits) => ticks(splits) }),
           },
           {
             stroke: fg,
@@ -417,8 +431,8 @@ function render({ model, el }) {
         ],
         series: [
           {
-            label: (model.get("axes") || {})[key] || (key.startsWith("system/") ? "seconds" : "step"),
-            value: (u, v) => num(v, 8),
+            label: title,
+            value: mode === "wall" ? (u, v) => (v === null ? "—" : new Date(v * 1000).toLocaleTimeString()) : (u, v) => num(v, 8),
           },
           { label: "raw", stroke, width: 1, alpha: 0.35, show: +smooth.value > 0, value: (u, v) => num(v, 5) },
           { label: legendLabel(key), stroke, width: 1.5, value: (u, v) => num(v, 5) },
@@ -427,6 +441,7 @@ function render({ model, el }) {
           setScale: [
             (u, k) => {
               if (k === "y") wrap.dataset.yrange = `${u.scales.y.min},${u.scales.y.max}`;
+              if (k === "x") wrap.dataset.xrange = `${u.scales.x.min},${u.scales.x.max}`;
             },
           ],
         },
@@ -436,8 +451,9 @@ function render({ model, el }) {
     );
     const labels = wrap.querySelectorAll(".u-legend .u-label");
     if (labels[2]) labels[2].title = key; // the legend's short name: the whole key on hover
-    charts[key] = { wrap, plot, log: useLog, axis: (model.get("axes") || {})[key] || null };
+    charts[key] = { wrap, plot, log: useLog, axis: (model.get("axes") || {})[key] || null, mode };
     wrap.dataset.axis = charts[key].axis || "";
+    wrap.dataset.xtitle = title;
     wrap.dataset.log = String(useLog);
   }
 
@@ -450,9 +466,41 @@ function render({ model, el }) {
 
   // what a chart of ``key`` shows: x, the raw series (while smoothing) and the smoothed one
   function chartData(key) {
-    const [xs, ys] = points(key);
+    const [steps, ys] = points(key);
     const w = +smooth.value;
-    return [xs, w > 0 ? ys : ys.map(() => null), ema(ys, w)];
+    return [xValues(key, steps), w > 0 ? ys : ys.map(() => null), ema(ys, w)];
+  }
+
+  // ---- x: step (or the key's define_metric step metric), relative time or wall time.
+  // Times come from the clock (when each step was logged), interpolated between its points;
+  // system metrics are sampled against seconds already.
+  const system = (key) => key.startsWith("system/");
+  const xTitle = (key) => (model.get("axes") || {})[key] || (system(key) ? "seconds" : "step");
+  function xMode(key) {
+    const chosen = xSelect.value;
+    if (chosen === "step" || (model.get("axes") || {})[key]) return "step";
+    if (!system(key) && !clock.xs.length && !clock.tailX.length) return "step"; // no clock yet
+    return chosen;
+  }
+
+  function xValues(key, steps) {
+    const mode = xMode(key);
+    if (mode === "step") return steps;
+    const start = model.get("started_at") || 0;
+    if (system(key)) return mode === "wall" ? steps.map((x) => x + start) : steps;
+    const cx = clock.xs.concat(clock.tailX), cy = clock.ys.concat(clock.tailY);
+    const at = (step) => {
+      let lo = 0, hi = cx.length - 1;
+      if (step <= cx[0]) return cy[0];
+      if (step >= cx[hi]) return cy[hi];
+      while (hi - lo > 1) {
+        const mid = (lo + hi) >> 1;
+        if (cx[mid] <= step) lo = mid;
+        else hi = mid;
+      }
+      return cy[lo] + ((cy[hi] - cy[lo]) * (step - cx[lo])) / (cx[hi] - cx[lo] || 1);
+    };
+    return steps.map((st) => (mode === "wall" ? at(st) : at(st) - start));
   }
 
   function draw(key) {
@@ -460,7 +508,7 @@ function render({ model, el }) {
     const w = +smooth.value;
     c.wrap.dataset.smoothing = String(w);
     const wantLog = logBox.checked && allPositive(data[key].ys);
-    if (!c.plot || wantLog !== c.log) {
+    if (!c.plot || wantLog !== c.log || xMode(key) !== c.mode) {
       if (c.plot) c.plot.destroy(); // a new plot in the same place: the chart keeps its position
       makeChart(key, c.wrap); // made with its data (and its range)
       return;
@@ -743,21 +791,30 @@ function render({ model, el }) {
   // which replaces the previous tail (it is never part of xs)
   function applySeries(series) {
     for (const [k, d] of Object.entries(series || {})) {
-      const cur = data[k] || (data[k] = { xs: [], ys: [], tailX: [], tailY: [] });
-      if (d.reset) {
-        cur.xs = d.reset[0].slice();
-        cur.ys = d.reset[1].slice();
-      } else if (d.append) {
-        cur.xs.push(...d.append[0]);
-        cur.ys.push(...d.append[1]);
-      }
-      cur.tailX = d.tail ? d.tail[0] : [];
-      cur.tailY = d.tail ? d.tail[1] : [];
+      applyDelta(data[k] || (data[k] = { xs: [], ys: [], tailX: [], tailY: [] }), d);
       dirty.add(k);
     }
   }
 
+  function applyDelta(cur, d) {
+    if (d.reset) {
+      cur.xs = d.reset[0].slice();
+      cur.ys = d.reset[1].slice();
+    } else if (d.append) {
+      cur.xs.push(...d.append[0]);
+      cur.ys.push(...d.append[1]);
+    }
+    cur.tailX = d.tail ? d.tail[0] : [];
+    cur.tailY = d.tail ? d.tail[1] : [];
+  }
+
+  function setClock(points) {
+    const [xs, ys] = points && points.length ? points : [[], []];
+    Object.assign(clock, { xs: xs.slice(), ys: ys.slice(), tailX: [], tailY: [] });
+  }
+
   function onDelta(msg, buffers) {
+    if (msg.clock) applyDelta(clock, msg.clock);
     applySeries(msg.series);
     Object.assign(summary, msg.summary || {});
     Object.assign(texts, msg.texts || {});
@@ -771,6 +828,7 @@ function render({ model, el }) {
     if (msg.type === "snapshot") {
       summary = Object.assign({}, msg.summary);
       texts = Object.assign({}, msg.texts);
+      if (msg.clock) applyDelta(clock, msg.clock);
       applySeries(msg.series);
       addMedia(msg.media, true);
       schedule([]);
@@ -881,6 +939,7 @@ function render({ model, el }) {
   // saved state (a reopened notebook, or a finished run) first, then live data
   summary = Object.assign({}, model.get("summary"));
   texts = Object.assign({}, model.get("texts"));
+  setClock(model.get("clock"));
   setAll(model.get("snapshot"));
   addMedia(model.get("media"), true);
   onHeader();
@@ -892,6 +951,7 @@ function render({ model, el }) {
   const onFinal = () => {
     summary = Object.assign({}, model.get("summary"));
     texts = Object.assign({}, model.get("texts"));
+    setClock(model.get("clock"));
     setAll(model.get("snapshot"));
     addMedia(model.get("media"), true);
   };
@@ -904,6 +964,10 @@ function render({ model, el }) {
   model.on("msg:custom", onMessage);
   filter.addEventListener("input", applyFilter);
   logBox.addEventListener("change", () => schedule(Object.keys(data)));
+  xSelect.addEventListener("change", () => {
+    root.dataset.xaxis = xSelect.value;
+    schedule(Object.keys(data));
+  });
   smooth.addEventListener("input", () => {
     smoothValue.textContent = smooth.value;
     schedule(Object.keys(data));

@@ -115,6 +115,10 @@ class RunPanel(anywidget.AnyWidget):
         "histograms and tables; complete once finished."
     ).tag(sync=True)
     max_points = traitlets.Int(MAX_POINTS, help="Points kept per series.").tag(sync=True)
+    clock = traitlets.List(
+        help="[steps, times]: when steps were logged (seconds since the epoch), bounded like a series; "
+        "what charts against time read their x from. Complete once finished."
+    ).tag(sync=True)
     axes = traitlets.Dict(help="key -> the key it is plotted against (define_metric's step_metric).").tag(sync=True)
     view_key = traitlets.Unicode(
         help="Names the 'kernel not connected' line saved beside the panel, which a live view hides."
@@ -150,6 +154,7 @@ class RunPanel(anywidget.AnyWidget):
         self._run = weakref.ref(run)
         self._queue: collections.deque = collections.deque()
         self._series: dict[str, Series] = {}
+        self._clock = Series(max_points)  # step -> when it was logged
         self._texts: dict[str, Any] = {}
         self._sent_summary: dict[str, Any] = {}
         self._sent_texts: dict[str, Any] = {}
@@ -198,8 +203,10 @@ class RunPanel(anywidget.AnyWidget):
         queue, series, cap = self._queue, self._series, self.max_points
         run = self._run()
         rules = run.metric_rules if run is not None else None
+        clock = self._clock
         for _ in range(len(queue)):
-            step, _ts, cell, row = queue.popleft()
+            step, ts, cell, row = queue.popleft()
+            clock.add(step, round(ts, 3))
             if cell is not None:
                 self._last_cell = cell
             for key, value in row.items():
@@ -252,6 +259,7 @@ class RunPanel(anywidget.AnyWidget):
         with self._lock:
             self._fold()
             series = {k: d for k, d in ((k, s.delta()) for k, s in self._series.items()) if d}
+            clock = self._clock.delta()
             summary = _changed(run.summary.as_dict(), self._sent_summary)
             texts = _changed(self._texts, self._sent_texts)
             media, self._new_media = self._new_media, {}
@@ -260,6 +268,8 @@ class RunPanel(anywidget.AnyWidget):
         message: dict[str, Any] = {}
         if series:
             message["series"] = series
+        if clock:
+            message["clock"] = clock
         if media:
             message["media"] = media
             message["files"] = files
@@ -296,12 +306,13 @@ class RunPanel(anywidget.AnyWidget):
             self._done = True
             self._fold()
             snapshot = {k: list(s.points()) for k, s in self._series.items()}
+            clock = list(self._clock.points())
             media = self._final_media()
         self._untap()
         PanelPump.get().remove(self)
         try:
             if run is not None:
-                self._store_final(run, snapshot, media)
+                self._store_final(run, snapshot, media, clock)
         except Exception:
             pass  # a front end that is gone must not break finish()
         finally:
@@ -357,8 +368,9 @@ class RunPanel(anywidget.AnyWidget):
         except OSError:
             return None
 
-    def _store_final(self, run: Run, snapshot: dict, media: dict) -> None:
+    def _store_final(self, run: Run, snapshot: dict, media: dict, clock: list) -> None:
         with self.hold_sync():
+            self.clock = clock
             self.snapshot = snapshot
             self.media = media
             self.axes = dict(self._axes)
@@ -394,6 +406,7 @@ class RunPanel(anywidget.AnyWidget):
             series = {}
             for key, s in self._series.items():
                 series[key] = s.snapshot()  # what a view gets now counts as sent
+            clock = self._clock.snapshot()
             self._sent_summary = dict(run.summary.as_dict()) if run else {}
             self._sent_texts = dict(self._texts)
             self._new_media = {}
@@ -401,6 +414,7 @@ class RunPanel(anywidget.AnyWidget):
             message = {
                 "type": "snapshot",
                 "series": series,
+                "clock": clock,
                 "summary": _jsonable(self._sent_summary),
                 "texts": _jsonable(self._texts),
                 "media": media,
@@ -421,7 +435,7 @@ class RunPanel(anywidget.AnyWidget):
     def page_state(self) -> dict[str, Any]:
         """The panel's whole state as a saved page carries it (finalized panels only)."""
         names = ("name", "project", "run_id", "state", "where", "url", "step", "rows", "last_cell", "started_at",
-                 "finished_at", "config", "tags", "notes", "summary", "texts", "snapshot", "sync", "media",
+                 "finished_at", "config", "tags", "notes", "summary", "texts", "snapshot", "clock", "sync", "media",
                  "max_points", "axes", "alerts")  # fmt: skip
         return {name: getattr(self, name) for name in names}
 
