@@ -115,7 +115,7 @@ class RunPanel(anywidget.AnyWidget):
         "histograms and tables; complete once finished."
     ).tag(sync=True)
     max_points = traitlets.Int(MAX_POINTS, help="Points kept per series.").tag(sync=True)
-    clock = traitlets.List(
+    clock: traitlets.List[list[float]] = traitlets.List(
         help="[steps, times]: when steps were logged (seconds since the epoch), bounded like a series; "
         "what charts against time read their x from. Complete once finished."
     ).tag(sync=True)
