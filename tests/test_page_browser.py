@@ -151,6 +151,15 @@ def test_nbtrack_view_pages_work_offline_from_file(browser, tmp_path, capsys):  
     page.wait_for_function("() => document.querySelector('.nbt-chart[data-key=lr]').dataset.log === 'true'")
     page.screenshot(path=str(ARTIFACTS / "view_run.png"), full_page=True)
 
+    # a pinned section stays on top when the page (or another run of the project) opens again
+    sections = "() => document.querySelector('.nbt-panel').dataset.sections"
+    first = page.evaluate(sections).split(",")
+    assert len(first) >= 2 and first[-1] == "system", first  # the metrics, then the sampled system ones
+    page.locator(f".nbt-section[data-section='{first[-1]}'] .nbt-pin").click()
+    page.goto(run_page.as_uri())
+    page.wait_for_function(f"() => ({CHART})('lr')", timeout=30_000)
+    assert page.evaluate(sections).split(",")[0] == first[-1]
+
     # x: relative time and wall time, from when each step was logged
     timed = nbtrack.init(project="view", dir=store, reinit="create_new")
     started = time.time()

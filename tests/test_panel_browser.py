@@ -798,6 +798,14 @@ def test_compact_sections_and_long_names(browser, tmp_path):
         page.screenshot(path=str(ARTIFACTS / "panel_compact_expanded.png"))
         page.locator(".nbt-section[data-section=extra] .nbt-show-all").click()
         assert len(page.evaluate(COMPACT_PROBE)["shown"]) == 6
+        # pinned: the section goes first (logging order was extra, train, val), unpinned: back
+        order = "() => document.querySelector('.nbt-panel').dataset.sections"
+        assert page.evaluate(order) == "extra,train,val"
+        page.locator(".nbt-section[data-section=val] .nbt-pin").click()
+        assert page.evaluate(order) == "val,extra,train"
+        assert page.locator(".nbt-section[data-section=val]").evaluate("d => d.open")  # the click did not close it
+        page.locator(".nbt-section[data-section=val] .nbt-pin").click()
+        assert page.evaluate(order) == "extra,train,val"
         # a filter shows every match, folded or not, and no button
         page.locator(".nbt-filter").fill("k1")
         s = page.evaluate(COMPACT_PROBE)

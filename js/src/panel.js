@@ -355,28 +355,66 @@ function render({ model, el }) {
     return [d.xs.concat(d.tailX), d.ys.concat(d.tailY)];
   };
 
+  // pinned sections come first, in the order they were pinned; kept per project in the
+  // browser (localStorage), so every run of the project opens with them on top
+  const pinKey = `nbtrack.pins.${model.get("project") || ""}`;
+  let pins = [];
+  try {
+    pins = JSON.parse(localStorage.getItem(pinKey) || "[]");
+  } catch (e) {
+    pins = []; // no storage here (a sandboxed frame): pins last as long as the view
+  }
+
+  function orderSections() {
+    const rank = (n) => (pins.includes(n) ? pins.indexOf(n) - pins.length : n === "system" ? 1 : 0);
+    const names = Object.keys(groups); // in the order their first key was logged
+    names.sort((a, b) => rank(a) - rank(b));
+    for (const n of names) {
+      sections.append(groups[n].details);
+      groups[n].pin.setAttribute("aria-pressed", String(pins.includes(n)));
+    }
+    root.dataset.sections = names.join(",");
+  }
+
+  function togglePin(name) {
+    pins = pins.includes(name) ? pins.filter((n) => n !== name) : [...pins, name];
+    try {
+      localStorage.setItem(pinKey, JSON.stringify(pins));
+    } catch (e) {
+      // not kept: see above
+    }
+    orderSections();
+  }
+
   function group(name) {
     if (!groups[name]) {
       const details = h("details", "nbt-section");
       details.open = name !== "system";
       details.dataset.section = name;
-      const label = h("summary", null, name);
+      const summary = h("summary");
+      const label = h("span", null, name);
+      const pin = h("button", "nbt-pin");
+      pin.type = "button";
+      pin.title = "pin this section to the top (for every run of this project)";
+      pin.addEventListener("click", (e) => {
+        e.preventDefault(); // a click in the summary would open or close the section
+        togglePin(name);
+      });
+      summary.append(label, pin);
       const grid = h("div", "nbt-grid");
       const more = h("button", "nbt-show-all");
       more.type = "button";
       more.hidden = true;
-      details.append(label, grid, more);
+      details.append(summary, grid, more);
       details.addEventListener("toggle", () => {
         if (details.open) schedule([...grid.children].map((c) => c.dataset.key).filter((k) => k in charts));
       });
-      const g = (groups[name] = { details, grid, label, more, expanded: false });
+      const g = (groups[name] = { details, grid, label, more, pin, expanded: false });
       more.addEventListener("click", () => {
         g.expanded = !g.expanded;
         applyFilter();
       });
-      // sections in the order their first key was logged; system metrics last
-      const names = Object.keys(groups).sort((a, b) => (a === "system") - (b === "system"));
-      for (const n of names) sections.append(groups[n].details);
+      orderSections();
     }
     return groups[name];
   }

@@ -273,6 +273,7 @@ class NotebookLayer:
         for handle in self.handles.pop(id(run), []):
             try:
                 if handle.display_id in self.offline_ids:
+                    self.offline_ids.discard(handle.display_id)
                     handle.update({"text/plain": ""}, raw=True)  # the page replaces the live panel: no line
                 else:
                     handle.update(run)

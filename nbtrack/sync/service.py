@@ -23,6 +23,7 @@ PASS_INTERVAL = 1.0  # seconds between passes while a run is healthy
 SLICE = 2.0  # seconds of sending for one run before the next run's turn
 MAX_PAUSE = 60.0
 CLOSE_WAIT = 10.0  # after finish() stopped waiting: for the server run's end state
+PASS_WAIT = 30.0  # finish() leaving the rest to `nbtrack sync`: at most this for a pass under way to stop
 
 
 class RunSync:
@@ -50,6 +51,8 @@ class RunSync:
         self.moved = 0  # rows, samples and files accepted by the server in this process
         self._noticed = False
         self._counted_at = 0.0
+        self._busy = threading.Lock()  # held by the service thread during a pass
+        self.released = False  # finish() handed what is left to `nbtrack sync`
 
     @property
     def url(self) -> str | None:
@@ -88,6 +91,12 @@ class RunSync:
     # the service thread calls these
     def run_pass(self, stop: Callable[[], bool]) -> bool:
         """One slice of work; True when there is more to send right away."""
+        with self._busy:
+            if self.released:
+                return False  # finish() left the rest to `nbtrack sync`: this process sends no more
+            return self._pass(stop)
+
+    def _pass(self, stop: Callable[[], bool]) -> bool:
         closing = self.closing
         if closing:  # the end state only: a few small requests, not cut short
             stop = _never
@@ -186,8 +195,14 @@ class RunSync:
                     f"{self.server} yet; they are kept locally. Send them"
                 )
             self.say(f"nbtrack: {what} with: {self.sync_command}")
-        if not self.closing or self.closed.is_set():
-            self.service.remove(self)  # else the service drops it once the end state is sent
+        self.service.remove(self)
+        if not finished:
+            # what is left is `nbtrack sync`'s: a pass under way stops at its next request,
+            # and none runs after it, so two writers never keep the run's sync state (a
+            # closing pass still trying in the background re-sent rows the command had sent)
+            self.released = True
+            if self._busy.acquire(timeout=PASS_WAIT):
+                self._busy.release()
         return finished
 
 

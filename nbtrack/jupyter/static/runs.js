@@ -73,6 +73,11 @@ var as="uplot",fs="u-hz",us="u-vt",cs="u-title",ps="u-wrap",ds="u-under",hs="u-o
 .nbt-chart .u-inline tr { margin-right: 8px; }
 /* the unsmoothed line is drawn only while smoothing: so is its legend entry */
 .nbt-chart[data-smoothing="0"] .u-legend .u-series:nth-child(2) { display: none; }
+.nbt-pin { margin-left: 8px; padding: 0 6px; border: 1px solid var(--nbt-border); border-radius: 8px; background: none; color: var(--nbt-muted); font-size: 0.8em; cursor: pointer; opacity: 0.5; }
+.nbt-pin::before { content: "pin"; }
+.nbt-pin[aria-pressed="true"] { opacity: 1; color: var(--nbt-fg); }
+.nbt-pin[aria-pressed="true"]::before { content: "pinned"; }
+.nbt-section > summary:hover .nbt-pin { opacity: 1; }
 `;var Ar=`/* A saved page is an HTML output, and JupyterLab styles the tables of rendered HTML
    (right-aligned, padded, striped rows). Put back the browser's defaults first; the
    chart library's and the panel's own styles come after and win. */
