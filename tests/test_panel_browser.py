@@ -743,7 +743,8 @@ import nbtrack
 run = nbtrack.init(project="compact", dir={dir!r}, settings={{"quiet": False, "system_interval": 0}})
 long = "val/" + "a_very_long_metric_name_that_goes_on_" * 3 + "accuracy"
 for i in range(50):
-    run.log({{**{{f"extra/k{{j:02d}}": i * j for j in range(14)}}, "train/loss": 1 / (i + 1), long: i / 50}})
+    run.log({{**{{f"extra/k{{j:02d}}": i * j for j in range(14)}}, "train/loss": 1 / (i + 1), long: i / 50,
+             "val/loss": 1.2 / (i + 1)}})
 run.finish()
 """
 
@@ -785,7 +786,7 @@ def test_compact_sections_and_long_names(browser, tmp_path):
         # a long key: one line of title (the whole key on hover), a short legend, a card as tall as any other
         key = "val/" + "a_very_long_metric_name_that_goes_on_" * 3 + "accuracy"
         assert s["longTitle"] == key and s["longLegend"].endswith("…") and len(s["longLegend"]) <= 10
-        page.locator(".nbt-section[data-section=val] .nbt-chart").screenshot(path=str(ARTIFACTS / "panel_long_key.png"))
+        page.locator(".nbt-section[data-section=val] .nbt-chart").first.screenshot(path=str(ARTIFACTS / "panel_long_key.png"))
         assert s["longWidth"] <= 310 and abs(s["longHeight"] - s["plainHeight"]) < 2, s
         page.locator(".nbt-section[data-section=extra] .nbt-show-all").click()
         page.wait_for_function(
@@ -806,6 +807,29 @@ def test_compact_sections_and_long_names(browser, tmp_path):
         assert page.locator(".nbt-section[data-section=val]").evaluate("d => d.open")  # the click did not close it
         page.locator(".nbt-section[data-section=val] .nbt-pin").click()
         assert page.evaluate(order) == "extra,train,val"
+        # one chart per name: train/loss and val/loss on a "loss" chart, in a section on top
+        page.locator(".nbt-combine input").check()
+        page.wait_for_function(
+            "() => document.querySelector('.nbt-panel').dataset.combined === 'loss'"
+            " && document.querySelector('.nbt-combined[data-name=loss]')?.dataset.yticks",
+            timeout=10_000,
+        )
+        combined = page.evaluate(
+            "() => { const c = document.querySelector('.nbt-combined');"
+            " return {keys: c.dataset.keys, legend: [...c.querySelectorAll('.u-legend .u-label')].map(l => l.textContent),"
+            " hidden: ['train/loss', 'val/loss'].map(k => document.querySelector(`.nbt-chart[data-key='${k}']`).offsetParent === null),"
+            " sections: document.querySelector('.nbt-panel').dataset.sections}; }"
+        )
+        assert combined == {
+            "keys": "train/loss,val/loss",
+            "legend": ["step", "train", "val"],
+            "hidden": [True, True],
+            "sections": "combined,extra,train,val",
+        }, combined
+        page.screenshot(path=str(ARTIFACTS / "panel_combined.png"))
+        page.locator(".nbt-combine input").uncheck()
+        page.wait_for_function("() => document.querySelector('.nbt-panel').dataset.combined === ''", timeout=10_000)
+        assert page.locator(".nbt-chart[data-key='train/loss']").is_visible()
         # a filter shows every match, folded or not, and no button
         page.locator(".nbt-filter").fill("k1")
         s = page.evaluate(COMPACT_PROBE)

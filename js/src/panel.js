@@ -329,7 +329,12 @@ function render({ model, el }) {
     xSelect.append(o);
   }
   xLabel.append("x ", xSelect);
-  controls.append(filter, logLabel, smoothLabel, xLabel);
+  const combineLabel = h("label", "nbt-combine");
+  const combineBox = h("input");
+  combineBox.type = "checkbox";
+  combineLabel.title = "keys that share the name after their prefix (train/loss, val/loss) on one chart";
+  combineLabel.append(combineBox, " one chart per name");
+  controls.append(filter, logLabel, smoothLabel, xLabel, combineLabel);
   const sections = h("div", "nbt-sections");
   const nothing = h("div", "nbt-empty");
   nothing.hidden = true;
@@ -366,7 +371,8 @@ function render({ model, el }) {
   }
 
   function orderSections() {
-    const rank = (n) => (pins.includes(n) ? pins.indexOf(n) - pins.length : n === "system" ? 1 : 0);
+    const rank = (n) =>
+      pins.includes(n) ? pins.indexOf(n) - pins.length : n === "combined" ? -0.5 : n === "system" ? 1 : 0;
     const names = Object.keys(groups); // in the order their first key was logged
     names.sort((a, b) => rank(a) - rank(b));
     for (const n of names) {
@@ -507,6 +513,72 @@ function render({ model, el }) {
     const [steps, ys] = points(key);
     const w = +smooth.value;
     return [xValues(key, steps), w > 0 ? ys : ys.map(() => null), ema(ys, w)];
+  }
+
+  // ---- one chart per name: train/loss and val/loss together on a "loss" chart, in a
+  // "combined" section on top; the keys' own charts are hidden meanwhile
+  const combos = {}; // name -> {wrap, plot, keys}
+  function combinedNames() {
+    const by = {};
+    for (const k of Object.keys(data)) {
+      const i = k.lastIndexOf("/");
+      if (i > 0 && !system(k)) (by[k.slice(i + 1)] = by[k.slice(i + 1)] || []).push(k);
+    }
+    return Object.fromEntries(Object.entries(by).filter(([, keys]) => keys.length > 1));
+  }
+
+  function drawCombined(changed) {
+    const wanted = combineBox.checked ? combinedNames() : {};
+    for (const [name, c] of Object.entries(combos)) {
+      if ((wanted[name] || []).join("\u0000") !== c.keys.join("\u0000")) {
+        c.plot.destroy();
+        c.wrap.remove();
+        delete combos[name];
+      }
+    }
+    for (const [name, keys] of Object.entries(wanted)) {
+      const c = combos[name];
+      if (c && !keys.some((k) => changed.has(k))) continue;
+      const xs = [...new Set(keys.flatMap((k) => points(k)[0]))].sort((a, b) => a - b);
+      const index = new Map(xs.map((x, i) => [x, i]));
+      const columns = keys.map((k) => {
+        const [kx, ky] = points(k);
+        const ys = new Array(xs.length).fill(null);
+        kx.forEach((x, j) => (ys[index.get(x)] = ky[j]));
+        return ys;
+      });
+      if (c) {
+        c.plot.setData([xs, ...columns]);
+        continue;
+      }
+      const wrap = h("div", "nbt-chart nbt-combined");
+      wrap.dataset.name = name;
+      wrap.dataset.keys = keys.join(",");
+      const heading = h("div", "nbt-chart-title", name);
+      heading.title = keys.join(", ");
+      wrap.append(heading);
+      group("combined").grid.append(wrap);
+      const css = getComputedStyle(root);
+      const fg = css.getPropertyValue("--nbt-fg").trim() || "#1f2328";
+      const gridColour = css.getPropertyValue("--nbt-grid").trim() || "#eaeef2";
+      const plot = new uPlot({
+        width: 300, height: 150, legend: { live: true },
+        scales: { x: { time: false }, y: { range: yRange } },
+        axes: [
+          { stroke: fg, grid: { stroke: gridColour }, size: 24, label: "step", labelSize: 14,
+            labelFont: "11px system-ui, sans-serif", values: (u, splits) => ticks(splits) },
+          { stroke: fg, grid: { stroke: gridColour }, size: 50, values: yTickLabels(wrap) },
+        ],
+        series: [{ label: "step", value: (u, v) => num(v, 8) },
+          ...keys.map((k, i) => ({ label: legendLabel(k.slice(0, k.lastIndexOf("/"))), stroke: PALETTE[i % PALETTE.length],
+            width: 1.5, spanGaps: true, value: (u, v) => num(v, 5) }))],
+      }, [xs, ...columns], wrap);
+      combos[name] = { wrap, plot, keys };
+    }
+    const merged = new Set(Object.values(wanted).flat());
+    for (const [k, c] of Object.entries(charts)) c.wrap.classList.toggle("nbt-merged", merged.has(k));
+    if (groups.combined) applyFilter();
+    root.dataset.combined = Object.keys(combos).join(",");
   }
 
   // ---- x: step (or the key's define_metric step metric), relative time or wall time.
@@ -755,7 +827,7 @@ function render({ model, el }) {
     for (const [k, m] of Object.entries(media)) m.card.hidden = q !== "" && !k.toLowerCase().includes(q);
     let shown = 0;
     for (const [name, g] of Object.entries(groups)) {
-      const visible = [...g.grid.children].filter((c) => !c.hidden);
+      const visible = [...g.grid.children].filter((c) => !c.hidden && !c.classList.contains("nbt-merged"));
       g.details.hidden = visible.length === 0;
       shown += visible.length;
       countSection(g, name);
@@ -783,6 +855,7 @@ function render({ model, el }) {
   // when shown, so a 100-chart run never blocks the page for long
   function redraw() {
     frame = 0;
+    const changed = new Set(dirty);
     for (const k of dirty) if (!charts[k]) placeChart(k);
     const keys = Object.keys(data);
     controls.hidden = keys.length + Object.keys(media).length === 0;
@@ -793,12 +866,13 @@ function render({ model, el }) {
     let drawn = 0;
     for (const k of dirty) {
       const c = charts[k];
-      if (!c || c.wrap.hidden || c.wrap.classList.contains("nbt-folded") || !c.wrap.closest("details").open) continue;
+      if (!c || c.wrap.hidden || c.wrap.matches(".nbt-folded, .nbt-merged") || !c.wrap.closest("details").open) continue;
       if (drawn++ >= DRAW_PER_FRAME) later.add(k);
       else draw(k);
     }
     dirty = later;
     if (later.size && !frame) frame = requestAnimationFrame(redraw);
+    drawCombined(changed);
     let most = 0;
     for (const k of keys) most = Math.max(most, data[k].xs.length + data[k].tailX.length);
     root.dataset.points = String(most);
@@ -1002,6 +1076,7 @@ function render({ model, el }) {
   model.on("msg:custom", onMessage);
   filter.addEventListener("input", applyFilter);
   logBox.addEventListener("change", () => schedule(Object.keys(data)));
+  combineBox.addEventListener("change", () => schedule(Object.keys(data)));
   xSelect.addEventListener("change", () => {
     root.dataset.xaxis = xSelect.value;
     schedule(Object.keys(data));
@@ -1025,6 +1100,7 @@ function render({ model, el }) {
     model.off("change:axes", onAxes);
     model.off("msg:custom", onMessage);
     for (const c of Object.values(charts)) if (c.plot) c.plot.destroy();
+    for (const c of Object.values(combos)) c.plot.destroy();
     for (const f of Object.values(files)) if (f.url && f.url.startsWith("blob:")) URL.revokeObjectURL(f.url);
   };
 }

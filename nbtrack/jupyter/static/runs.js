@@ -40,7 +40,7 @@ var as="uplot",fs="u-hz",us="u-vt",cs="u-title",ps="u-wrap",ds="u-under",hs="u-o
 .nbt-chart-title { font-family: var(--jp-code-font-family, monospace); font-size: 0.9em; max-width: 300px; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
 .nbt-chart { max-width: 308px; }
 .nbt-chart .u-legend .u-label { display: inline-block; max-width: 80px; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; vertical-align: bottom; }
-.nbt-folded { display: none !important; }
+.nbt-folded, .nbt-merged { display: none !important; }
 .nbt-show-all { margin: 4px 0; padding: 1px 10px; border: 1px solid var(--nbt-border); border-radius: 4px; background: var(--nbt-bg2); color: var(--nbt-fg); cursor: pointer; }
 .nbt-show-all[hidden] { display: none; }
 .nbt-chart .u-legend { font-size: 11px; color: var(--nbt-fg); }
