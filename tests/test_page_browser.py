@@ -226,3 +226,31 @@ def test_nbtrack_view_pages_work_offline_from_file(browser, tmp_path, capsys):  
     assert errors == []
     assert requested and all(u.startswith("file:") for u in requested), requested  # no network
     context.close()
+
+
+def test_a_wide_runs_table_scrolls_inside_the_panel_with_names_in_view(browser, tmp_path):  # noqa: F811
+    store = tmp_path / "s"
+    for i in range(3):
+        config = {f"param_{j}": i * 10 + j for j in range(6)}
+        with nbtrack.init(project="wide", dir=store, config=config, reinit="create_new") as run:
+            run.log({f"a_long_metric_name_{j}": i + j / 10 for j in range(6)})
+    out = tmp_path / "wide.html"
+    assert main(["view", "--project", "wide", "--dir", str(store), "-o", str(out), "--no-open"]) == 0
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    page.goto(out.as_uri())
+    page.wait_for_selector(".nbt-runs-table tr[data-id]", timeout=30_000)
+    box = page.locator(".nbt-table-scroll")
+    sizes = box.evaluate("b => ({scroll: b.scrollWidth, client: b.clientWidth})")
+    columns = page.locator(".nbt-runs-table th").count()
+    assert columns == 1 + 5 + 6 + 6 and sizes["scroll"] > sizes["client"], (columns, sizes)
+    panel = page.locator(".nbt-runs").bounding_box()
+    assert box.bounding_box()["x"] + box.bounding_box()["width"] <= panel["x"] + panel["width"] + 1  # inside the panel
+    box.evaluate("b => { b.scrollLeft = b.scrollWidth; }")
+    page.wait_for_function("() => document.querySelector('.nbt-table-scroll').scrollLeft > 0")
+    last = page.locator(".nbt-runs-table th").last.bounding_box()
+    inside = box.bounding_box()
+    assert inside["x"] <= last["x"] and last["x"] + last["width"] <= inside["x"] + inside["width"] + 1  # reachable
+    name = page.locator(".nbt-runs-table tr[data-id] td[data-col=name]").first.bounding_box()
+    assert inside["x"] <= name["x"] < inside["x"] + 120  # the name stays in view while scrolled
+    page.screenshot(path=str(ARTIFACTS / "runs_table_wide.png"))
+    page.close()

@@ -785,7 +785,9 @@ def test_compact_sections_and_long_names(browser, tmp_path):
         # a long key: one line of title (the whole key on hover), a short legend, a card as tall as any other
         key = "val/" + "a_very_long_metric_name_that_goes_on_" * 3 + "accuracy"
         assert s["longTitle"] == key and s["longLegend"].endswith("…") and len(s["longLegend"]) <= 10
-        page.locator(".nbt-section[data-section=val] .nbt-chart").first.screenshot(path=str(ARTIFACTS / "panel_long_key.png"))
+        page.locator(".nbt-section[data-section=val] .nbt-chart").first.screenshot(
+            path=str(ARTIFACTS / "panel_long_key.png")
+        )
         assert s["longWidth"] <= 310 and abs(s["longHeight"] - s["plainHeight"]) < 2, s
         page.locator(".nbt-section[data-section=extra] .nbt-show-all").click()
         page.wait_for_function(

@@ -22,6 +22,10 @@ function render({ model, el }) {
   const root = h("div", "nbt-panel nbt-runs");
   const style = h("style");
   style.textContent = resetCss + uplotCss + panelCss +
+    ".nbt-table-scroll{overflow-x:auto;max-width:100%}.nbt-runs-table td,.nbt-runs-table th{white-space:nowrap}" +
+    ".nbt-runs-table td:nth-child(-n+2),.nbt-runs-table th:nth-child(-n+2){position:sticky;background:var(--nbt-bg);z-index:1}" +
+    ".nbt-runs-table td:first-child,.nbt-runs-table th:first-child{left:0;min-width:22px}" +
+    ".nbt-runs-table td:nth-child(2),.nbt-runs-table th:nth-child(2){left:38px}" +
     ".nbt-runs th{cursor:pointer;user-select:none}.nbt-runs td,.nbt-runs th{padding:2px 8px;border-bottom:1px solid var(--nbt-grid);text-align:left}" +
     ".nbt-runs table{border-collapse:collapse}.nbt-runs .nbt-row-state{font-weight:600}";
   el.append(style, root);
@@ -42,7 +46,10 @@ function render({ model, el }) {
   const parallelBox = h("div", "nbt-parallel");
   const more = h("button", "nbt-more");
   more.type = "button";
-  root.append(bar, table, more, chartBox, gridBox, parallelBox);
+  // a wide table scrolls sideways inside the panel, the tick box and name staying in view
+  const tableBox = h("div", "nbt-table-scroll");
+  tableBox.append(table);
+  root.append(bar, tableBox, more, chartBox, gridBox, parallelBox);
 
   const initial = model.get("initial_sort") || {};
   let sortKey = initial.key || "start", sortDir = initial.key ? initial.dir || 1 : -1, plot = null;
