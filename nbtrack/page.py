@@ -474,19 +474,31 @@ def _chart_svg(key: str, xs: list, ys: list, axis: str) -> str:
     points = " ".join(
         f"{left + (x - x0) / span * w:.0f},{top + (1 - (y - lo) / (hi - lo)) * h:.0f}" for x, y in zip(xs, ys)
     )
-    mark = "" if len(xs) > 1 else f'<circle cx="{left + w // 2}" cy="{top + h // 2}" r="2.5" fill="#1f77b4"/>'
-    # small on purpose: a page carries one of these for every chart
-    return (
-        f'<svg class="nbt-svg" width="{SVG_W}" height="{SVG_H}" data-key="{_e(key)}" data-points="{len(xs)}" '
-        'font-family="sans-serif" font-size="10" fill="#59636e">'
-        f'<rect x="{left}" y="{top}" width="{w}" height="{h}" fill="none" stroke="#d1d9e0"/>'
-        f'<polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="{points}"/>{mark}'
-        f'<text x="{left - 3}" y="{top + 8}" text-anchor="end" class="nbt-ymax">{_e(num(max(ys)))}</text>'
-        f'<text x="{left - 3}" y="{top + h}" text-anchor="end" class="nbt-ymin">{_e(num(min(ys)))}</text>'
-        f'<text x="{left}" y="{SVG_H - 4}" class="nbt-xmin">{_e(num(x0))}</text>'
-        f'<text x="{SVG_W - right}" y="{SVG_H - 4}" text-anchor="end" class="nbt-xmax">{_e(num(x1))} {_e(axis)}</text>'
-        "</svg>"
+    mark = "" if len(xs) > 1 else f"<circle cx='{left + w // 2}' cy='{top + h // 2}' r='2.5' fill='#1f77b4'/>"
+    ymin, ymax, first, last = (_e(num(v)) for v in (min(ys), max(ys), x0, x1))
+    # an image, not inline SVG: JupyterLab's sanitizer (an untrusted notebook) removes SVG
+    # elements but keeps images with data: URLs.  Small on purpose: one per chart.
+    svg = (
+        f"<svg xmlns='http://www.w3.org/2000/svg' width='{SVG_W}' height='{SVG_H}' font-family='sans-serif' "
+        "font-size='10' fill='#59636e'>"
+        f"<rect x='{left}' y='{top}' width='{w}' height='{h}' fill='none' stroke='#d1d9e0'/>"
+        f"<polyline fill='none' stroke='#1f77b4' stroke-width='1.5' points='{points}'/>{mark}"
+        f"<text x='{left - 3}' y='{top + 8}' text-anchor='end'>{ymax}</text>"
+        f"<text x='{left - 3}' y='{top + h}' text-anchor='end'>{ymin}</text>"
+        f"<text x='{left}' y='{SVG_H - 4}'>{first}</text>"
+        f"<text x='{SVG_W - right}' y='{SVG_H - 4}' text-anchor='end'>{last} {_e(axis)}</text></svg>"
     )
+    alt = f"{key}: {num(min(ys))} to {num(max(ys))}, {axis} {num(x0)} to {num(x1)}"
+    return (
+        f'<img class="nbt-svg" width="{SVG_W}" height="{SVG_H}" data-key="{_e(key)}" data-points="{len(xs)}" '
+        f'alt="{_e(alt)}" src="data:image/svg+xml,{_data_url_text(svg)}">'
+    )
+
+
+def _data_url_text(svg: str) -> str:
+    """SVG as the text of a data: URL in a double-quoted attribute: only what would end
+    the URL (%, #) or the attribute (&, ") is escaped, so it stays about its own size."""
+    return svg.replace("%", "%25").replace("#", "%23").replace("&", "&amp;").replace('"', "&quot;")
 
 
 def _table_html(rows: Iterable[tuple[str, Any]]) -> str:

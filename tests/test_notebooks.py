@@ -99,7 +99,7 @@ def test_saved_notebook_keeps_the_panel_state_and_fallbacks(tmp_path, monkeypatc
     saved = next(page_state(b["text/html"])["run"] for b in pages if first["name"] in b["text/html"])
     assert saved["state"] == "finished" and saved["snapshot"]["train/loss"][0] == pytest.approx(xs)
     assert saved["snapshot"]["train/loss"][1] == pytest.approx(ys, rel=1e-5)
-    assert '<svg class="nbt-svg"' in pages[0]["text/html"] and 'data-key="train/loss"' in pages[0]["text/html"]
+    assert '<img class="nbt-svg"' in pages[0]["text/html"] and 'data-key="train/loss"' in pages[0]["text/html"]
 
 
 def test_api_runs_in_a_cell_is_the_interactive_table(tmp_path, monkeypatch):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import re
+from urllib.parse import unquote
 
 import pytest
 from conftest import page_state
@@ -14,6 +15,18 @@ import nbtrack
 from nbtrack import page
 from nbtrack.cli import main
 from nbtrack.errors import UsageError
+
+
+def drawings(html):
+    """key -> the static drawing's points, alt text and SVG (decoded from its data: URL)."""
+    found = {}
+    for key, points, alt, src in re.findall(
+        r'<img class="nbt-svg"[^>]*data-key="([^"]+)" data-points="(\d+)" alt="([^"]*)" src="data:image/svg\+xml,([^"]*)"',
+        html,
+    ):
+        svg = unquote(src.replace("&quot;", '"').replace("&amp;", "&"))
+        found[key] = {"points": int(points), "alt": alt, "svg": svg}
+    return found
 
 
 def _logged(store_dir, steps=300, **extra):
@@ -58,14 +71,14 @@ def test_a_finished_runs_page_holds_every_chart_value_and_a_static_drawing(store
     assert "best" not in state["snapshot"] and state["summary"]["best"] == 0.25
     assert state["config"] == {"lr": 3.5e-4, "layers": [64, 128]}
     assert set(state["snapshot"]) >= {"train/loss", "lr", "zero", "big"}
-    # without scripts: one SVG a chart, axis ends written as the panel writes numbers
-    svgs = dict(re.findall(r'<svg class="nbt-svg".*?data-key="([^"]+)" data-points="(\d+)"', html))
-    assert {"train/loss", "lr", "zero", "big"} <= set(svgs) and 0 < int(svgs["lr"]) <= page.SVG_POINTS
-    lr_svg = re.search(r'<svg class="nbt-svg"[^>]*data-key="lr".*?</svg>', html).group(0)
-    assert 'class="nbt-ymax">3.5e-4<' in lr_svg and 'class="nbt-ymin">0<' not in lr_svg
-    zero_svg = re.search(r'<svg class="nbt-svg"[^>]*data-key="zero".*?</svg>', html).group(0)
-    assert 'class="nbt-ymax">0<' in zero_svg and 'class="nbt-ymin">0<' in zero_svg  # a flat 0: a tight band
-    assert ">1T<" in re.search(r'<svg class="nbt-svg"[^>]*data-key="big".*?</svg>', html).group(0)
+    # without scripts: one SVG image a chart, axis ends written as the panel writes numbers
+    charts = drawings(html)
+    assert {"train/loss", "lr", "zero", "big"} <= set(charts) and 0 < charts["lr"]["points"] <= page.SVG_POINTS
+    assert charts["lr"]["alt"] == "lr: 1.73e-5 to 3.5e-4, step 0 to 299"  # 3.5e-4 * 0.99 ** 299
+    assert ">3.5e-4</text>" in charts["lr"]["svg"] and ">1.73e-5</text>" in charts["lr"]["svg"]  # the y ends
+    assert charts["zero"]["alt"].startswith("zero: 0 to 0,")  # a flat 0: drawn in a tight band
+    assert charts["big"]["alt"].startswith("big: 1T to 1.299T,")
+    assert charts["lr"]["svg"].count("<polyline") == 1 and "<script" not in html.split("<script data-state")[0]
     assert "<th>best</th><td>0.25</td>" in html and "<th>layers</th>" not in html  # config flattened
     assert "<th>lr</th><td>3.5e-4</td>" in html
 

@@ -101,16 +101,16 @@ def test_a_notebook_saved_with_ctrl_s_reopens_showing_its_runs(app, browser, tmp
     finally:
         server.stop()
 
-    # the same output where scripts do not run (GitHub, nbviewer, an untrusted notebook): SVG charts
+    # the same output where scripts do not run (GitHub, nbviewer, scripts off): SVG charts
     static = tmp_path / "static.html"
     static.write_text(f"<!doctype html><html><body>{html}</body></html>")
     context = browser.new_context(java_script_enabled=False)
     plain = context.new_page()
     plain.goto(static.as_uri())
-    svg = plain.locator('svg.nbt-svg[data-key="lr"]')
-    assert svg.is_visible() and svg.bounding_box()["width"] == 300
-    assert svg.locator(".nbt-ymax").text_content() == "3.5e-4"
-    assert plain.locator("svg.nbt-svg").count() >= 2 and plain.locator("canvas").count() == 0
+    svg = plain.locator('img.nbt-svg[data-key="lr"]')
+    assert svg.is_visible() and svg.evaluate("i => i.naturalWidth") == 300  # the SVG image decoded
+    assert svg.get_attribute("alt").startswith("lr: ") and "to 3.5e-4," in svg.get_attribute("alt")
+    assert plain.locator("img.nbt-svg").count() >= 2 and plain.locator("canvas").count() == 0
     assert plain.locator(".nbt-static-media img").get_attribute("src").startswith("data:image/png")
     plain.screenshot(path=str(ARTIFACTS / f"page_static_{app}.png"), full_page=True)
     context.close()
@@ -254,3 +254,40 @@ def test_a_wide_runs_table_scrolls_inside_the_panel_with_names_in_view(browser, 
     assert inside["x"] <= name["x"] < inside["x"] + 120  # the name stays in view while scrolled
     page.screenshot(path=str(ARTIFACTS / "runs_table_wide.png"))
     page.close()
+
+
+def test_an_untrusted_notebook_in_jupyterlab_shows_the_charts_as_images(browser, tmp_path):  # noqa: F811
+    """JupyterLab runs no script of an untrusted notebook and removes inline SVG from its
+    HTML; the static drawing is images with data: URLs, which it keeps."""
+    store = tmp_path / "s"
+    run = nbtrack.init(project="untrusted", dir=store, settings={"quiet": True})
+    for i in range(50):
+        run.log({"lr": 3.5e-4 * 0.99**i, "loss": 1 / (i + 1)})
+    run.finish()
+    html = nbtrack.Api(store).run(f"untrusted/{run.id}").to_html()
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    cell = nbformat.v4.new_code_cell("run")
+    cell.outputs = [nbformat.v4.new_output("display_data", data={"text/html": html, "text/plain": "run"})]
+    nb.cells = [cell]
+    root = tmp_path / "root"
+    root.mkdir()
+    nbformat.write(nb, root / "untrusted.ipynb")  # written here, never signed: untrusted
+    server = JupyterServer("lab", root, tmp_path)
+    try:
+        page, errors, _ = open_notebook(browser, server, "untrusted.ipynb")
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('.jp-OutputArea-output img.nbt-svg')]"
+            ".filter(i => i.complete && i.naturalWidth === 300).length >= 2",
+            timeout=60_000,
+        )
+        assert page.locator(".nbtrack-page[data-live]").count() == 0  # its script did not run
+        alts = page.evaluate(
+            "() => [...document.querySelectorAll('.jp-OutputArea-output img.nbt-svg')].map(i => i.alt)"
+        )
+        (lr,) = [a for a in alts if a.startswith("lr: ")]  # the sanitizer drops data- attributes; alt stays
+        assert "to 3.5e-4," in lr, alts
+        page.screenshot(path=str(ARTIFACTS / "page_untrusted_lab.png"))
+        assert errors == []
+    finally:
+        server.stop()
