@@ -577,12 +577,7 @@ class Run(ArtifactMethods, MetricMethods, FileMethods, AlertMethods, WatchMethod
         height (it scrolls); ``hidden`` hides it until shown by the page's own styles."""
         from .page import run_fragment, run_state
 
-        html = run_fragment(run_state(self.record()), height=height)
-        return (
-            html.replace('class="nbtrack-output" style="', 'class="nbtrack-output" style="display:none;', 1)
-            if hidden
-            else html
-        )
+        return run_fragment(run_state(self.record()), height=height, hidden=hidden)
 
     def record(self) -> RunRecord:
         """The run as stored now (everything logged so far flushed first): what

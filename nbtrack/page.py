@@ -29,7 +29,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .media import MEDIA_TYPES
+from .media import AUDIO_FORMATS, IMAGE_FORMATS, MEDIA_TYPES, MOLECULE_FORMATS, OBJECT3D_FORMATS, VIDEO_FORMATS
 
 if TYPE_CHECKING:
     from .run_record import RunList, RunRecord
@@ -111,10 +111,17 @@ def min_max(xs: Any, ys: Any, cap: int) -> tuple[list[float], list[float]]:
         bucket = points[start : start + width]
         lo = min(bucket, key=lambda p: p[1])
         hi = max(bucket, key=lambda p: p[1])
-        for x, y in (lo,) if lo == hi else (lo, hi) if lo[0] <= hi[0] else (hi, lo):
+        for x, y in ordered(lo, hi):
             out_x.append(x)
             out_y.append(y)
     return out_x, out_y
+
+
+def ordered(a: tuple[Any, Any], b: tuple[Any, Any]) -> tuple[tuple[Any, Any], ...]:
+    """A bucket's lowest and highest point in x order, once if they are the same point."""
+    if a == b:
+        return (a,)
+    return (a, b) if a[0] <= b[0] else (b, a)
 
 
 def _budget(snapshot: dict[str, list], total: int = POINTS_BUDGET) -> dict[str, list]:
@@ -138,7 +145,8 @@ def run_state(record: RunRecord) -> dict[str, Any]:
     """A stored run as the panel's state: what ``RunPanel`` would hold once finished."""
     summary = record.summary
     numeric = [k for k, v in summary.items() if _number(v) and not k.startswith("_")]
-    media_keys = [k for k, v in summary.items() if _media_refs(v) is not None]
+    charted = set(numeric)
+    media_keys = [k for k, v in summary.items() if media_refs(v) is not None]
     axes = _axes(record, numeric)
     wanted = list(dict.fromkeys([*numeric, *media_keys, *axes.values()]))
     found = record.series_of(wanted) if wanted else {}
@@ -161,14 +169,14 @@ def run_state(record: RunRecord) -> dict[str, Any]:
         key: [
             [step, [dict(r) for r in refs]]
             for step, value in zip(found[key].steps, found[key].values)
-            if (refs := _media_refs(value)) is not None
+            if (refs := media_refs(value)) is not None
         ][-MAX_MEDIA:]
         for key in media_keys
     }
     texts = {
         k: v
         for k, v in summary.items()
-        if not _number(v) and _media_refs(v) is None and not isinstance(v, dict) and not k.startswith("_")
+        if not _number(v) and media_refs(v) is None and not isinstance(v, dict) and not k.startswith("_")
     }
     finished = record.finished_at
     return {
@@ -188,8 +196,8 @@ def run_state(record: RunRecord) -> dict[str, Any]:
         "config": _plain(record.config),
         "tags": list(record.tags),
         "notes": record.notes,
-        "summary": _scalars({k: v for k, v in summary.items() if k in numeric or k in texts}),
-        "texts": _scalars(texts),
+        "summary": jsonable({k: v for k, v in summary.items() if k in texts or k in charted}),
+        "texts": jsonable(texts),
         "snapshot": snapshot,
         "clock": clock,
         "media": media,
@@ -223,7 +231,8 @@ def _system(record: RunRecord) -> dict[str, list]:
     return {k: list(min_max(xs, ys, MAX_POINTS)) for k, (xs, ys) in series.items()}
 
 
-def _media_refs(value: Any) -> list[dict] | None:
+def media_refs(value: Any) -> list[dict] | None:
+    """The media references a logged value holds (one, or a list), else None."""
     if isinstance(value, dict):
         return [value] if value.get("_type") in MEDIA_TYPES else None
     if isinstance(value, list) and value and all(isinstance(v, dict) and v.get("_type") in MEDIA_TYPES for v in value):
@@ -231,17 +240,42 @@ def _media_refs(value: Any) -> list[dict] | None:
     return None
 
 
-MIME = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "gif": "image/gif", "webp": "image/webp",
-        "svg": "image/svg+xml", "bmp": "image/bmp", "mp4": "video/mp4", "webm": "video/webm",
-        "wav": "audio/wav", "mp3": "audio/mpeg", "ogg": "audio/ogg", "flac": "audio/flac",
-        "json": "application/json", "html": "text/html"}  # fmt: skip
+MIME = {
+    **MOLECULE_FORMATS,
+    **OBJECT3D_FORMATS,
+    **AUDIO_FORMATS,
+    **VIDEO_FORMATS,
+    **IMAGE_FORMATS,
+    "mask.png": "image/png",
+    "table.json": "application/json",
+    "json": "application/json",
+    "html": "text/html",
+}
+
+
+def mime_of(path: str) -> str:
+    """The content type of a media file, from its extension (``png``, ``table.json`` ...)."""
+    name = path.rsplit("/", 1)[-1].lower()
+    if "." in name:
+        for extension in (name.split(".", 1)[-1], name.rsplit(".", 1)[-1]):
+            if extension in MIME:
+                return MIME[extension]
+    return "application/octet-stream"
+
+
+def copy_ref(ref: dict) -> dict:
+    """A media reference to change (a file put in), its masks copied too."""
+    copied = dict(ref)
+    if isinstance(ref.get("masks"), dict):
+        copied["masks"] = {name: dict(mask) for name, mask in ref["masks"].items()}
+    return copied
 
 
 def embed_media(media: dict[str, list], folder: str | None, budget: int) -> dict[str, list]:
     """The media index with files put in as data: URLs (a page has no kernel to fetch
     them from): every key's newest item first, then older ones, each up to
     INLINE_BYTES, until ``budget`` bytes are used.  Items left out say so on the page."""
-    out = {key: [[step, [_copy(r) for r in refs]] for step, refs in items] for key, items in media.items()}
+    out = {key: [[step, [copy_ref(r) for r in refs]] for step, refs in items] for key, items in media.items()}
     if folder is None:
         return out
     left = budget
@@ -253,13 +287,6 @@ def embed_media(media: dict[str, list], folder: str | None, budget: int) -> dict
             for ref in items[-back][1]:
                 left = _embed(Path(folder), ref, left)
     return out
-
-
-def _copy(ref: dict) -> dict:
-    copied = dict(ref)
-    if isinstance(ref.get("masks"), dict):
-        copied["masks"] = {name: dict(mask) for name, mask in ref["masks"].items()}
-    return copied
 
 
 def _embed(folder: Path, ref: dict, left: int) -> int:
@@ -281,8 +308,7 @@ def _embed(folder: Path, ref: dict, left: int) -> int:
         except OSError:
             continue
         left -= len(data) * 4 // 3
-        mime = MIME.get(path.rsplit(".", 1)[-1].lower(), "application/octet-stream")
-        holder["src"] = f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+        holder["src"] = f"data:{mime_of(path)};base64,{base64.b64encode(data).decode('ascii')}"
     return left
 
 
@@ -299,11 +325,15 @@ def _plain(value: Any) -> Any:
     return repr(value)
 
 
-def _scalars(values: dict[str, Any]) -> dict[str, Any]:
+def jsonable(values: dict[str, Any]) -> dict[str, Any]:
+    """Latest values as a page or the panel shows them: numbers, text, True/False and
+    None as they are; NaN and infinities as text, media as what they are, the rest as repr."""
     out: dict[str, Any] = {}
     for key, value in values.items():
         if isinstance(value, float) and not math.isfinite(value):
             out[key] = str(value)
+        elif (refs := media_refs(value)) is not None:
+            out[key] = ", ".join(f"{r['_type']} {r.get('path') or ''}".strip() for r in refs)
         elif isinstance(value, (int, float, str, bool)) or value is None:
             out[key] = value
         else:
@@ -620,12 +650,12 @@ ready.then(function(p){g[n]=p;return unzip(h.dataset.nbtState||s.dataset.state)}
 g[n].show(h,JSON.parse(t))}).catch(function(e){h.dataset.error=String(e)})})();"""
 
 
-def fragment(kind: str, state: dict[str, Any], *, height: int | None = None) -> str:
+def fragment(kind: str, state: dict[str, Any], *, height: int | None = None, hidden: bool = False) -> str:
     """One page's HTML for a notebook output or a file's body: the static drawing, the
     state and the loader."""
     code, version = _script()
     static = _static_run(state["run"]) if kind == "run" else _static_table(state["table"])
-    style = f"max-height:{int(height)}px;overflow:auto;" if height else ""
+    style = ("display:none;" if hidden else "") + (f"max-height:{int(height)}px;overflow:auto;" if height else "")
     return (
         f'<div class="nbtrack-output" style="{style}">'
         f'<div class="nbtrack-page" data-kind="{kind}" style="font-family:system-ui,sans-serif;font-size:13px">'
@@ -643,7 +673,9 @@ def document(title: str, body: str) -> str:
     )
 
 
-def run_fragment(state: dict[str, Any], *, height: int | None = None, media_bytes: int = MEDIA_BYTES) -> str:
+def run_fragment(
+    state: dict[str, Any], *, height: int | None = None, hidden: bool = False, media_bytes: int = MEDIA_BYTES
+) -> str:
     """A run's page from its panel state (a live panel's, or ``run_state``'s), with up
     to ``media_bytes`` of its media files embedded."""
     state = dict(state)
@@ -651,7 +683,7 @@ def run_fragment(state: dict[str, Any], *, height: int | None = None, media_byte
     xs, ys = state.get("clock") or [[], []]
     state["clock"] = [xs, [round(t, 3) for t in ys]] if len(xs) <= MAX_POINTS else list(min_max(xs, ys, MAX_POINTS))
     state["media"] = embed_media(state.get("media") or {}, state.get("where"), media_bytes)
-    return fragment("run", {"run": state}, height=height)
+    return fragment("run", {"run": state}, height=height, hidden=hidden)
 
 
 def project_fragment(

@@ -456,12 +456,7 @@ class RunRecord:
         view`` writes it into a file."""
         from .page import run_fragment, run_state
 
-        html = run_fragment(run_state(self), height=height)
-        return (
-            html.replace('class="nbtrack-output" style="', 'class="nbtrack-output" style="display:none;', 1)
-            if hidden
-            else html
-        )
+        return run_fragment(run_state(self), height=height, hidden=hidden)
 
     def __repr__(self) -> str:
         return f"<RunRecord {self.path} name={self.name!r} state={self.state}>"

@@ -61,3 +61,22 @@ export function yRange(u, min, max) {
   }
   return uPlot.rangeNum(min, max, 0.1, true);
 }
+
+// several series on one x, as uPlot wants them: [xs, ys1, ys2, ...] where xs is every x
+// any of them has (sorted) and a series is null where it has no point
+export function align(pairs) {
+  const xs = [...new Set(pairs.flatMap(([px]) => px))].sort((a, b) => a - b);
+  const index = new Map(xs.map((x, i) => [x, i]));
+  return [xs, ...pairs.map(([px, py]) => {
+    const ys = new Array(xs.length).fill(null);
+    px.forEach((x, j) => { ys[index.get(x)] = py[j]; });
+    return ys;
+  })];
+}
+
+// the theme's colours as values (a canvas does not resolve CSS variables)
+export function themeColours(el) {
+  const css = getComputedStyle(el);
+  const get = (name, fallback) => css.getPropertyValue(name).trim() || fallback;
+  return { line: get("--nbt-line", "#1f77b4"), fg: get("--nbt-fg", "#1f2328"), grid: get("--nbt-grid", "#eaeef2") };
+}

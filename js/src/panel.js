@@ -5,7 +5,7 @@ import uPlot from "uplot";
 import uplotCss from "uplot/dist/uPlot.min.css";
 import panelCss from "./panel.css";
 import resetCss from "./reset.css";
-import { allPositive, num, ticks, yRange, yTickLabels } from "./format.js";
+import { align, allPositive, num, themeColours, ticks, yRange, yTickLabels } from "./format.js";
 import { markLive } from "./live.js";
 
 const FILTER_AFTER = 6; // metrics before the filter box appears
@@ -439,11 +439,7 @@ function render({ model, el }) {
   }
 
   function makeChart(key, wrap) {
-    // canvas does not resolve CSS variables: read the theme's colours as values
-    const css = getComputedStyle(root);
-    const stroke = css.getPropertyValue("--nbt-line").trim() || "#1f77b4";
-    const fg = css.getPropertyValue("--nbt-fg").trim() || "#1f2328";
-    const gridColour = css.getPropertyValue("--nbt-grid").trim() || "#eaeef2";
+    const { line: stroke, fg, grid: gridColour } = themeColours(root);
     const useLog = logBox.checked && allPositive(data[key].ys);
     const mode = xMode(key);
     const title = mode === "wall" ? "time" : mode === "relative" ? "seconds" : xTitle(key);
@@ -539,16 +535,9 @@ function render({ model, el }) {
     for (const [name, keys] of Object.entries(wanted)) {
       const c = combos[name];
       if (c && !keys.some((k) => changed.has(k))) continue;
-      const xs = [...new Set(keys.flatMap((k) => points(k)[0]))].sort((a, b) => a - b);
-      const index = new Map(xs.map((x, i) => [x, i]));
-      const columns = keys.map((k) => {
-        const [kx, ky] = points(k);
-        const ys = new Array(xs.length).fill(null);
-        kx.forEach((x, j) => (ys[index.get(x)] = ky[j]));
-        return ys;
-      });
+      const data = align(keys.map(points));
       if (c) {
-        c.plot.setData([xs, ...columns]);
+        c.plot.setData(data);
         continue;
       }
       const wrap = h("div", "nbt-chart nbt-combined");
@@ -558,9 +547,7 @@ function render({ model, el }) {
       heading.title = keys.join(", ");
       wrap.append(heading);
       group("combined").grid.append(wrap);
-      const css = getComputedStyle(root);
-      const fg = css.getPropertyValue("--nbt-fg").trim() || "#1f2328";
-      const gridColour = css.getPropertyValue("--nbt-grid").trim() || "#eaeef2";
+      const { fg, grid: gridColour } = themeColours(root);
       const plot = new uPlot({
         width: 300, height: 150, legend: { live: true },
         scales: { x: { time: false }, y: { range: yRange } },
@@ -572,7 +559,7 @@ function render({ model, el }) {
         series: [{ label: "step", value: (u, v) => num(v, 8) },
           ...keys.map((k, i) => ({ label: legendLabel(k.slice(0, k.lastIndexOf("/"))), stroke: PALETTE[i % PALETTE.length],
             width: 1.5, spanGaps: true, value: (u, v) => num(v, 5) }))],
-      }, [xs, ...columns], wrap);
+      }, data, wrap);
       combos[name] = { wrap, plot, keys };
     }
     const merged = new Set(Object.values(wanted).flat());

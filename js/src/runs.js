@@ -4,7 +4,7 @@ import uPlot from "uplot";
 import uplotCss from "uplot/dist/uPlot.min.css";
 import panelCss from "./panel.css";
 import resetCss from "./reset.css";
-import { allPositive, num, ticks, yRange, yTickLabels } from "./format.js";
+import { align, allPositive, num, themeColours, ticks, yRange, yTickLabels } from "./format.js";
 import { markLive } from "./live.js";
 
 const PAGE = 100; // rows drawn at first, and added by each "show more": a 10,000-run project stays quick
@@ -239,9 +239,7 @@ function render({ model, el }) {
       (selected.size > ids.length ? ` (the first ${ids.length} ticked)` : "");
     const grid = h("div", "nbt-grid");
     gridBox.append(h("div", "nbt-chart-title", title), grid);
-    const css = getComputedStyle(root);
-    const fg = css.getPropertyValue("--nbt-fg").trim() || "#1f2328";
-    const gridColour = css.getPropertyValue("--nbt-grid").trim() || "#eaeef2";
+    const { fg, grid: gridColour } = themeColours(root);
     let charts = 0;
     for (const [key, byRun] of Object.entries(msg.series)) {
       const entries = Object.entries(byRun).filter(([, s]) => s[1].length);
@@ -270,16 +268,9 @@ function render({ model, el }) {
 
   // series of several runs on one x (uPlot's shape): every step any of them logged
   function aligned(entries) {
-    const xs = [...new Set(entries.flatMap(([, s]) => s[1]))].sort((a, b) => a - b);
-    const index = new Map(xs.map((x, i) => [x, i]));
-    const data = [xs];
-    const series = [{ label: "step" }];
-    for (const [id, [name, sx, sy]] of entries) {
-      const ys = new Array(xs.length).fill(null);
-      sx.forEach((x, j) => { ys[index.get(x)] = sy[j]; });
-      data.push(ys);
-      series.push({ label: name, stroke: colourOf(id), width: 1.5, spanGaps: true, value: (u, v) => num(v, 5) });
-    }
+    const data = align(entries.map(([, [, sx, sy]]) => [sx, sy]));
+    const series = [{ label: "step" }, ...entries.map(([id, [name]]) => (
+      { label: name, stroke: colourOf(id), width: 1.5, spanGaps: true, value: (u, v) => num(v, 5) }))];
     return [data, series];
   }
 
@@ -298,9 +289,7 @@ function render({ model, el }) {
     }
     const [data, series] = aligned(entries);
     chartBox.replaceChildren(h("div", "nbt-chart-title", msg.key));
-    const css = getComputedStyle(root);
-    const fg = css.getPropertyValue("--nbt-fg").trim() || "#1f2328";
-    const grid = css.getPropertyValue("--nbt-grid").trim() || "#eaeef2";
+    const { fg, grid } = themeColours(root);
     const useLog = logBox.checked && data.slice(1).every(allPositive);
     plot = new uPlot({
       width: 620, height: 260, series,

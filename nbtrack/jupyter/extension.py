@@ -270,13 +270,15 @@ class NotebookLayer:
                 panel.refresh_header(run)  # the final sync state, after finish() waited for it
             except Exception:
                 pass
+        bundle = None  # made once for all the run's displays (a finished run's page costs its making)
         for handle in self.handles.pop(id(run), []):
             try:
                 if handle.display_id in self.offline_ids:
                     self.offline_ids.discard(handle.display_id)
                     handle.update({"text/plain": ""}, raw=True)  # the page replaces the live panel: no line
                 else:
-                    handle.update(run)
+                    bundle = bundle or self.run_bundle(run)
+                    handle.update(bundle, raw=True)
             except Exception:
                 pass
 

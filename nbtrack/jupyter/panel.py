@@ -26,7 +26,7 @@ import traitlets
 
 from .. import diagnostics, events, workers
 from ..active_run import Run
-from ..media import AUDIO_FORMATS, IMAGE_FORMATS, MEDIA_TYPES, MOLECULE_FORMATS, OBJECT3D_FORMATS, VIDEO_FORMATS
+from ..page import copy_ref, jsonable, media_refs, mime_of
 from .series import Series
 
 STATIC = Path(__file__).parent / "static"
@@ -38,26 +38,7 @@ INLINE_KINDS = frozenset(("image", "table", "chart", "html", "audio"))
 # busy), so each tick pushes the files of every key's newest item, up to this size.
 PUSH_BYTES = 4 * 1024 * 1024
 INTERVAL = 0.25  # seconds between updates: at most 4 messages a second per panel
-MIME = {
-    **MOLECULE_FORMATS,
-    **OBJECT3D_FORMATS,
-    **AUDIO_FORMATS,
-    **VIDEO_FORMATS,
-    **IMAGE_FORMATS,
-    "mask.png": "image/png",
-    "table.json": "application/json",
-    "html": "text/html",
-}
 MAX_ALERTS = 20  # alerts a panel keeps (the newest)
-
-
-def _media_refs(value: Any) -> list[dict] | None:
-    """The media references a logged value holds (one, or a list), else None."""
-    if type(value) is dict:
-        return [value] if value.get("_type") in MEDIA_TYPES else None
-    if type(value) is list and value and all(type(v) is dict and v.get("_type") in MEDIA_TYPES for v in value):
-        return value
-    return None
 
 
 def _paths(ref: dict) -> list[str]:
@@ -67,19 +48,6 @@ def _paths(ref: dict) -> list[str]:
         if isinstance(mask, dict) and isinstance(mask.get("path"), str):
             found.append(mask["path"])
     return found
-
-
-def _copy_ref(ref: dict) -> dict:
-    copied = dict(ref)
-    if isinstance(ref.get("masks"), dict):
-        copied["masks"] = {name: dict(mask) for name, mask in ref["masks"].items()}
-    return copied
-
-
-def _mime(path: str) -> str:
-    """The content type of a media file, from its extension (``png``, ``table.json`` ...)."""
-    name = path.rsplit("/", 1)[-1]
-    return MIME.get(name.split(".", 1)[-1] if "." in name else "", "application/octet-stream")
 
 
 class RunPanel(anywidget.AnyWidget):
@@ -231,7 +199,7 @@ class RunPanel(anywidget.AnyWidget):
                         s = series[key] = Series(cap)
                     s.add(x, value)
                     continue
-                refs = _media_refs(value)
+                refs = media_refs(value)
                 if refs is not None:
                     items = self._media.get(key)
                     if items is None:
@@ -335,7 +303,7 @@ class RunPanel(anywidget.AnyWidget):
                     data = self._read_media(key, path)
                     if data is not None:
                         self._pushed.add(path)
-                        files.append({"path": path, "mime": _mime(path), "buffer": len(buffers)})
+                        files.append({"path": path, "mime": mime_of(path), "buffer": len(buffers)})
                         buffers.append(data)
         return files
 
@@ -345,14 +313,16 @@ class RunPanel(anywidget.AnyWidget):
         fetch files from."""
         out: dict[str, list] = {}
         for key, items in self._media.items():
-            out[key] = [[step, [_copy_ref(r) for r in refs]] for step, refs in items]
+            out[key] = [[step, [copy_ref(r) for r in refs]] for step, refs in items]
             for ref in out[key][-1][1]:
                 if ref["_type"] not in INLINE_KINDS or ref.get("size", INLINE_BYTES + 1) > INLINE_BYTES:
                     continue
                 for holder in [ref, *(ref.get("masks") or {}).values()]:
                     data = self._read_media(key, holder.get("path"))
                     if data is not None:
-                        holder["src"] = f"data:{_mime(holder['path'])};base64,{base64.b64encode(data).decode('ascii')}"
+                        holder["src"] = (
+                            f"data:{mime_of(holder['path'])};base64,{base64.b64encode(data).decode('ascii')}"
+                        )
         return out
 
     def _read_media(self, key: str, path: Any) -> bytes | None:
@@ -374,8 +344,8 @@ class RunPanel(anywidget.AnyWidget):
             self.snapshot = snapshot
             self.media = media
             self.axes = dict(self._axes)
-            self.summary = _jsonable(run.summary.as_dict())
-            self.texts = _jsonable(self._texts)
+            self.summary = jsonable(run.summary.as_dict())
+            self.texts = jsonable(self._texts)
             self.config = run.config.as_dict()
             self.step, self.rows, self.state = run.step, run.rows_logged, run.state
             self.finished_at = time.time()
@@ -415,8 +385,8 @@ class RunPanel(anywidget.AnyWidget):
                 "type": "snapshot",
                 "series": series,
                 "clock": clock,
-                "summary": _jsonable(self._sent_summary),
-                "texts": _jsonable(self._texts),
+                "summary": jsonable(self._sent_summary),
+                "texts": jsonable(self._texts),
                 "media": media,
             }
         self.send(message)
@@ -429,7 +399,7 @@ class RunPanel(anywidget.AnyWidget):
         if data is None:
             self.send({"type": "file", "key": key, "path": path, "error": "not available"})
         else:
-            self.send({"type": "file", "key": key, "path": path, "mime": _mime(path)}, buffers=[data])
+            self.send({"type": "file", "key": key, "path": path, "mime": mime_of(path)}, buffers=[data])
         self.messages_sent += 1
 
     def page_state(self) -> dict[str, Any]:
@@ -458,21 +428,7 @@ def _changed(current: dict[str, Any], sent: dict[str, Any]) -> dict[str, Any]:
         if key not in sent or sent[key] != value:
             out[key] = value
             sent[key] = value
-    return _jsonable(out)
-
-
-def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        if isinstance(value, float) and not math.isfinite(value):
-            out[key] = str(value)
-        elif (refs := _media_refs(value)) is not None:
-            out[key] = ", ".join(f"{r['_type']} {r.get('path') or ''}".strip() for r in refs)
-        elif isinstance(value, (int, float, str, bool)) or value is None:
-            out[key] = value
-        else:
-            out[key] = repr(value)
-    return out
+    return jsonable(out)
 
 
 class PanelPump(workers.Worker):

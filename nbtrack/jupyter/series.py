@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..page import ordered
+
 TAIL_MAX = 3  # open bucket (its lowest and highest point) plus the newest point
 
 
@@ -49,7 +51,7 @@ class Series:
 
     def _close(self) -> None:
         lo, hi = self.open
-        self.closed.append(_ordered(lo, hi))
+        self.closed.append(ordered(lo, hi))
         self.open, self.open_count = [], 0
         if 2 * len(self.closed) + TAIL_MAX > self.cap:
             self._merge()
@@ -60,7 +62,7 @@ class Series:
             pts = self.closed[i] + self.closed[i + 1]
             lo = min(pts, key=lambda p: p[1])
             hi = max(pts, key=lambda p: p[1])
-            merged.append(_ordered(lo, hi))
+            merged.append(ordered(lo, hi))
         if len(self.closed) % 2:
             merged.append(self.closed[-1])
         self.closed = merged
@@ -69,7 +71,7 @@ class Series:
         self.sent = 0
 
     def _tail(self) -> list[tuple[float, float]]:
-        tail = list(_ordered(*self.open)) if self.open else []
+        tail = list(ordered(*self.open)) if self.open else []
         end = tail[-1] if tail else (self.closed[-1][-1] if self.closed else None)
         if self.last is not None and self.last != end:
             tail.append(self.last)
@@ -111,9 +113,3 @@ def _columns(points: Any) -> list[list[float]]:
         xs.append(x)
         ys.append(y)
     return [xs, ys]
-
-
-def _ordered(a: tuple[float, float], b: tuple[float, float]) -> tuple[tuple[float, float], ...]:
-    if a == b:
-        return (a,)
-    return (a, b) if a[0] <= b[0] else (b, a)
