@@ -29,6 +29,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .errors import UsageError
 from .media import AUDIO_FORMATS, IMAGE_FORMATS, MEDIA_TYPES, MOLECULE_FORMATS, OBJECT3D_FORMATS, VIDEO_FORMATS
 
 if TYPE_CHECKING:
@@ -653,6 +654,8 @@ g[n].show(h,JSON.parse(t))}).catch(function(e){h.dataset.error=String(e)})})();"
 def fragment(kind: str, state: dict[str, Any], *, height: int | None = None, hidden: bool = False) -> str:
     """One page's HTML for a notebook output or a file's body: the static drawing, the
     state and the loader."""
+    if height is not None and (isinstance(height, bool) or not isinstance(height, int) or height < 1):
+        raise UsageError(f"to_html: height must be a whole number of pixels above 0 (or None), got {height!r}")
     code, version = _script()
     static = _static_run(state["run"]) if kind == "run" else _static_table(state["table"])
     style = ("display:none;" if hidden else "") + (f"max-height:{int(height)}px;overflow:auto;" if height else "")

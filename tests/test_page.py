@@ -167,7 +167,14 @@ def test_the_page_code_is_embedded_once_per_page_and_scripts_never_break_out(sto
 
 def test_bad_arguments_are_usage_errors(store_dir):
     run = _logged(store_dir, steps=2)
+    with pytest.raises(UsageError, match=r"to_html: height must be a whole number of pixels above 0 .* got 'tall'"):
+        run.to_html(height="tall")
     run.finish()
+    record = nbtrack.Api(store_dir).run(f"p/{run.id}")
+    for bad in (0, -5, 2.5, True):
+        with pytest.raises(UsageError, match="height"):
+            record.to_html(height=bad)
+    assert "max-height" not in record.to_html(height=None)
     with pytest.raises(UsageError, match="Api.run"):
         nbtrack.Api(store_dir).run("p")
 
