@@ -211,6 +211,7 @@ def test_resume_refuses_a_run_that_is_still_live_in_another_process(store_dir):
     child = spawn_python(f"""
 import nbtrack, time
 run = nbtrack.init(project="p", id="livebusy", dir={str(store_dir)!r})
+run.flush()  # in a new folder the run is written by the writer's first round: be sure it is there
 print("up", flush=True)
 time.sleep(600)
 """)
