@@ -6,7 +6,9 @@ Measures, on this machine, the figures nbtrack budgets for (the BUDGET table bel
 * ``log()`` cost on the caller's thread for a dict of 10 floats (mean, p50, p99);
 * end-to-end rows/s until durable (first ``log()`` to ``finish()`` returning, with
   every row then counted in the store);
-* ``finish()`` time, and peak RSS after 10k and after 1M steps (flat memory).
+* ``finish()`` time, and peak RSS after 10k and after 1M steps (flat memory);
+* reading back (bench/reads.py), the panel's cost, and the runs table of many runs in
+  headless Chromium (bench/browser.py, where Chromium and Playwright are installed).
 
 Each figure is printed beside its budget and flagged when over.  Nothing here is a
 test: the unit tests never assert on time.
@@ -59,6 +61,8 @@ else:
 t_logged = time.perf_counter()
 run.finish()
 t_done = time.perf_counter()
+if panel is not None:
+    panel.finalize()  # as the notebook layer does at finish (a loop shorter than a tick left it to this)
 peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before reading back
 t_read = time.perf_counter()
 rows = len(nbtrack.Api(d).run(f"bench/{run.id}").rows(keys=["metric_0"]))
@@ -149,7 +153,7 @@ created = time.perf_counter() - t0
 t0 = time.perf_counter()
 runs = nbtrack.Api(d).runs("many")
 listed = time.perf_counter() - t0
-from nbtrack.jupyter.display import RunsTable
+from nbtrack.page import RunsTable
 t0 = time.perf_counter()
 html = RunsTable(runs, "many")._repr_html_()
 table = time.perf_counter() - t0
@@ -313,6 +317,20 @@ def reads_child(task: str, size: int) -> dict:
     return result
 
 
+def browser_child(runs: int) -> dict | None:
+    """bench/browser.py (the runs table of ``runs`` runs in headless Chromium), or None
+    where Chromium or Playwright is missing."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NBTRACK_QUIET": "1"}
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "browser.py"), str(runs)], env=env, capture_output=True, text=True
+    )
+    if out.returncode != 0:
+        print(f"bench/browser.py did not run: {out.stderr.strip().splitlines()[-1:] or out.returncode}", file=sys.stderr)
+        return None
+    result: dict = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
 def measure(steps: int, repeats: int, many_runs: int = 10_000) -> dict:
     imports, inits = [], []
     child(IMPORT_CHILD, bytecode=True)  # writes the bytecode caches pip would have written at install
@@ -359,6 +377,8 @@ def measure(steps: int, repeats: int, many_runs: int = 10_000) -> dict:
         task: reads_child(task, size) for task, size in (("overlay", 10_000), ("listing", many_runs), ("procs", 20_000))
     }
 
+    table = browser_child(many_runs)
+
     sync = None
     sys.path.insert(0, str(ROOT / "tests"))
     from mlflow_server import mlflow_python
@@ -395,6 +415,8 @@ def measure(steps: int, repeats: int, many_runs: int = 10_000) -> dict:
         "listing_ms": reads["listing"]["list_s"] * 1000,
         "listing_runs": many_runs,
         "listing_found": reads["listing"]["found"],
+        "table": table,
+        "table_first_rows_ms": table["first_rows_ms"] if table else None,
         "procs": reads["procs"],
         "wide_p50_us": wide["p50_us"],
         "wide_values_per_s": wide["values_per_s"],
@@ -434,6 +456,7 @@ BUDGET = [
     ("sampled_large_ms", "read 1,000 samples of it", "ms", None, True),
     ("overlay_ms", "overlay: 3 keys of 100 runs x 10k", "ms", 200, True),
     ("listing_ms", "Api.runs(filters=...), many runs", "ms", 100, True),
+    ("table_first_rows_ms", "runs table in Chromium, many runs", "ms", 300, True),
 ]
 
 
@@ -445,6 +468,9 @@ def report(r: dict) -> str:
     ]
     for key, label, unit, budget, lower in BUDGET:
         value = r[key]
+        if value is None:
+            lines.append(f"{label:<34} {'not measured':>12}  (bench/browser.py: no Chromium or Playwright here)")
+            continue
         shown = f"{value:,.0f}" if value >= 1000 else f"{value:.2f}"
         if budget is None:
             status, limit = "", ""
@@ -475,6 +501,14 @@ def report(r: dict) -> str:
         f"worst p99 {p['p99_us_max']:.1f} us; {p['rows_stored']:,} of {p['procs'] * p['steps']:,} rows stored"
     )
     lines.append(f"{'listing':<34} {r['listing_found']:,} of {r['listing_runs']:,} runs matched the filter")
+    t = r.get("table")
+    if t:
+        lines.append(
+            f"{'runs table page, ' + format(t['runs'], ',') + ' runs':<34} written in {t['build_s']:.2f} s "
+            f"({t['page_kb']:,.0f} KB); first rows {t['first_rows_ms']:.0f} ms after navigation; draws "
+            f"{t['draw_ms']} / {t['sort_ms']} / {t['filter_ms']} ms (first, sort, filter); longest task "
+            f"{t['longest_task_ms']:.0f} ms"
+        )
     lines.append(
         f"{'1,000 keys a step: log() p50':<34} {r['wide_p50_us']:>9.1f} us, "
         f"{r['wide_values_per_s']:,.0f} values/s until durable"
