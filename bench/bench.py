@@ -325,7 +325,9 @@ def browser_child(runs: int) -> dict | None:
         [sys.executable, str(ROOT / "bench" / "browser.py"), str(runs)], env=env, capture_output=True, text=True
     )
     if out.returncode != 0:
-        print(f"bench/browser.py did not run: {out.stderr.strip().splitlines()[-1:] or out.returncode}", file=sys.stderr)
+        print(
+            f"bench/browser.py did not run: {out.stderr.strip().splitlines()[-1:] or out.returncode}", file=sys.stderr
+        )
         return None
     result: dict = json.loads(out.stdout.strip().splitlines()[-1])
     return result

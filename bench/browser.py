@@ -103,9 +103,7 @@ def measure(runs: int, store: Path) -> dict:
         sort_ms = page.evaluate(draw)
         name = page.locator(".nbt-runs-table tr[data-id] td[data-col=name]").first.text_content()
         page.locator(".nbt-runs .nbt-filter").fill(name)  # one run's name
-        page.wait_for_function(
-            "(n) => Number(document.querySelector('.nbt-runs').dataset.matching) < n", arg=matching
-        )
+        page.wait_for_function("(n) => Number(document.querySelector('.nbt-runs').dataset.matching) < n", arg=matching)
         filter_ms = page.evaluate(draw)
         figures = page.evaluate("() => window.__nbt")  # the last page's, with the sort and the filter
         rows_shown = page.locator(".nbt-runs-table tr[data-id]").count()
