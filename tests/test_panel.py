@@ -116,6 +116,97 @@ def test_a_view_fed_deltas_holds_exactly_the_series_and_never_more_than_the_cap(
     assert s.count == 20_000 and s.width > 256  # it merged many times on the way
 
 
+def test_series_extend_keeps_the_invariants_of_add_and_feeds_views_the_same_way():
+    np = pytest.importorskip("numpy")
+    import random
+
+    rng = random.Random(11)
+    for cap in (12, 50, 1000):
+        s, one = Series(cap=cap), Series(cap=cap)
+        view = {"xs": [], "ys": [], "tail": [[], []]}
+        low = high = None
+        i = 0
+        for _ in range(300):  # batches of 0 to 5,000 points, deltas between some of them
+            n = rng.choice((0, 1, 2, 7, 64, 333, 5_000))
+            ys = [rng.gauss(0, 1) for _ in range(n)]
+            if n and rng.random() < 0.1:
+                ys[rng.randrange(n)] = rng.choice((1e6, -1e6)) * (1 + rng.random())  # a spike
+            xs = list(range(i, i + n))
+            s.extend(np.array(xs, dtype=np.int64), np.array(ys))
+            for x, y in zip(xs, ys):
+                one.add(x, y)
+                low = (x, y) if low is None or y < low[1] else low
+                high = (x, y) if high is None or y > high[1] else high
+            i += n
+            if rng.random() < 0.5:
+                d = s.delta()
+                if d is not None:
+                    assert _apply(view, d) == tuple(s.points())  # the same delta protocol as add()
+            pxs, pys = s.points()
+            assert len(pxs) <= cap and pxs == sorted(set(pxs)) and s.count == i
+            if i:
+                points = set(zip(pxs, pys))
+                assert low in points and high in points and (i - 1, pys[-1]) == s.last  # extremes and the newest
+        # against add() value by value: the same count, extremes and newest point; as many points or
+        # fewer (a batch is bucketed at the width it needs, not merged from narrower buckets)
+        assert s.count == one.count and s.points()[0][-1] == one.points()[0][-1]
+        assert min(s.points()[1]) == min(one.points()[1]) and max(s.points()[1]) == max(one.points()[1])
+    small = Series(cap=1000)  # while everything fits, extend() keeps every point, as add() does
+    small.extend(np.arange(300, dtype=np.int64), np.linspace(0.0, 1.0, 300))
+    assert small.points() == (list(range(300)), np.linspace(0.0, 1.0, 300).tolist())
+
+
+def test_a_burst_of_rows_is_folded_by_columns_as_value_by_value(make_panel, monkeypatch):
+    """Above COLUMN_ROWS queued rows the pump folds numpy columns; the series, media, texts,
+    clock and define_metric axes equal what folding each value gives."""
+    pytest.importorskip("numpy")
+    from nbtrack.media import Histogram
+
+    def burst(run):
+        run.define_metric("epoch")
+        run.define_metric("val/acc", step_metric="epoch")
+        run.define_metric("secret", hidden=True)
+        for i in range(3_000):
+            row = {"loss": 1 / (i + 1), "big": i * 10**12, "count": i, "epoch": i // 100,
+                   "val/acc": i / 3000, "secret": 1.0, "flag": i % 2 == 0, "note": f"step {i}",
+                   "nan": float("nan") if i % 7 == 0 else i * 0.5, "inf": float("inf") if i == 5 else 1.0}  # fmt: skip
+            if i % 1000 == 0:  # another key set, now and then: those parts go value by value
+                row["hist"] = Histogram([1, 2, 3])
+            run.log(row)
+        for i in range(200):  # a second key set in the same tick
+            run.log({"loss": 0.1, "extra": i * 1.0})
+
+    folded = {}
+    for way in ("columns", "values"):
+        if way == "values":
+            monkeypatch.setattr(panel_module, "COLUMN_ROWS", 10**9)
+        run, p = make_panel(settings={"system_interval": 0})
+        p.max_points = 10_000  # nothing bucketed: every point comparable
+        panel_module.PanelPump.get().remove(p)  # ticked by hand: one burst
+        done = []
+        real = p._fold_columns
+        monkeypatch.setattr(p, "_fold_columns", lambda *a, done=done, real=real: done.append(real(*a)) or done[-1])
+        burst(run)
+        p.tick()
+        assert (True in done) == (way == "columns")  # most of the burst went by columns
+        folded[way] = {
+            "series": p.series_points(), "texts": dict(p._texts), "axes": dict(p._axes),
+            "media": {k: [step for step, _ in v] for k, v in p._media.items()},
+            "clock": p._clock.points(), "cell": getattr(p, "_last_cell", None),
+        }  # fmt: skip
+        run.finish()
+    columns, values = folded["columns"], folded["values"]
+    assert columns["series"].keys() == values["series"].keys()
+    for key, (xs, ys) in values["series"].items():
+        assert columns["series"][key][0] == xs, key
+        assert columns["series"][key][1] == pytest.approx(ys), key
+    assert columns["texts"] == values["texts"] and columns["texts"]["note"] == "step 2999"
+    assert columns["axes"] == values["axes"] == {"val/acc": "epoch"}
+    assert columns["media"] == values["media"] == {"hist": [0, 1000, 2000]}
+    for clock in (columns["clock"], values["clock"]):  # bounded at 1,000 points: bucketed, so compared by ends
+        assert clock[0][0] == 0 and clock[0][-1] == 3_199 and len(clock[0]) <= 1000 and clock[1] == sorted(clock[1])
+
+
 def test_each_update_carries_only_new_points_whatever_the_log_rate(make_panel):
     """The pump sends at most one message per tick, however many rows came in between,
     and each carries only the points the view lacks (the cap bounds them)."""

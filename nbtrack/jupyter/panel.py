@@ -14,10 +14,13 @@ from __future__ import annotations
 import base64
 import collections
 import math
+import operator
+import struct
 import threading
 import time
 import uuid
 import weakref
+from itertools import starmap
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +41,23 @@ INLINE_KINDS = frozenset(("image", "table", "chart", "html", "audio"))
 # busy), so each tick pushes the files of every key's newest item, up to this size.
 PUSH_BYTES = 4 * 1024 * 1024
 INTERVAL = 0.25  # seconds between updates: at most 4 messages a second per panel
+COLUMN_ROWS = 64  # rows a tick folds by columns (numpy) rather than value by value
 MAX_ALERTS = 20  # alerts a panel keeps (the newest)
+
+
+_np: Any = None
+
+
+def _numpy() -> Any:
+    """numpy, imported on the first burst of rows; None where it is not installed."""
+    global _np
+    if _np is None:
+        try:
+            import numpy as found
+        except ImportError:
+            found = False  # type: ignore[assignment]
+        _np = found
+    return _np or None
 
 
 def _paths(ref: dict) -> list[str]:
@@ -168,16 +187,45 @@ class RunPanel(anywidget.AnyWidget):
     # ------------------------------------------------------------ data flow
     def _fold(self) -> None:
         """Move queued rows into the series (call with the lock held)."""
-        queue, series, cap = self._queue, self._series, self.max_points
-        run = self._run()
-        rules = run.metric_rules if run is not None else None
-        clock = self._clock
-        for _ in range(len(queue)):
-            step, ts, cell, row = queue.popleft()
-            clock.add(step, round(ts, 3))
-            if cell is not None:
-                self._last_cell = cell
-            for key, value in row.items():
+        queue = self._queue
+        items = [queue.popleft() for _ in range(len(queue))]
+        if items:
+            run = self._run()
+            rules = run.metric_rules if run is not None else None
+            self._fold_burst(items, rules)
+        # system samples are a stream of their own: x is the run's time in seconds
+        series, cap, system = self._series, self.max_points, self._system
+        for _ in range(len(system)):
+            _ts, runtime, values = system.popleft()
+            x = round(runtime, 2)
+            for key, value in values.items():
+                s = series.get(key)
+                if s is None:
+                    s = series[key] = Series(cap)
+                s.add(x, value)
+
+    def _fold_burst(self, items: list, rules: Any) -> None:
+        """Rows by columns where they can be (a burst of rows with one key set), the rest
+        value by value; a burst that mixes key sets is split in halves until each part
+        either folds by columns or is short."""
+        if len(items) < COLUMN_ROWS or not self._fold_columns(items, rules):
+            if len(items) >= 2 * COLUMN_ROWS and _numpy() is not None:
+                half = len(items) // 2
+                self._fold_burst(items[:half], rules)
+                self._fold_burst(items[half:], rules)
+            else:
+                self._fold_rows(items, rules)
+
+    def _fold_rows(self, items: list, rules: Any, only: tuple[str, ...] | None = None) -> None:
+        """Fold rows value by value; with ``only``, just those keys (the step clock and
+        the cell are then left to the caller)."""
+        series, cap, clock = self._series, self.max_points, self._clock
+        for step, ts, cell, row in items:
+            if only is None:
+                clock.add(step, round(ts, 3))
+                if cell is not None:
+                    self._last_cell = cell
+            for key, value in row.items() if only is None else zip(only, map(row.__getitem__, only)):
                 kind = type(value)
                 if kind is float or kind is int:
                     if kind is float and not math.isfinite(value):
@@ -201,23 +249,69 @@ class RunPanel(anywidget.AnyWidget):
                     continue
                 refs = media_refs(value)
                 if refs is not None:
-                    items = self._media.get(key)
-                    if items is None:
-                        items = self._media[key] = collections.deque(maxlen=MAX_MEDIA)
-                    items.append([step, refs])
+                    items_of = self._media.get(key)
+                    if items_of is None:
+                        items_of = self._media[key] = collections.deque(maxlen=MAX_MEDIA)
+                    items_of.append([step, refs])
                     self._new_media.setdefault(key, []).append([step, refs])
                 else:
                     self._texts[key] = value
-        # system samples are a stream of their own: x is the run's time in seconds
-        system = self._system
-        for _ in range(len(system)):
-            _ts, runtime, values = system.popleft()
-            x = round(runtime, 2)
-            for key, value in values.items():
-                s = series.get(key)
-                if s is None:
-                    s = series[key] = Series(cap)
-                s.add(x, value)
+
+    def _fold_columns(self, items: list, rules: Any) -> bool:
+        """Fold a burst of rows by columns, with numpy: the keys the first row holds as
+        numbers (plotted against the step) go in one pass each; the other keys go value by
+        value.  Returns False, having folded nothing, where the rows do not all hold the
+        same keys, a value of those keys is not a number, or numpy is missing: the caller
+        then folds value by value.  (A bool among a key's numbers is plotted as 0 or 1
+        here; value by value it would be shown as text.)"""
+        np = _numpy()
+        if np is None:
+            return False
+        first = items[0][3]
+        numeric: list[str] = []
+        others: list[str] = []
+        for key, value in first.items():
+            kind = type(value)
+            plain = rules is None or rules.lookup(key) is None
+            (numeric if (kind is float or kind is int) and plain else others).append(key)
+        if len(numeric) < len(first) // 2:
+            return False  # mostly other values: value by value
+        rows = list(map(operator.itemgetter(3), items))
+        try:
+            if set(map(len, rows)) != {len(first)}:
+                return False
+            if others:  # with the same number of keys, all present means the same keys
+                collections.deque(map(operator.itemgetter(*others), rows), maxlen=0)
+            pack = struct.Struct(f"<{len(numeric)}d").pack
+            getter = operator.itemgetter(*numeric)
+            packed = b"".join(map(pack, map(getter, rows)) if len(numeric) == 1 else starmap(pack, map(getter, rows)))
+        except (KeyError, struct.error, OverflowError, TypeError):
+            return False
+        n = len(items)
+        values = np.frombuffer(packed, dtype=np.float64).reshape(n, len(numeric))
+        steps = np.fromiter(map(operator.itemgetter(0), items), dtype=np.int64, count=n)
+        times = np.fromiter(map(operator.itemgetter(1), items), dtype=np.float64, count=n)
+        self._clock.extend(steps, np.round(times, 3))
+        for item in reversed(items):
+            if item[2] is not None:
+                self._last_cell = item[2]
+                break
+        finite = np.isfinite(values)
+        clean = finite.all(axis=0)
+        series, cap = self._series, self.max_points
+        for j, key in enumerate(numeric):
+            column = values[:, j]
+            if clean[j]:
+                xs, ys = steps, np.ascontiguousarray(column)
+            else:  # NaN and inf stay in the summary; a chart cannot place them
+                xs, ys = steps[finite[:, j]], column[finite[:, j]]
+            s = series.get(key)
+            if s is None:
+                s = series[key] = Series(cap)
+            s.extend(xs, ys)
+        if others:
+            self._fold_rows(items, rules, tuple(others))
+        return True
 
     def tick(self) -> None:
         """Send what is new to the front end (the pump calls this a few times a second)."""
