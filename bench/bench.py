@@ -91,6 +91,7 @@ print(json.dumps(out))
 
 PANEL_CHILD = """
 import json, sys, tempfile, time
+import numpy  # noqa: F401 -- loaded, as in a notebook that trains a model (the panel folds bursts with it)
 import nbtrack
 from nbtrack import page
 keys, steps, mode = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]

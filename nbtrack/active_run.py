@@ -34,7 +34,7 @@ from .metrics import load as load_metrics
 from .naming import check_tags, check_text
 from .rows import MAX_STEP, RESERVED_KEYS, SCALARS, Summary, check_keys, checked_keys, normalise
 from .run_files import FileMethods
-from .store.writer import BATCH_ROWS, MAX_QUEUED, BatchWriter, RunSink
+from .store.writer import BatchWriter, RunSink
 
 if TYPE_CHECKING:
     from .run_record import RunRecord
@@ -231,7 +231,7 @@ class Run(ArtifactMethods, MetricMethods, FileMethods, AlertMethods, WatchMethod
                 if self._taps:
                     for tap in self._taps:
                         tap(item)
-                if len(rows) >= BATCH_ROWS:
+                if len(rows) >= self._sink.batch_rows:
                     self._backlog(len(rows))
         if self.after_log is not None:  # a sweep trial reports its metric (and may be pruned)
             self.after_log(self._step - 1 if commit is not False else self._step, row)
@@ -258,9 +258,10 @@ class Run(ArtifactMethods, MetricMethods, FileMethods, AlertMethods, WatchMethod
                 tap(item)
 
     def _backlog(self, queued: int) -> None:
-        if queued >= MAX_QUEUED:
+        batch = self._sink.batch_rows
+        if queued >= 2 * batch:
             self._sink.wait_for_room(self._writer)
-        elif queued % BATCH_ROWS == 0:
+        elif queued % batch == 0:
             self._writer.wake()  # a full batch is ready: no need to wait for the next interval
 
     def _store_media(self, key: str, value: Media) -> dict[str, Any]:

@@ -157,6 +157,30 @@ def test_kill_9_in_a_tight_loop_loses_at_most_the_documented_bound(tmp_path):
         assert read_run(store_dir, "p", run_id).state == "crashed"
 
 
+def test_wide_rows_are_written_in_smaller_batches_so_finish_has_little_left(store_dir):
+    """Rows of 100 values: after the first batch the writer sizes batches to BATCH_VALUES
+    (2,048 rows), and log() keeps at most two of them queued, so finish() has at most
+    4,096 rows left to write instead of 16,384."""
+    run = nbtrack.init(project="p", dir=store_dir, settings={"system_interval": 0})
+    sink = run._sink
+    batch = writer_module.BATCH_VALUES // 100
+    seen = []  # rows queued at each log(), once the writer has sized its batches
+    run.tap_rows(lambda item: seen.append(sink.pending) if sink.batch_rows == batch else None)
+    row = {f"k{i}": 0.0 for i in range(100)}
+    for step in range(30_000):
+        row["k0"] = float(step)
+        run.log(row)
+    assert seen, "the writer never sized its batches to the rows' width"
+    # log() waits while two batches are queued; only a writer that wrote nothing for a
+    # whole PROGRESS_WAIT lets it go on (one row per such second): a few rows of slack
+    assert max(seen) <= 2 * batch + 3, max(seen)
+    left = sink.pending
+    run.finish()
+    assert left <= 2 * batch + 3
+    assert read_run(store_dir, "p", run.id).last_step == 29_999
+    assert nbtrack.Api(store_dir).run(f"p/{run.id}").series("k0").values.tolist() == [float(i) for i in range(30_000)]
+
+
 @pytest.mark.e2e
 def test_ctrl_c_in_a_notebook_cell_keeps_every_row_and_the_run(tmp_path, store_dir):
     """Interrupting the kernel mid-loop (the notebook's Ctrl-C) leaves the run running with

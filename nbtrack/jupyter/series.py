@@ -11,11 +11,13 @@ merge (``reset``), and always the current tail, which replaces the previous one.
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 from ..page import ordered
 
 TAIL_MAX = 3  # open bucket (its lowest and highest point) plus the newest point
+_X, _Y = operator.itemgetter(0), operator.itemgetter(1)
 
 
 class Series:
@@ -122,8 +124,8 @@ class Series:
         merged = []
         for i in range(0, len(self.closed) - 1, 2):
             pts = self.closed[i] + self.closed[i + 1]
-            lo = min(pts, key=lambda p: p[1])
-            hi = max(pts, key=lambda p: p[1])
+            lo = min(pts, key=_Y)
+            hi = max(pts, key=_Y)
             merged.append(ordered(lo, hi))
         if len(self.closed) % 2:
             merged.append(self.closed[-1])
@@ -170,8 +172,5 @@ class Series:
 
 
 def _columns(points: Any) -> list[list[float]]:
-    xs, ys = [], []
-    for x, y in points:
-        xs.append(x)
-        ys.append(y)
-    return [xs, ys]
+    points = points if isinstance(points, list) else list(points)
+    return [list(map(_X, points)), list(map(_Y, points))]

@@ -3,7 +3,7 @@
 ``Run.log`` appends ``(step, ts, cell, data)`` to its sink's queue and returns.  The
 writer (a ``Worker``) wakes every ``flush_interval``, and at once when a run has a
 batch of rows queued, and writes each run's queue in transactions of at most
-``BATCH_ROWS`` rows, with the run's summary, config, tag and field changes and a
+``BATCH_ROWS`` rows (fewer for wide rows: ``BATCH_VALUES``), with the run's summary, config, tag and field changes and a
 heartbeat.  A row leaves the queue only after the transaction that holds it has
 committed, so an interrupt, a failed write or an exception never takes rows with it.
 
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import collections
 import itertools
+import operator
 import sqlite3
 import threading
 import time
@@ -44,6 +45,11 @@ __all__ = ["BatchWriter", "RunSink"]
 BATCH_ROWS = 8192  # rows per transaction: short enough that a kill -9 loses little, long enough to be cheap
 MAX_QUEUED = 2 * BATCH_ROWS  # log() waits for the writer (while it makes progress) when a run has this many queued
 RESUME_AT = MAX_QUEUED // 2
+# ... for rows of up to 25 values.  Wider rows make smaller batches, so that what a run
+# holds in memory, and what finish() may have left to write, stays near BATCH_VALUES
+# values however wide its rows (100 keys a row: batches of 2,048 rows).
+BATCH_VALUES = 25 * BATCH_ROWS
+MIN_BATCH_ROWS = 256
 PROGRESS_WAIT = 1.0  # seconds log() or finish() waits for the writer to make any progress
 MAX_HELD_ROWS = 100_000  # rows a held run keeps in memory before the oldest go to a rescue file
 MAX_MEMORY_ROWS = 500_000  # rows kept in memory when not even a rescue file can be written
@@ -116,6 +122,9 @@ class RunSink:
         self.lock = threading.Lock()  # held by whoever is writing this sink
         self.room = threading.Condition(threading.Lock())  # notified after every write attempt
         self.rows_written = 0
+        # rows per transaction, and log()'s bound (twice that) on what is queued: from the
+        # width of the rows last written (BATCH_VALUES)
+        self.batch_rows = BATCH_ROWS
         self.unsealed = 0  # rows written since the run's history was last sealed into chunks
         self.last_step: int | None = None
         self.last_cell: int | None = None  # of the newest row written that came from a notebook cell
@@ -175,13 +184,14 @@ class RunSink:
         return (now if now is not None else time.time()) - self.t0 + self.runtime_offset
 
     def wait_for_room(self, writer: BatchWriter) -> None:
-        """Called by ``log()`` when ``MAX_QUEUED`` rows are queued: wait while the writer
-        makes progress, until half of them are written.  Returns at once while the store
-        does not take writes, and after ``PROGRESS_WAIT`` seconds without any progress."""
+        """Called by ``log()`` when twice ``batch_rows`` rows (at most ``MAX_QUEUED``) are
+        queued: wait while the writer makes progress, until half of them are written.
+        Returns at once while the store does not take writes, and after
+        ``PROGRESS_WAIT`` seconds without any progress."""
         writer.ensure_running()
         writer.wake()
         with self.room:
-            while len(self.rows) > RESUME_AT and self.held is None:
+            while len(self.rows) > self.batch_rows and self.held is None:
                 before = self.rows_written
                 self.room.wait(PROGRESS_WAIT)
                 if self.rows_written == before:
@@ -298,8 +308,11 @@ class BatchWriter(workers.Worker):
                 except Exception as exc:
                     diagnostics.warn_once(f"startup:{sink.label}", f"nbtrack: starting run {sink.label}: {exc!r}")
         rows, system = sink.rows, sink.system
-        n = min(len(rows), BATCH_ROWS)
+        n = min(len(rows), sink.batch_rows)
         items = list(itertools.islice(rows, n)) if n else []
+        if n >= MIN_BATCH_ROWS:  # the next batches sized to these rows' width
+            width = sum(map(len, map(operator.itemgetter(3), items))) / n
+            sink.batch_rows = max(MIN_BATCH_ROWS, min(BATCH_ROWS, int(BATCH_VALUES / max(1.0, width))))
         samples = list(itertools.islice(system, len(system))) if system else []
         now = time.time()
         beat = heartbeat and now - sink._last_beat >= sink.heartbeat_interval
@@ -365,7 +378,7 @@ class BatchWriter(workers.Worker):
             sink.unsealed += n
             if sink.unsealed >= CHUNK_ROWS:
                 self.seal(sink)
-        return len(rows) >= BATCH_ROWS
+        return len(rows) >= sink.batch_rows
 
     @staticmethod
     def seal(sink: RunSink, final: bool = False) -> None:
