@@ -21,7 +21,8 @@ def drawings(html):
     """key -> the static drawing's points, alt text and SVG (decoded from its data: URL)."""
     found = {}
     for key, points, alt, src in re.findall(
-        r'<img class="nbt-svg"[^>]*data-key="([^"]+)" data-points="(\d+)" alt="([^"]*)" src="data:image/svg\+xml,([^"]*)"',
+        r'<img class="nbt-svg"[^>]*data-key="([^"]+)" data-points="(\d+)"[^>]* alt="([^"]*)"'
+        r' src="data:image/svg\+xml,([^"]*)"',
         html,
     ):
         svg = unquote(src.replace("&quot;", '"').replace("&amp;", "&"))

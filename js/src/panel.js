@@ -9,7 +9,8 @@ import { align, allPositive, num, themeColours, ticks, yRange, yTickLabels } fro
 import { markLive } from "./live.js";
 
 const FILTER_AFTER = 6; // metrics before the filter box appears
-const DRAW_PER_FRAME = 8; // charts drawn in one animation frame
+const DRAW_PER_FRAME = 4; // charts drawn in one animation frame (a new uPlot chart costs 5-10 ms) ...
+const FRAME_MS = 25; // ... and fewer when they take longer: a frame's work stays well under 50 ms
 const COMPACT = 6; // charts a section shows until "show all N" (two rows at the panel's width)
 const LEGEND_CHARS = 10; // a legend names the key by its last part, cut to this
 
@@ -353,6 +354,7 @@ function render({ model, el }) {
   const files = {}; // path -> {url} once fetched, or {waiting: [callbacks]}
   let dirty = new Set();
   let frame = 0;
+  let tablesDirty = false; // summary, values or config changed since the tables were drawn
 
   const clock = { xs: [], ys: [], tailX: [], tailY: [] }; // step -> when it was logged
   const points = (k) => {
@@ -837,13 +839,15 @@ function render({ model, el }) {
     g.more.textContent = g.expanded ? "show fewer" : `show all ${visible.length}`;
   }
 
-  // one animation frame draws at most DRAW_PER_FRAME charts (the rest in the next ones),
-  // and only charts in view: a folded, filtered-out or closed section's charts are drawn
-  // when shown, so a 100-chart run never blocks the page for long
+  // one animation frame draws at most DRAW_PER_FRAME charts, fewer when they take longer
+  // than FRAME_MS or cards were placed (the rest in the next frames), and only charts in
+  // view: a folded, filtered-out or closed section's charts are drawn when shown, so a
+  // 100-chart run never blocks the page for long
   function redraw() {
     frame = 0;
     const changed = new Set(dirty);
-    for (const k of dirty) if (!charts[k]) placeChart(k);
+    let placed = 0;
+    for (const k of dirty) if (!charts[k]) placeChart(k), placed++;
     const keys = Object.keys(data);
     controls.hidden = keys.length + Object.keys(media).length === 0;
     waiting.hidden = !controls.hidden;
@@ -851,11 +855,15 @@ function render({ model, el }) {
     applyFilter();
     const later = new Set();
     let drawn = 0;
+    // placing cards costs the frame too (their layout): 25 of them as much as a chart
+    const room = Math.max(0, DRAW_PER_FRAME - Math.ceil(placed / 25)); // the next frame goes on
+    const start = performance.now();
     for (const k of dirty) {
       const c = charts[k];
       if (!c || c.wrap.hidden || c.wrap.matches(".nbt-folded, .nbt-merged") || !c.wrap.closest("details").open) continue;
-      if (drawn++ >= DRAW_PER_FRAME) later.add(k);
-      else draw(k);
+      // uPlot finishes each chart after this loop (about as long again): stop at half the budget
+      if (drawn >= room || (drawn > 0 && performance.now() - start > FRAME_MS / 2)) later.add(k);
+      else draw(k), drawn++;
     }
     dirty = later;
     if (later.size && !frame) frame = requestAnimationFrame(redraw);
@@ -864,7 +872,7 @@ function render({ model, el }) {
     for (const k of keys) most = Math.max(most, data[k].xs.length + data[k].tailX.length);
     root.dataset.points = String(most);
     root.dataset.charts = String(keys.length);
-    renderTables();
+    if (tablesDirty) renderTables();
   }
 
   function schedule(keys) {
@@ -873,6 +881,7 @@ function render({ model, el }) {
   }
 
   function renderTables() {
+    tablesDirty = false;
     textsBox.replaceChildren(h("summary", null, `values (${Object.keys(texts).length})`), table(Object.entries(texts)));
     textsBox.hidden = Object.keys(texts).length === 0;
     summaryBox.replaceChildren(h("summary", null, "summary"), table(Object.entries(summary)));
@@ -917,6 +926,7 @@ function render({ model, el }) {
     applySeries(msg.series);
     Object.assign(summary, msg.summary || {});
     Object.assign(texts, msg.texts || {});
+    tablesDirty = tablesDirty || !!(msg.summary || msg.texts);
     for (const f of msg.files || []) onFile(f, buffers && buffers[f.buffer]);
     addMedia(msg.media, false);
     schedule([]);
@@ -927,6 +937,7 @@ function render({ model, el }) {
     if (msg.type === "snapshot") {
       summary = Object.assign({}, msg.summary);
       texts = Object.assign({}, msg.texts);
+      tablesDirty = true;
       if (msg.clock) applyDelta(clock, msg.clock);
       applySeries(msg.series);
       addMedia(msg.media, true);
@@ -1050,6 +1061,7 @@ function render({ model, el }) {
   const onFinal = () => {
     summary = Object.assign({}, model.get("summary"));
     texts = Object.assign({}, model.get("texts"));
+    tablesDirty = true;
     setClock(model.get("clock"));
     setAll(model.get("snapshot"));
     addMedia(model.get("media"), true);
