@@ -255,11 +255,12 @@ RUNS_CELLS = (
 )
 
 
-def test_runs_table_sorts_filters_and_overlays(browser, tmp_path):
+@pytest.mark.parametrize("app", ["lab", "notebook"])
+def test_runs_table_sorts_filters_and_overlays(app, browser, tmp_path):
     root = tmp_path / "root"
     store = tmp_path / "s"
     write_notebook(root, "runs.ipynb", *(c.format(dir=str(store)) for c in RUNS_CELLS))
-    server = JupyterServer("lab", root, tmp_path)
+    server = JupyterServer(app, root, tmp_path)
     try:
         page, errors, _ = open_notebook(browser, server, "runs.ipynb")
         run_all(page)
@@ -299,7 +300,7 @@ def test_runs_table_sorts_filters_and_overlays(browser, tmp_path):
         labels = page.evaluate("() => document.querySelector('.nbt-overlay').dataset.yticks").split("|")
         assert len(labels) == len(set(labels)) and "0" not in labels, labels
         page.wait_for_timeout(300)
-        page.screenshot(path=str(ARTIFACTS / "runs_table.png"))
+        page.screenshot(path=str(ARTIFACTS / f"runs_table_{app}.png"))
         first.locator(".nbt-metric").select_option("best")  # a summary value with no history: said, not drawn empty
         page.wait_for_function(
             "() => (document.querySelector('.nbt-overlay .nbt-empty') || {}).textContent?.includes('No history of best')",
@@ -597,11 +598,12 @@ CHARTS = """() => {
 }"""
 
 
-def test_numbers_axes_log_toggle_and_empty_states(browser, tmp_path):
+@pytest.mark.parametrize("app", ["lab", "notebook"])
+def test_numbers_axes_log_toggle_and_empty_states(app, browser, tmp_path):
     root = tmp_path / "root"
     store = str(tmp_path / "s")
     write_notebook(root, "numbers.ipynb", *(c.format(dir=store) for c in NUMBERS_CELLS))
-    server = JupyterServer("lab", root, tmp_path)
+    server = JupyterServer(app, root, tmp_path)
     try:
         page, errors, _ = open_notebook(browser, server, "numbers.ipynb")
         run_all(page)
@@ -632,7 +634,7 @@ def test_numbers_axes_log_toggle_and_empty_states(browser, tmp_path):
             page.mouse.move(box["x"] + box["width"] * 0.99, box["y"] + box["height"] / 2, steps=4)
         value = float(hovered.text_content())
         assert 3.4e-4 < value < 6.5e-4, hovered.text_content()
-        page.screenshot(path=str(ARTIFACTS / "panel_small_values.png"))
+        page.screenshot(path=str(ARTIFACTS / f"panel_small_values_{app}.png"))
         # log y: the charts keep their order, ticked and unticked
         panel = page.locator(".nbt-panel").first
         panel.locator(".nbt-log input").check()
@@ -680,7 +682,7 @@ def test_numbers_axes_log_toggle_and_empty_states(browser, tmp_path):
         assert "No metrics logged yet" in second.locator(".nbt-empty").first.text_content()
         assert second.locator(".nbt-empty").first.is_visible()
         second.scroll_into_view_if_needed()
-        page.screenshot(path=str(ARTIFACTS / "panel_empty_states.png"))
+        page.screenshot(path=str(ARTIFACTS / f"panel_empty_states_{app}.png"))
         assert errors == []
     finally:
         server.stop()
@@ -766,10 +768,11 @@ COMPACT_PROBE = """() => {
 }"""
 
 
-def test_compact_sections_and_long_names(browser, tmp_path):
+@pytest.mark.parametrize("app", ["lab", "notebook"])
+def test_compact_sections_and_long_names(app, browser, tmp_path):
     root = tmp_path / "root"
     write_notebook(root, "compact.ipynb", COMPACT_CELL.format(dir=str(tmp_path / "s")))
-    server = JupyterServer("lab", root, tmp_path)
+    server = JupyterServer(app, root, tmp_path)
     try:
         page, errors, _ = open_notebook(browser, server, "compact.ipynb")
         run_all(page)
@@ -790,7 +793,7 @@ def test_compact_sections_and_long_names(browser, tmp_path):
         key = "val/" + "a_very_long_metric_name_that_goes_on_" * 3 + "accuracy"
         assert s["longTitle"] == key and s["longLegend"].endswith("…") and len(s["longLegend"]) <= 10
         page.locator(".nbt-section[data-section=val] .nbt-chart").first.screenshot(
-            path=str(ARTIFACTS / "panel_long_key.png")
+            path=str(ARTIFACTS / f"panel_long_key_{app}.png")
         )
         assert s["longWidth"] <= 310 and abs(s["longHeight"] - s["plainHeight"]) < 2, s
         page.locator(".nbt-section[data-section=extra] .nbt-show-all").click()
@@ -801,7 +804,7 @@ def test_compact_sections_and_long_names(browser, tmp_path):
         )
         s = page.evaluate(COMPACT_PROBE)
         assert len(s["shown"]) == 14 and s["button"] == "show fewer" and s["panelHeight"] > compact_height + 200
-        page.screenshot(path=str(ARTIFACTS / "panel_compact_expanded.png"))
+        page.screenshot(path=str(ARTIFACTS / f"panel_compact_expanded_{app}.png"))
         page.locator(".nbt-section[data-section=extra] .nbt-show-all").click()
         assert len(page.evaluate(COMPACT_PROBE)["shown"]) == 6
         # pinned: the section goes first (logging order was extra, train, val), unpinned: back
@@ -831,7 +834,7 @@ def test_compact_sections_and_long_names(browser, tmp_path):
             "hidden": [True, True],
             "sections": "combined,extra,train,val",
         }, combined
-        page.screenshot(path=str(ARTIFACTS / "panel_combined.png"))
+        page.screenshot(path=str(ARTIFACTS / f"panel_combined_{app}.png"))
         page.locator(".nbt-combine input").uncheck()
         page.wait_for_function("() => document.querySelector('.nbt-panel').dataset.combined === ''", timeout=10_000)
         assert page.locator(".nbt-chart[data-key='train/loss']").is_visible()
