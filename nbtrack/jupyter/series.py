@@ -83,10 +83,7 @@ class Series:
             block = ys[i:end].reshape(b, w)
             base = self._np.arange(i, end, w)
             lo, hi = base + block.argmin(axis=1), base + block.argmax(axis=1)  # first of equals, as add()
-            self.closed.extend(  # each bucket's lowest and highest point in x order, once if the same
-                ((x0, y0),) if x0 == x1 else ((x0, y0), (x1, y1)) if x0 < x1 else ((x1, y1), (x0, y0))
-                for x0, y0, x1, y1 in zip(xs[lo].tolist(), ys[lo].tolist(), xs[hi].tolist(), ys[hi].tolist())
-            )
+            self.closed.extend(_buckets(self._np, xs, ys, lo, hi))
             i = end
             if 2 * len(self.closed) + TAIL_MAX > self.cap:
                 self._merge()
@@ -169,6 +166,21 @@ class Series:
 
     def __len__(self) -> int:
         return sum(len(b) for b in self.closed) + len(self._tail())
+
+
+def _buckets(np: Any, xs: Any, ys: Any, lo: Any, hi: Any) -> Any:
+    """Closed buckets from the positions of their lowest and highest points: each bucket's
+    points in x order, once where they are the same point (tuples made by ``zip``, not
+    one by one, where every bucket is of one kind)."""
+    first, second = np.minimum(lo, hi), np.maximum(lo, hi)
+    same = first == second
+    if same.all():
+        return zip(zip(xs[first].tolist(), ys[first].tolist()))
+    a = zip(xs[first].tolist(), ys[first].tolist())
+    b = zip(xs[second].tolist(), ys[second].tolist())
+    if not same.any():
+        return zip(a, b)
+    return ((p,) if s else (p, q) for p, q, s in zip(a, b, same.tolist()))
 
 
 def _columns(points: Any) -> list[list[float]]:
