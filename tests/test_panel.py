@@ -166,6 +166,7 @@ def test_a_burst_of_rows_is_folded_by_columns_as_value_by_value(make_panel, monk
         run.define_metric("epoch")
         run.define_metric("val/acc", step_metric="epoch")
         run.define_metric("secret", hidden=True)
+        run.define_metric("loss", summary="min")  # a rule that keeps it against the step
         for i in range(3_000):
             row = {"loss": 1 / (i + 1), "big": i * 10**12, "count": i, "epoch": i // 100,
                    "val/acc": i / 3000, "secret": 1.0, "flag": i % 2 == 0, "note": f"step {i}",

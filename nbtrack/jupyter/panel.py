@@ -272,7 +272,8 @@ class RunPanel(anywidget.AnyWidget):
         others: list[str] = []
         for key, value in first.items():
             kind = type(value)
-            plain = rules is None or rules.lookup(key) is None
+            metric = rules.lookup(key) if rules is not None else None
+            plain = metric is None or (not metric.hidden and metric.step_metric in (None, key))  # against the step
             (numeric if (kind is float or kind is int) and plain else others).append(key)
         if len(numeric) < len(first) // 2:
             return False  # mostly other values: value by value
