@@ -470,13 +470,13 @@ class RunManager:
         sink.startup += [environment_metadata, auto_resume_marker]
         if system.available(s.system_interval):
             sink.startup.append(run.start_sampler)
-        run._writer.wake()
         if a.save_code:
             saved = _save_program(Path(run.dir))
             if saved:
                 run.record_code({"program": saved})
         verb = {"new": "started", "fork": "forked", "resume": "resumed", "rewind": "rewound"}[started.kind]
         diagnostics.say(f"{verb} run {run.name} ({run.id}) in project {a.project}; data in {run.dir}", quiet=s.quiet)
+        run._writer.wake()  # its first round, now that init() is done with the interpreter
         return run
 
     def _is_active(self, project: str, run_id: str) -> bool:

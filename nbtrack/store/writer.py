@@ -239,8 +239,8 @@ class BatchWriter(workers.Worker):
             self._sinks[id(sink)] = sink
             self._intervals[id(sink)] = interval
             self.interval = max(0.01, min(self._intervals.values()))
-        self.start()
-        self.wake()
+        self.start()  # not woken here: init() wakes it as it returns, so that the first round
+        # (claiming a new store's run, gathering the environment) does not take turns with it
 
     def remove(self, sink: RunSink) -> None:
         with self._sinks_lock:
