@@ -30,7 +30,7 @@ import traitlets
 from .. import diagnostics, events, workers
 from ..active_run import Run
 from ..page import copy_ref, jsonable, media_refs, mime_of
-from .series import Series
+from .series import Series, numpy_or_none
 
 STATIC = Path(__file__).parent / "static"
 MAX_POINTS = 1000
@@ -43,21 +43,6 @@ PUSH_BYTES = 4 * 1024 * 1024
 INTERVAL = 0.25  # seconds between updates: at most 4 messages a second per panel
 COLUMN_ROWS = 64  # rows a tick folds by columns (numpy) rather than value by value
 MAX_ALERTS = 20  # alerts a panel keeps (the newest)
-
-
-_np: Any = None
-
-
-def _numpy() -> Any:
-    """numpy, imported on the first burst of rows; None where it is not installed."""
-    global _np
-    if _np is None:
-        try:
-            import numpy as found
-        except ImportError:
-            found = False  # type: ignore[assignment]
-        _np = found
-    return _np or None
 
 
 def _paths(ref: dict) -> list[str]:
@@ -209,7 +194,7 @@ class RunPanel(anywidget.AnyWidget):
         value by value; a burst that mixes key sets is split in halves until each part
         either folds by columns or is short."""
         if len(items) < COLUMN_ROWS or not self._fold_columns(items, rules):
-            if len(items) >= 2 * COLUMN_ROWS and _numpy() is not None:
+            if len(items) >= 2 * COLUMN_ROWS and numpy_or_none() is not None:
                 half = len(items) // 2
                 self._fold_burst(items[:half], rules)
                 self._fold_burst(items[half:], rules)
@@ -264,7 +249,7 @@ class RunPanel(anywidget.AnyWidget):
         same keys, a value of those keys is not a number, or numpy is missing: the caller
         then folds value by value.  (A bool among a key's numbers is plotted as 0 or 1
         here; value by value it would be shown as text.)"""
-        np = _numpy()
+        np = numpy_or_none()
         if np is None:
             return False
         first = items[0][3]

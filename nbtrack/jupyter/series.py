@@ -20,6 +20,22 @@ TAIL_MAX = 3  # open bucket (its lowest and highest point) plus the newest point
 _X, _Y = operator.itemgetter(0), operator.itemgetter(1)
 
 
+_np: Any = None
+
+
+def numpy_or_none() -> Any:
+    """numpy, imported when first asked for (the panel's first burst of rows); None where
+    it is not installed.  ``Series.extend`` is given numpy arrays, so it is there."""
+    global _np
+    if _np is None:
+        try:
+            import numpy as found
+        except ImportError:
+            found = False  # type: ignore[assignment]
+        _np = found
+    return _np or None
+
+
 class Series:
     __slots__ = ("cap", "closed", "count", "last", "merged", "open", "open_count", "sent", "sent_tail", "width")
 
@@ -60,6 +76,7 @@ class Series:
         n = len(ys)
         if not n:
             return
+        np = numpy_or_none()
         self.count += n
         self.last = (xs[-1].item(), ys[-1].item())
         i = 0
@@ -81,9 +98,9 @@ class Series:
             w = self.width
             end = i + b * w
             block = ys[i:end].reshape(b, w)
-            base = self._np.arange(i, end, w)
+            base = np.arange(i, end, w)
             lo, hi = base + block.argmin(axis=1), base + block.argmax(axis=1)  # first of equals, as add()
-            self.closed.extend(_buckets(self._np, xs, ys, lo, hi))
+            self.closed.extend(_buckets(np, xs, ys, lo, hi))
             i = end
             if 2 * len(self.closed) + TAIL_MAX > self.cap:
                 self._merge()
@@ -103,12 +120,6 @@ class Series:
             if high[1] > self.open[1][1]:
                 self.open[1] = high
         self.open_count += j - i
-
-    @property
-    def _np(self) -> Any:
-        import numpy
-
-        return numpy
 
     def _close(self) -> None:
         lo, hi = self.open

@@ -3,8 +3,8 @@
 ``Run.log`` appends ``(step, ts, cell, data)`` to its sink's queue and returns.  The
 writer (a ``Worker``) wakes every ``flush_interval``, and at once when a run has a
 batch of rows queued, and writes each run's queue in transactions of at most
-``BATCH_ROWS`` rows (fewer for wide rows: ``BATCH_VALUES``), with the run's summary, config, tag and field changes and a
-heartbeat.  A row leaves the queue only after the transaction that holds it has
+``BATCH_ROWS`` rows (fewer for wide rows: ``BATCH_VALUES``), with the run's summary,
+config, tag and field changes and a heartbeat.  A row leaves the queue only after the transaction that holds it has
 committed, so an interrupt, a failed write or an exception never takes rows with it.
 
 When writing fails:
@@ -44,7 +44,6 @@ __all__ = ["BatchWriter", "RunSink"]
 
 BATCH_ROWS = 8192  # rows per transaction: short enough that a kill -9 loses little, long enough to be cheap
 MAX_QUEUED = 2 * BATCH_ROWS  # log() waits for the writer (while it makes progress) when a run has this many queued
-RESUME_AT = MAX_QUEUED // 2
 # ... for rows of up to 25 values.  Wider rows make smaller batches, so that what a run
 # holds in memory, and what finish() may have left to write, stays near BATCH_VALUES
 # values however wide its rows (100 keys a row: batches of 2,048 rows).
