@@ -361,6 +361,7 @@ def test_media_reach_the_panel_and_files_are_served_on_request(make_panel):
     assert len(snap["media"]["val/samples"]) == 3
     run.finish()
     p.tick()
+    assert p.wait_final(60)  # the pump thread may be the one finalizing: its final state is in the traits
     final = p.media["val/samples"]
     assert [step for step, _ in final] == [0, 1, 2] and "src" not in final[0][1][0]
     src = final[-1][1][0]["src"]
