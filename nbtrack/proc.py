@@ -18,8 +18,7 @@ def boot_id() -> str:
     global _BOOT_ID
     if _BOOT_ID is None:
         try:
-            with open("/proc/sys/kernel/random/boot_id") as f:
-                _BOOT_ID = f.read().strip()
+            _BOOT_ID = _read("/proc/sys/kernel/random/boot_id").decode("ascii", "replace").strip()
         except OSError:
             import hashlib
 
@@ -27,10 +26,22 @@ def boot_id() -> str:
     return _BOOT_ID
 
 
+def _read(path: str) -> bytes:
+    """A small file whole, with plain system calls: ``open()`` costs about 30 µs more the
+    first time, and init() reads two of these."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        parts = []
+        while chunk := os.read(fd, 4096):
+            parts.append(chunk)
+        return b"".join(parts)
+    finally:
+        os.close(fd)
+
+
 def _stat_fields(pid: int) -> list[str] | None:
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            raw = f.read().decode("ascii", "replace")
+        raw = _read(f"/proc/{pid}/stat").decode("ascii", "replace")
     except OSError:
         return None
     # the command name (field 2) may hold spaces and parentheses: split after the last ')'

@@ -6,10 +6,18 @@ is reset in a forked child: the child gets fresh events and locks and no thread 
 thread does not survive ``fork``; a lock another thread held at that moment would stay
 held for ever).  Objects that are not workers but hold per-process state (open
 databases, the active runs) register a reset with ``on_fork_child``.
+
+Workers run on threads started with ``_thread.start_new_thread``, not
+``threading.Thread``: ``Thread.start()`` blocks until the new thread has been scheduled
+and has reported in, 0.1-0.5 ms on a busy 2-core machine, which the first ``init()`` of a
+process would wait for.  A worker keeps its own record instead (an event set when its
+thread ends, the thread's id while it runs); ``running()`` lists the workers whose
+thread is up, by name.
 """
 
 from __future__ import annotations
 
+import _thread
 import os
 import threading
 import weakref
@@ -39,23 +47,25 @@ class Worker:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._lifecycle = threading.Lock()
-        self._thread: threading.Thread | None = None
+        self._ended: threading.Event | None = None  # set as the thread ends; None before the first start
+        self._ident: int | None = None  # the thread's id while it runs
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:
-        """Start the thread if it is not running (calling it again is cheap)."""
-        thread = self._thread
-        if thread is not None and thread.is_alive() and not self._stopping.is_set():
+        """Start the thread if it is not running (calling it again is cheap).  Returns
+        at once: the thread comes up on its own."""
+        ended = self._ended
+        if ended is not None and not ended.is_set() and not self._stopping.is_set():
             return
         with self._lifecycle:
-            thread = self._thread
-            if thread is not None and thread.is_alive():
+            ended = self._ended
+            if ended is not None and not ended.is_set():
                 if not self._stopping.is_set():
                     return
-                thread.join()  # a stop in progress: let it end before starting afresh
+                ended.wait()  # a stop in progress: let it end before starting afresh
             self._stopping.clear()
-            self._thread = threading.Thread(target=self._main, name=self.name, daemon=True)
-            self._thread.start()
+            ended = self._ended = threading.Event()
+            _thread.start_new_thread(self._run_thread, (ended,))
 
     def wake(self) -> None:
         self._wake.set()
@@ -68,22 +78,31 @@ class Worker:
         return self.join(timeout)
 
     def join(self, timeout: float | None = None) -> bool:
-        thread = self._thread
-        if thread is None or thread is threading.current_thread():
+        ended = self._ended
+        if ended is None or self.on_own_thread:
             return True
-        thread.join(timeout)
-        return not thread.is_alive()
+        return ended.wait(timeout)
 
     @property
     def alive(self) -> bool:
-        thread = self._thread
-        return thread is not None and thread.is_alive()
+        """Whether the thread was started and has not ended (it may not have been
+        scheduled yet)."""
+        ended = self._ended
+        return ended is not None and not ended.is_set()
 
     @property
     def on_own_thread(self) -> bool:
-        return self._thread is threading.current_thread()
+        return self._ident == threading.get_ident()
 
     # ---------------------------------------------------------- the thread
+    def _run_thread(self, ended: threading.Event) -> None:
+        self._ident = threading.get_ident()
+        try:
+            self._main()
+        finally:
+            self._ident = None  # thread ids are reused: a later thread must not pass for this one
+            ended.set()
+
     def _main(self) -> None:
         stopping, wake = self._stopping, self._wake
         while not stopping.is_set():
@@ -122,6 +141,11 @@ class Worker:
     def _reset_in_child(self) -> None:
         self._new_sync_objects()
         self.after_fork()
+
+
+def running() -> list[str]:
+    """The names of the workers whose thread is up in this process."""
+    return sorted(w.name for w in list(_workers) if w.alive)
 
 
 def on_fork_child(hook: Callable[[], None]) -> Callable[[], None]:

@@ -310,6 +310,66 @@ def test_finish_from_another_thread_while_threads_log(store_dir):
     assert [r["_step"] for r in rows] == list(range(len(rows)))
 
 
+# ------------------------------------------------------------- workers
+def test_a_worker_steps_on_its_own_thread_and_its_stop_and_restart_are_exact():
+    """Workers start their thread without waiting for it to be scheduled (init() would
+    wait): what they record of it must still be right before, during and after."""
+    from nbtrack import workers
+
+    class Probe(workers.Worker):
+        def __init__(self):
+            super().__init__("nbtrack-probe", 30)
+            self.steps = []
+            self.release = threading.Event()
+
+        def step(self):
+            self.steps.append((threading.get_ident(), self.on_own_thread))
+            self.release.wait(60)
+
+    probe = Probe()
+    assert not probe.alive and probe.join(0) and "nbtrack-probe" not in workers.running()
+    probe.start()
+    probe.start()  # a second start while it runs starts nothing
+    assert probe.alive and "nbtrack-probe" in workers.running() and not probe.on_own_thread
+    probe.wake()
+    assert wait_for(lambda: len(probe.steps) == 1)
+    first_thread, seen_as_own = probe.steps[0]
+    assert first_thread != threading.get_ident() and seen_as_own
+    assert not probe.join(0.01)  # held inside its step: not ended
+    probe._stopping.set()
+    probe.release.set()
+    assert probe.join(60) and not probe.alive and "nbtrack-probe" not in workers.running()
+    # started again after a stop: a new thread steps, the same one at every wake
+    probe.release.clear()
+    probe.start()
+    probe.wake()
+    assert wait_for(lambda: len(probe.steps) == 2)
+    probe.release.set()
+    probe.wake()
+    assert wait_for(lambda: len(probe.steps) == 3)
+    assert probe.steps[1][0] == probe.steps[2][0] and all(own for _, own in probe.steps)
+    assert probe.stop(60) and not probe.alive
+    assert len(probe.steps) == 3
+
+
+def test_a_worker_stopped_before_its_thread_was_scheduled_ends_without_a_step():
+    from nbtrack import workers
+
+    class Counter(workers.Worker):
+        def __init__(self):
+            super().__init__("nbtrack-counter", 30)
+            self.steps = 0
+
+        def step(self):
+            self.steps += 1
+
+    for _ in range(50):
+        counter = Counter()
+        counter.start()
+        assert counter.stop(60) and not counter.alive
+        assert counter.steps == 0
+
+
 # ------------------------------------------------------------------- fork
 FORK_CHILD = """
 import os, sys, warnings

@@ -4,7 +4,6 @@ sampler's life with its run (off at interval 0, stops on finish, never moves the
 from __future__ import annotations
 
 import sys
-import threading
 import time
 import types
 import warnings
@@ -13,7 +12,7 @@ import pytest
 from conftest import wait_for
 
 import nbtrack
-from nbtrack import NbtrackWarning
+from nbtrack import NbtrackWarning, workers
 
 CPU_KEYS = {
     "system/cpu_utilization_percentage",
@@ -30,7 +29,7 @@ CPU_KEYS = {
 
 
 def sampler_threads():
-    return [t for t in threading.enumerate() if t.name.startswith("nbtrack-system")]
+    return [name for name in workers.running() if name.startswith("nbtrack-system")]
 
 
 def test_samples_from_the_real_machine_are_stored_apart_from_the_history(store_dir):
