@@ -289,9 +289,11 @@ def test_runs_table_sorts_filters_and_overlays(app, browser, tmp_path):
         page.wait_for_function("() => document.querySelector('.nbt-runs').dataset.compare === '2'", timeout=30_000)
         grid = page.evaluate(
             "() => [...document.querySelectorAll('.nbt-compare .nbt-chart')].map(c => ({key: c.dataset.key,"
-            " series: c.dataset.series, colours: c.dataset.colours, legend: c.querySelector('.u-legend').textContent}))"
+            " series: c.dataset.series, colours: c.dataset.colours, legend: c.querySelector('.u-legend').textContent,"
+            " titles: [c.dataset.xtitle, c.dataset.ytitle]}))"
         )
         assert [g["key"] for g in grid] == ["acc", "loss"] and all(g["series"] == "2" for g in grid)
+        assert [g["titles"] for g in grid] == [["step", "acc"], ["step", "loss"]]  # axis titles
         assert grid[0]["colours"] == grid[1]["colours"] and len(set(grid[0]["colours"].split(","))) == 2
         assert all("lr-0.1" in g["legend"] and "lr-0.3" in g["legend"] for g in grid)
         first = page.locator(".nbt-runs").first
@@ -299,6 +301,11 @@ def test_runs_table_sorts_filters_and_overlays(app, browser, tmp_path):
         page.wait_for_function("() => document.querySelector('.nbt-overlay').dataset.log === 'true'", timeout=10_000)
         labels = page.evaluate("() => document.querySelector('.nbt-overlay').dataset.yticks").split("|")
         assert len(labels) == len(set(labels)) and "0" not in labels, labels
+        overlay = page.evaluate(
+            "() => { const o = document.querySelector('.nbt-overlay'); return [o.dataset.xtitle, o.dataset.ytitle]; }"
+        )
+        metric = first.locator(".nbt-metric").input_value()
+        assert overlay == ["step", f"{metric} (log)"], overlay
         page.wait_for_timeout(300)
         page.screenshot(path=str(ARTIFACTS / f"runs_table_{app}.png"))
         first.locator(".nbt-metric").select_option("best")  # a summary value with no history: said, not drawn empty
@@ -590,6 +597,7 @@ CHARTS = """() => {
   return {
     order: [...panel.querySelectorAll('.nbt-chart')].map(c => c.dataset.key),
     logs: Object.fromEntries([...panel.querySelectorAll('.nbt-chart')].map(c => [c.dataset.key, c.dataset.log])),
+    titles: Object.fromEntries(['lr', 'extra/a'].map(k => [k, [chart(k).dataset.xtitle, chart(k).dataset.ytitle]])),
     ticks: Object.fromEntries(['lr', 'big', 'zero'].map(k => [k, (chart(k).dataset.yticks || '').split('|')])),
     zeroRange: chart('zero').dataset.yrange.split(',').map(Number),
     sections: [...panel.querySelectorAll('.nbt-section')].filter(s => !s.hidden).map(s => s.querySelector('summary').textContent),
@@ -610,7 +618,8 @@ def test_numbers_axes_log_toggle_and_empty_states(app, browser, tmp_path):
         page.wait_for_function(
             "() => document.querySelectorAll('.nbt-panel').length === 2"
             " && document.querySelectorAll('.nbt-panel')[0].dataset.state === 'finished'"
-            " && document.querySelector('.nbt-chart[data-key=lr]')?.dataset.yticks",
+            " && document.querySelector('.nbt-chart[data-key=lr]')?.dataset.yticks"
+            " && document.querySelector('.nbt-chart[data-key=\"extra/a\"]')?.dataset.ytitle",
             timeout=90_000,
         )
         before = page.evaluate(CHARTS)
@@ -643,6 +652,9 @@ def test_numbers_axes_log_toggle_and_empty_states(app, browser, tmp_path):
         )
         ticked = page.evaluate(CHARTS)
         assert ticked["order"] == before["order"] and ticked["logs"]["loss"] == "true"
+        # axis titles: x what it is plotted against, y the metric's last name part (and its scale)
+        assert before["titles"] == {"lr": ["step", "lr"], "extra/a": ["step", "a"]}, before["titles"]
+        assert ticked["titles"]["lr"] == ["step", "lr (log)"], ticked["titles"]
         assert ticked["logs"]["zero"] == "false" and ticked["logs"]["extra/b"] == "false"  # no log of 0 or < 0
         assert "0" not in ticked["ticks"]["lr"], ticked["ticks"]["lr"]
         panel.locator(".nbt-log input").uncheck()

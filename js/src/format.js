@@ -44,6 +44,19 @@ export function yTickLabels(el) {
   };
 }
 
+// an axis with its title (uPlot's label), also kept on ``el`` (data-xtitle, data-ytitle)
+export function titled(axis, title, el, which) {
+  if (el) el.dataset[`${which}title`] = title;
+  return { ...axis, label: title, labelSize: 14, labelFont: "11px system-ui, sans-serif" };
+}
+
+// the y title of a metric's chart: its name after the last "/" (the card's heading has it all)
+export function yTitle(key, log = false) {
+  const last = key.slice(key.lastIndexOf("/") + 1) || key;
+  const short = last.length > 24 ? `${last.slice(0, 23)}…` : last;
+  return log ? `${short} (log)` : short;
+}
+
 // whether a series can go on a log axis: every value above 0 (gaps allowed)
 export function allPositive(ys) {
   return ys.every((y) => y === null || y > 0);

@@ -5,7 +5,7 @@ import uPlot from "uplot";
 import uplotCss from "uplot/dist/uPlot.min.css";
 import panelCss from "./panel.css";
 import resetCss from "./reset.css";
-import { align, allPositive, num, themeColours, ticks, yRange, yTickLabels } from "./format.js";
+import { align, allPositive, num, themeColours, ticks, titled, yRange, yTickLabels, yTitle } from "./format.js";
 import { markLive } from "./live.js";
 
 const FILTER_AFTER = 6; // metrics before the filter box appears
@@ -453,23 +453,20 @@ function render({ model, el }) {
         cursor: { drag: { x: true, y: false } },
         scales: { x: { time: mode === "wall" }, y: useLog ? { distr: 3 } : { range: yRange } },
         axes: [
-          {
+          titled({
             stroke: fg,
             grid: { stroke: gridColour },
             ticks: { stroke: gridColour },
             size: 24,
-            label: title,
-            labelSize: 14,
-            labelFont: "11px system-ui, sans-serif",
             ...(mode === "wall" ? {} : { values: (u, splits) => ticks(splits) }),
-          },
-          {
+          }, title, wrap, "x"),
+          titled({
             stroke: fg,
             grid: { stroke: gridColour },
             ticks: { stroke: gridColour },
             size: 50,
             values: yTickLabels(wrap),
-          },
+          }, yTitle(key, useLog), wrap, "y"),
         ],
         series: [
           {
@@ -495,7 +492,6 @@ function render({ model, el }) {
     if (labels[2]) labels[2].title = key; // the legend's short name: the whole key on hover
     charts[key] = { wrap, plot, log: useLog, axis: (model.get("axes") || {})[key] || null, mode };
     wrap.dataset.axis = charts[key].axis || "";
-    wrap.dataset.xtitle = title;
     wrap.dataset.log = String(useLog);
   }
 
@@ -554,9 +550,8 @@ function render({ model, el }) {
         width: 300, height: 150, legend: { live: true },
         scales: { x: { time: false }, y: { range: yRange } },
         axes: [
-          { stroke: fg, grid: { stroke: gridColour }, size: 24, label: "step", labelSize: 14,
-            labelFont: "11px system-ui, sans-serif", values: (u, splits) => ticks(splits) },
-          { stroke: fg, grid: { stroke: gridColour }, size: 50, values: yTickLabels(wrap) },
+          titled({ stroke: fg, grid: { stroke: gridColour }, size: 24, values: (u, splits) => ticks(splits) }, "step", wrap, "x"),
+          titled({ stroke: fg, grid: { stroke: gridColour }, size: 50, values: yTickLabels(wrap) }, yTitle(name), wrap, "y"),
         ],
         series: [{ label: "step", value: (u, v) => num(v, 8) },
           ...keys.map((k, i) => ({ label: legendLabel(k.slice(0, k.lastIndexOf("/"))), stroke: PALETTE[i % PALETTE.length],

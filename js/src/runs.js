@@ -4,7 +4,7 @@ import uPlot from "uplot";
 import uplotCss from "uplot/dist/uPlot.min.css";
 import panelCss from "./panel.css";
 import resetCss from "./reset.css";
-import { align, allPositive, num, themeColours, ticks, yRange, yTickLabels } from "./format.js";
+import { align, allPositive, num, themeColours, ticks, titled, yRange, yTickLabels, yTitle } from "./format.js";
 import { markLive } from "./live.js";
 
 const PAGE = 100; // rows drawn at first, and added by each "show more": a 10,000-run project stays quick
@@ -257,8 +257,8 @@ function render({ model, el }) {
         width: 300, height: 170, series, legend: { live: false },
         scales: { x: { time: false }, y: { range: yRange } },
         axes: [
-          { stroke: fg, grid: { stroke: gridColour }, size: 30, values: (u, splits) => ticks(splits) },
-          { stroke: fg, grid: { stroke: gridColour }, size: 50, values: yTickLabels(card) },
+          titled({ stroke: fg, grid: { stroke: gridColour }, size: 24, values: (u, splits) => ticks(splits) }, "step", card, "x"),
+          titled({ stroke: fg, grid: { stroke: gridColour }, size: 50, values: yTickLabels(card) }, yTitle(key), card, "y"),
         ],
       }, data, card));
       charts++;
@@ -295,11 +295,8 @@ function render({ model, el }) {
       width: 620, height: 260, series,
       scales: { x: { time: false }, y: useLog ? { distr: 3 } : { range: yRange } },
       axes: [
-        { stroke: fg, grid: { stroke: grid }, values: (u, splits) => ticks(splits) },
-        {
-          stroke: fg, grid: { stroke: grid }, size: 50,
-          values: yTickLabels(chartBox),
-        },
+        titled({ stroke: fg, grid: { stroke: grid }, values: (u, splits) => ticks(splits) }, "step", chartBox, "x"),
+        titled({ stroke: fg, grid: { stroke: grid }, size: 50, values: yTickLabels(chartBox) }, yTitle(msg.key, useLog), chartBox, "y"),
       ],
     }, data, chartBox);
     chartBox.dataset.log = String(useLog);
