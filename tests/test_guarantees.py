@@ -68,7 +68,10 @@ class Progress:
 
 # A tight loop of pure logging: the case that fills the writer's queue fastest.
 TIGHT_LOOP = """
-import mmap, struct, sys, nbtrack
+import mmap, signal, struct, sys, nbtrack
+# a process started from a background job inherits SIGINT ignored, and Python then installs
+# no KeyboardInterrupt handler: Ctrl-C as in a terminal, whoever started the tests
+signal.signal(signal.SIGINT, signal.default_int_handler)
 progress = open(sys.argv[1], "r+b")
 counter = mmap.mmap(progress.fileno(), 8)
 run = nbtrack.init(project="p", dir=sys.argv[2], settings={"system_interval": 0})
