@@ -508,6 +508,8 @@ def _chart_svg(key: str, xs: list, ys: list, axis: str) -> str:
     )
     mark = "" if len(xs) > 1 else f"<circle cx='{left + w // 2}' cy='{top + h // 2}' r='2.5' fill='#1f77b4'/>"
     ymin, ymax, first, last = (_e(num(v)) for v in (min(ys), max(ys), x0, x1))
+    name = key[key.rfind("/") + 1 :] or key  # the y title, as the panel's: the key after its last "/"
+    title = _e(name if len(name) <= 18 else name[:17] + "…")
     # an image, not inline SVG: JupyterLab's sanitizer (an untrusted notebook) removes SVG
     # elements but keeps images with data: URLs.  Small on purpose: one per chart.
     svg = (
@@ -517,6 +519,7 @@ def _chart_svg(key: str, xs: list, ys: list, axis: str) -> str:
         f"<polyline fill='none' stroke='#1f77b4' stroke-width='1.5' points='{points}'/>{mark}"
         f"<text x='{left - 3}' y='{top + 8}' text-anchor='end'>{ymax}</text>"
         f"<text x='{left - 3}' y='{top + h}' text-anchor='end'>{ymin}</text>"
+        f"<text transform='rotate(-90)' x='{-(top + h / 2):.0f}' y='10' text-anchor='middle'>{title}</text>"
         f"<text x='{left}' y='{SVG_H - 4}'>{first}</text>"
         f"<text x='{SVG_W - right}' y='{SVG_H - 4}' text-anchor='end'>{last} {_e(axis)}</text></svg>"
     )

@@ -77,6 +77,9 @@ def test_a_finished_runs_page_holds_every_chart_value_and_a_static_drawing(store
     assert {"train/loss", "lr", "zero", "big"} <= set(charts) and 0 < charts["lr"]["points"] <= page.SVG_POINTS
     assert charts["lr"]["alt"] == "lr: 1.73e-5 to 3.5e-4, step 0 to 299"  # 3.5e-4 * 0.99 ** 299
     assert ">3.5e-4</text>" in charts["lr"]["svg"] and ">1.73e-5</text>" in charts["lr"]["svg"]  # the y ends
+    assert "299 step</text>" in charts["lr"]["svg"]  # the x title after its last value
+    assert "text-anchor='middle'>lr</text>" in charts["lr"]["svg"]  # the y title, turned
+    assert "text-anchor='middle'>loss</text>" in charts["train/loss"]["svg"]  # the key after its last "/"
     assert charts["zero"]["alt"].startswith("zero: 0 to 0,")  # a flat 0: drawn in a tight band
     assert charts["big"]["alt"].startswith("big: 1T to 1.299T,")
     assert charts["lr"]["svg"].count("<polyline") == 1 and "<script" not in html.split("<script data-state")[0]
