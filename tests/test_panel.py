@@ -156,6 +156,46 @@ def test_series_extend_keeps_the_invariants_of_add_and_feeds_views_the_same_way(
     assert small.points() == (list(range(300)), np.linspace(0.0, 1.0, 300).tolist())
 
 
+def test_array_buckets_hold_exactly_what_list_buckets_hold():
+    """ArraySeries (buckets as numpy arrays, used once numpy is loaded) against Series
+    (buckets as tuples): random mixes of add() and extend(), ties, spikes, int and float x,
+    caps small and large: the same points, deltas, widths, counts and newest points."""
+    np = pytest.importorskip("numpy")
+    import random
+
+    from nbtrack.jupyter.series import ArraySeries
+
+    rng = random.Random(7)
+    for trial in range(60):
+        cap = rng.choice((8, 12, 50, 1000))
+        a, b = ArraySeries(cap=cap), Series(cap=cap)
+        x = 0
+        float_x = trial % 5 == 4  # x as seconds (system metrics), added value by value
+        for _ in range(rng.choice((20, 80))):
+            n = rng.choice((0, 1, 2, 5, 64, 300, 2_000))
+            ys = [rng.choice((0.0, 1.0, rng.gauss(0, 1), rng.choice((1e9, -1e9)))) for _ in range(n)]
+            if float_x or rng.random() < 0.5:
+                for y in ys:
+                    point = (round(x * 0.01, 2) if float_x else x, y)
+                    a.add(*point)
+                    b.add(*point)
+                    x += 1
+            else:
+                xs = np.arange(x, x + n, dtype=np.int64)
+                a.extend(xs, np.array(ys))
+                b.extend(xs, np.array(ys))
+                x += n
+            if rng.random() < 0.4:
+                assert a.delta() == b.delta()
+            assert (a.width, a.count, a.last, len(a)) == (b.width, b.count, b.last, len(b))
+            assert a.points() == b.points()
+        assert a.snapshot() == b.snapshot()
+    huge = ArraySeries(cap=8)  # an int no float holds: drawn at the largest float, not an error
+    for i in range(20):
+        huge.add(i, 10**400 if i == 5 else i)
+    assert 1.7976931348623157e308 in huge.points()[1] and huge.count == 20
+
+
 def test_a_burst_of_rows_is_folded_by_columns_as_value_by_value(make_panel, monkeypatch):
     """Above COLUMN_ROWS queued rows the pump folds numpy columns; the series, media, texts,
     clock and define_metric axes equal what folding each value gives."""

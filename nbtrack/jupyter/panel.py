@@ -30,7 +30,7 @@ import traitlets
 from .. import diagnostics, events, workers
 from ..active_run import Run
 from ..page import copy_ref, jsonable, media_refs, mime_of
-from .series import Series, numpy_or_none
+from .series import Series, new_series, numpy_or_none
 
 STATIC = Path(__file__).parent / "static"
 MAX_POINTS = 1000
@@ -126,7 +126,7 @@ class RunPanel(anywidget.AnyWidget):
         self._run = weakref.ref(run)
         self._queue: collections.deque = collections.deque()
         self._series: dict[str, Series] = {}
-        self._clock = Series(max_points)  # step -> when it was logged
+        self._clock = new_series(max_points)  # step -> when it was logged
         self._texts: dict[str, Any] = {}
         self._sent_summary: dict[str, Any] = {}
         self._sent_texts: dict[str, Any] = {}
@@ -186,7 +186,7 @@ class RunPanel(anywidget.AnyWidget):
             for key, value in values.items():
                 s = series.get(key)
                 if s is None:
-                    s = series[key] = Series(cap)
+                    s = series[key] = new_series(cap)
                 s.add(x, value)
 
     def _fold_burst(self, items: list, rules: Any) -> None:
@@ -229,7 +229,7 @@ class RunPanel(anywidget.AnyWidget):
                                 self._axes[key] = axis
                     s = series.get(key)
                     if s is None:
-                        s = series[key] = Series(cap)
+                        s = series[key] = new_series(cap)
                     s.add(x, value)
                     continue
                 refs = media_refs(value)
@@ -288,12 +288,12 @@ class RunPanel(anywidget.AnyWidget):
         for j, key in enumerate(numeric):
             column = values[:, j]
             if clean[j]:
-                xs, ys = steps, np.ascontiguousarray(column)
+                xs, ys = steps, column  # a strided view: bucketing reshapes it without a copy
             else:  # NaN and inf stay in the summary; a chart cannot place them
                 xs, ys = steps[finite[:, j]], column[finite[:, j]]
             s = series.get(key)
             if s is None:
-                s = series[key] = Series(cap)
+                s = series[key] = new_series(cap)
             s.extend(xs, ys)
         if others:
             self._fold_rows(items, rules, tuple(others))

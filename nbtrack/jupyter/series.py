@@ -11,7 +11,9 @@ merge (``reset``), and always the current tail, which replaces the previous one.
 
 from __future__ import annotations
 
+import functools
 import operator
+import sys
 from typing import Any
 
 from ..page import ordered
@@ -177,6 +179,226 @@ class Series:
 
     def __len__(self) -> int:
         return sum(len(b) for b in self.closed) + len(self._tail())
+
+
+class ArraySeries(Series):
+    """A ``Series`` whose closed buckets are numpy arrays: the same points, buckets, merges
+    and deltas (``add`` is ``Series.add``), without a Python tuple a bucket.
+
+    A burst folded by columns (``extend``) makes hundreds of buckets a key and a tick, and
+    merging them was a Python loop; here both are a few array operations, which also let
+    go of the interpreter lock the training loop needs.  Each closed bucket is a row of
+    ``bx``/``by`` (its two points in x order; a bucket of one point holds it twice, marked
+    in ``one``).  Buckets ``add()`` closes wait in ``fresh`` (Python tuples, as in
+    ``Series``) until the next merge, ``extend`` or read moves them into the arrays.
+    y values are kept as floats (the front end has nothing else); x as integers while
+    every x is one (steps), else as floats.
+    """
+
+    __slots__ = ("bx", "by", "fresh", "one")
+
+    def __init__(self, cap: int = 1000) -> None:
+        super().__init__(cap)
+        np = numpy_or_none()
+        self.bx = np.empty((0, 2), dtype=np.int64)
+        self.by = np.empty((0, 2), dtype=np.float64)
+        self.one = np.empty(0, dtype=bool)
+        self.fresh: list[tuple[tuple[Any, Any], ...]] = []
+
+    # ------------------------------------------------------------ storage
+    def _buckets_count(self) -> int:
+        return len(self.one) + len(self.fresh)
+
+    def _store(self, bx: Any, by: Any, one: Any) -> None:
+        """Append closed buckets (rows) after those held."""
+        np = numpy_or_none()
+        if bx.dtype.kind == "f" and self.bx.dtype.kind != "f":
+            self.bx = self.bx.astype(np.float64)
+        elif self.bx.dtype.kind == "f" and bx.dtype.kind != "f":
+            bx = bx.astype(np.float64)
+        if len(self.one):
+            self.bx = np.concatenate((self.bx, bx))
+            self.by = np.concatenate((self.by, by))
+            self.one = np.concatenate((self.one, one))
+        else:
+            self.bx, self.by, self.one = bx, by.astype(np.float64, copy=False), one
+
+    def _settle(self) -> None:
+        """Move the buckets add() closed into the arrays."""
+        if not self.fresh:
+            return
+        np = numpy_or_none()
+        fresh, self.fresh = self.fresh, []
+        pairs = [b if len(b) == 2 else (b[0], b[0]) for b in fresh]
+        xs = [p[0] for pair in pairs for p in pair]
+        ys = [p[1] for pair in pairs for p in pair]
+        kind = np.int64 if all(type(x) is int for x in xs) and self.bx.dtype.kind != "f" else np.float64
+        try:
+            bx = np.array(xs, dtype=kind).reshape(-1, 2)
+        except OverflowError:  # an integer x beyond 64 bits
+            bx = np.array(xs, dtype=np.float64).reshape(-1, 2)
+        try:
+            by = np.array(ys, dtype=np.float64).reshape(-1, 2)
+        except OverflowError:  # an integer beyond what a float holds: drawn at the float's end
+            big = 1.7976931348623157e308
+            by = np.array([max(-big, min(big, y)) if type(y) is int else y for y in ys], dtype=np.float64).reshape(
+                -1, 2
+            )
+        self._store(bx, by, np.array([len(b) == 1 for b in fresh], dtype=bool))
+
+    def _close(self) -> None:
+        lo, hi = self.open
+        self.fresh.append(ordered(lo, hi))
+        self.open, self.open_count = [], 0
+        if 2 * self._buckets_count() + TAIL_MAX > self.cap:
+            self._merge()
+
+    def _merge(self) -> None:
+        """Neighbouring buckets in pairs: each pair's first lowest and first highest of its
+        (up to 4) points, in x order, once where they are the same point; an odd last
+        bucket is kept as it is."""
+        self._settle()
+        np = numpy_or_none()
+        m = len(self.one)
+        pairs = m // 2
+        if pairs:
+            px = self.bx[: 2 * pairs].reshape(pairs, 4)
+            py = self.by[: 2 * pairs].reshape(pairs, 4)
+            rows = np.arange(pairs)
+            lo, hi = py.argmin(axis=1), py.argmax(axis=1)
+            xl, yl, xh, yh = px[rows, lo], py[rows, lo], px[rows, hi], py[rows, hi]
+            same = (xl == xh) & (yl == yh)
+            swap = ~same & (xh < xl)  # ordered(lo, hi): by x, the lowest first on equal x
+            first_x, first_y = np.where(swap, xh, xl), np.where(swap, yh, yl)
+            second_x, second_y = np.where(swap | same, xl, xh), np.where(swap | same, yl, yh)
+            merged_x = np.stack((first_x, second_x), axis=1)
+            merged_y = np.stack((first_y, second_y), axis=1)
+            if m % 2:
+                merged_x = np.concatenate((merged_x, self.bx[-1:]))
+                merged_y = np.concatenate((merged_y, self.by[-1:]))
+                same = np.concatenate((same, self.one[-1:]))
+            self.bx, self.by, self.one = merged_x, merged_y, same
+        self.width *= 2
+        self.merged = True
+        self.sent = 0
+
+    def _columns_from(self, start: int) -> list[list[Any]]:
+        """``[xs, ys]`` of the closed buckets' points from bucket ``start`` on, in x order
+        (straight from the arrays: no tuple a point)."""
+        self._settle()
+        bx, by, one = self.bx[start:], self.by[start:], self.one[start:]
+        if not len(one):
+            return [[], []]
+        if one.all():
+            return [bx[:, 0].tolist(), by[:, 0].tolist()]
+        if not one.any():
+            return [bx.ravel().tolist(), by.ravel().tolist()]
+        np = numpy_or_none()
+        keep = np.ones(bx.shape, dtype=bool)
+        keep[one, 1] = False
+        return [bx[keep].tolist(), by[keep].tolist()]
+
+    # ------------------------------------------------------------ adding
+    def extend(self, xs: Any, ys: Any) -> None:
+        """As ``Series.extend``, the buckets made and merged as arrays."""
+        n = len(ys)
+        if not n:
+            return
+        np = numpy_or_none()
+        self._settle()
+        self.count += n
+        self.last = (xs[-1].item(), ys[-1].item())
+        i = 0
+        if self.open_count:
+            i = min(n, self.width - self.open_count)
+            self._absorb(xs, ys, 0, i)
+            if self.open_count >= self.width:
+                self._close()
+                self._settle()
+        limit = (self.cap - TAIL_MAX) // 2
+        if not len(self.one) and not self.open_count:
+            while n - i > limit * self.width:
+                self.width *= 2
+        while n - i >= self.width:
+            while len(self.one) + (n - i) // self.width > limit and len(self.one) > 1:
+                self._merge()
+            b = min((n - i) // self.width, max(1, limit - len(self.one)))
+            if not b:
+                break
+            w = self.width
+            end = i + b * w
+            block = ys[i:end].reshape(b, w)
+            base = _starts(i, end, w)
+            lo, hi = base + block.argmin(axis=1), base + block.argmax(axis=1)
+            first, second = np.minimum(lo, hi), np.maximum(lo, hi)
+            self._store(
+                np.stack((xs[first], xs[second]), axis=1), np.stack((ys[first], ys[second]), axis=1), first == second
+            )
+            i = end
+            if 2 * len(self.one) + TAIL_MAX > self.cap:
+                self._merge()
+        if i < n:
+            self._absorb(xs, ys, i, n)
+
+    # ------------------------------------------------------------ reading
+    def _tail(self) -> list[tuple[float, float]]:
+        tail = list(ordered(*self.open)) if self.open else []
+        if tail:
+            end = tail[-1]
+        elif self.fresh:
+            end = self.fresh[-1][-1]
+        elif len(self.one):
+            end = (self.bx[-1, 1].item(), self.by[-1, 1].item())
+        else:
+            end = None
+        if self.last is not None and self.last != end:
+            tail.append(self.last)
+        return tail
+
+    def points(self) -> tuple[list[float], list[float]]:
+        xs, ys = self._columns_from(0)
+        for x, y in self._tail():
+            xs.append(x)
+            ys.append(y)
+        return xs, ys
+
+    def snapshot(self) -> dict[str, Any]:
+        self.merged = False
+        reset = self._columns_from(0)
+        self.sent = len(self.one)
+        self.sent_tail = self._tail()
+        return {"reset": reset, "tail": _columns(self.sent_tail)}
+
+    def delta(self) -> dict[str, Any] | None:
+        if self.merged:
+            return self.snapshot()
+        tail = self._tail()
+        self._settle()
+        if self.sent == len(self.one) and tail == self.sent_tail:
+            return None
+        new = self._columns_from(self.sent)
+        self.sent = len(self.one)
+        self.sent_tail = tail
+        return {"append": new, "tail": _columns(tail)}
+
+    def __len__(self) -> int:
+        self._settle()
+        return 2 * len(self.one) - int(self.one.sum()) + len(self._tail())
+
+
+@functools.lru_cache(maxsize=16)
+def _starts(start: int, end: int, width: int) -> Any:
+    """The first positions of the buckets ``start:end`` of ``width``: the same for every
+    key of a burst, so made once (read only)."""
+    starts = numpy_or_none().arange(start, end, width)
+    starts.flags.writeable = False
+    return starts
+
+
+def new_series(cap: int) -> Series:
+    """An ``ArraySeries`` where numpy is loaded already (it is, in a notebook that trains
+    a model, and after the panel's first burst of rows), else a ``Series``."""
+    return ArraySeries(cap) if _np or ("numpy" in sys.modules and numpy_or_none() is not None) else Series(cap)
 
 
 def _buckets(np: Any, xs: Any, ys: Any, lo: Any, hi: Any) -> Any:
