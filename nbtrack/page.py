@@ -40,7 +40,8 @@ PAGE_JS = STATIC / "page.js"
 MAX_POINTS = 1000  # points a key at most (as the live panel)
 POINTS_BUDGET = 12_000  # points of all keys of a run together: bounds what a saved notebook grows by
 MIN_POINTS = 100  # ... but never fewer than this a key
-SVG_POINTS = 48  # points a key in the static drawing (min/max buckets: spikes stay)
+SVG_POINTS = 48  # points a key in the static drawing (min/max buckets: spikes stay)...
+SVG_BUDGET = 2_400  # ... and in all: a run of many charts draws each with fewer (16 at least)
 MAX_MEDIA = 100  # media items a key (the newest)
 INLINE_BYTES = 256 * 1024  # a media file embedded up to this size
 MEDIA_BYTES = 512 * 1024  # media files a page embeds in all, newest first (a notebook output)
@@ -492,9 +493,9 @@ def project_history(records: RunList, metrics: list[str], total: int = PROJECT_P
 
 
 # ------------------------------------------------------------------ the static drawing
-def _chart_svg(key: str, xs: list, ys: list, axis: str) -> str:
-    if len(xs) > SVG_POINTS:
-        xs, ys = min_max(xs, ys, SVG_POINTS)
+def _chart_svg(key: str, xs: list, ys: list, axis: str, most: int = SVG_POINTS) -> str:
+    if len(xs) > most:
+        xs, ys = min_max(xs, ys, most)
     left, right, top, bottom = 46, 6, 6, 18
     w, h = SVG_W - left - right, SVG_H - top - bottom
     lo, hi = min(ys), max(ys)
@@ -576,6 +577,8 @@ def _static_run(state: dict[str, Any]) -> str:
     ]
     axes = state.get("axes") or {}
     sections: dict[str, list[str]] = {}
+    drawn = sum(1 for xs, _ys in state["snapshot"].values() if xs)
+    each = max(16, min(SVG_POINTS, SVG_BUDGET // max(1, drawn)))  # 100 charts: 24 points each
     for key, (xs, ys) in state["snapshot"].items():
         if not xs:
             continue
@@ -583,7 +586,7 @@ def _static_run(state: dict[str, Any]) -> str:
         sections.setdefault(_section(key), []).append(
             f'<figure class="nbt-static-chart" data-key="{_e(key)}" style="margin:0;display:inline-block;'
             f'vertical-align:top"><figcaption><code>{_e(key)}</code></figcaption>'
-            f"{_chart_svg(key, xs, ys, axis)}</figure>"
+            f"{_chart_svg(key, xs, ys, axis, each)}</figure>"
         )
     for key, items in (state.get("media") or {}).items():
         refs = items[-1][1] if items else []

@@ -102,6 +102,17 @@ def test_the_page_stays_within_its_budget_and_keeps_spikes(store_dir):
     assert len(html.encode()) <= 150 * 1024, len(html.encode())  # what a saved notebook grows by
 
 
+def test_a_run_of_many_charts_draws_each_with_fewer_points_and_keeps_spikes(store_dir):
+    run = nbtrack.init(project="p", dir=store_dir, settings={"system_interval": 0})
+    for i in range(400):
+        run.log({f"k{j:03d}": math.sin(i / 20 + j) + (50.0 if i == 123 else 0.0) for j in range(100)})
+    run.finish()
+    charts = drawings(nbtrack.Api(store_dir).run(f"p/{run.id}").to_html())
+    assert len(charts) == 100
+    assert all(0 < c["points"] <= page.SVG_BUDGET // 100 for c in charts.values())  # 24 a chart, not 48
+    assert all(float(c["alt"].split(" to ")[1].split(",")[0]) >= 49 for c in charts.values())  # the spike stays
+
+
 def test_a_running_run_to_html_is_its_state_now(store_dir):
     run = _logged(store_dir, steps=10)
     html = run.to_html(height=300)
