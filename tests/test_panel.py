@@ -210,7 +210,8 @@ def test_a_burst_of_rows_is_folded_by_columns_as_value_by_value(make_panel, monk
         for i in range(3_000):
             row = {"loss": 1 / (i + 1), "big": i * 10**12, "count": i, "epoch": i // 100,
                    "val/acc": i / 3000, "secret": 1.0, "flag": i % 2 == 0, "note": f"step {i}",
-                   "nan": float("nan") if i % 7 == 0 else i * 0.5, "inf": float("inf") if i == 5 else 1.0}  # fmt: skip
+                   "nan": float("nan") if i % 7 == 0 else i * 0.5, "inf": float("inf") if i == 5 else 1.0,
+                   "huge": 1e308 - i}  # fmt: skip
             if i % 1000 == 0:  # another key set, now and then: those parts go value by value
                 row["hist"] = Histogram([1, 2, 3])
             run.log(row)

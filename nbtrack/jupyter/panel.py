@@ -282,15 +282,18 @@ class RunPanel(anywidget.AnyWidget):
             if item[2] is not None:
                 self._last_cell = item[2]
                 break
-        finite = np.isfinite(values)
-        clean = finite.all(axis=0)
+        # a column's sum is finite when all its values are (NaN and inf carry into it; a sum
+        # that overflows only sends the column the slower way): one pass, not a mask a value
+        with np.errstate(over="ignore", invalid="ignore"):
+            clean = np.isfinite(values.sum(axis=0)).tolist()
         series, cap = self._series, self.max_points
         for j, key in enumerate(numeric):
             column = values[:, j]
             if clean[j]:
                 xs, ys = steps, column  # a strided view: bucketing reshapes it without a copy
             else:  # NaN and inf stay in the summary; a chart cannot place them
-                xs, ys = steps[finite[:, j]], column[finite[:, j]]
+                finite = np.isfinite(column)
+                xs, ys = steps[finite], column[finite]
             s = series.get(key)
             if s is None:
                 s = series[key] = new_series(cap)
