@@ -88,23 +88,23 @@ class Series:
             if self.open_count >= self.width:
                 self._close()
         limit = (self.cap - TAIL_MAX) // 2  # closed buckets held before a merge
-        if not self.closed and not self.open_count:
+        if not self._count_closed() and not self.open_count:
             while n - i > limit * self.width:  # nothing to merge yet: start at the width the batch needs
                 self.width *= 2
         while n - i >= self.width:
-            while len(self.closed) + (n - i) // self.width > limit and len(self.closed) > 1:
+            while self._count_closed() + (n - i) // self.width > limit and self._count_closed() > 1:
                 self._merge()
-            b = min((n - i) // self.width, max(1, limit - len(self.closed)))
+            b = min((n - i) // self.width, max(1, limit - self._count_closed()))
             if not b:  # merged to a width wider than what is left
                 break
             w = self.width
             end = i + b * w
             block = ys[i:end].reshape(b, w)
-            base = np.arange(i, end, w)
+            base = _starts(i, end, w)
             lo, hi = base + block.argmin(axis=1), base + block.argmax(axis=1)  # first of equals, as add()
-            self.closed.extend(_buckets(np, xs, ys, lo, hi))
+            self._add_buckets(np, xs, ys, np.minimum(lo, hi), np.maximum(lo, hi))
             i = end
-            if 2 * len(self.closed) + TAIL_MAX > self.cap:
+            if 2 * self._count_closed() + TAIL_MAX > self.cap:
                 self._merge()
         if i < n:
             self._absorb(xs, ys, i, n)
@@ -125,9 +125,9 @@ class Series:
 
     def _close(self) -> None:
         lo, hi = self.open
-        self.closed.append(ordered(lo, hi))
+        self._keep(ordered(lo, hi))
         self.open, self.open_count = [], 0
-        if 2 * len(self.closed) + TAIL_MAX > self.cap:
+        if 2 * self._count_closed() + TAIL_MAX > self.cap:
             self._merge()
 
     def _merge(self) -> None:
@@ -144,41 +144,68 @@ class Series:
         self.merged = True
         self.sent = 0
 
+    # ------------------------------------------------ where closed buckets are kept
+    # (tuples in a list here; ArraySeries keeps them in numpy arrays)
+    def _count_closed(self) -> int:
+        return len(self.closed)
+
+    def _keep(self, bucket: tuple[tuple[Any, Any], ...]) -> None:
+        """One bucket ``add()`` closed, after those held."""
+        self.closed.append(bucket)
+
+    def _add_buckets(self, np: Any, xs: Any, ys: Any, first: Any, second: Any) -> None:
+        """Buckets from the positions of their points (``first <= second``), after those held."""
+        self.closed.extend(_buckets(xs, ys, first, second))
+
+    def _last_closed(self) -> tuple[Any, Any] | None:
+        return self.closed[-1][-1] if self.closed else None
+
+    def _closed_points(self) -> int:
+        return sum(len(b) for b in self.closed)
+
+    def _columns_from(self, start: int) -> list[list[Any]]:
+        """``[xs, ys]`` of the points of the closed buckets from bucket ``start`` on."""
+        return _columns([p for bucket in self.closed[start:] for p in bucket])
+
+    # ------------------------------------------------------------ reading
     def _tail(self) -> list[tuple[float, float]]:
         tail = list(ordered(*self.open)) if self.open else []
-        end = tail[-1] if tail else (self.closed[-1][-1] if self.closed else None)
+        end = tail[-1] if tail else self._last_closed()
         if self.last is not None and self.last != end:
             tail.append(self.last)
         return tail
 
     def points(self) -> tuple[list[float], list[float]]:
         """All kept points, in x order: ``(xs, ys)``."""
-        pts = [p for bucket in self.closed for p in bucket]
-        pts.extend(self._tail())
-        xs, ys = _columns(pts)
+        xs, ys = self._columns_from(0)
+        for x, y in self._tail():
+            xs.append(x)
+            ys.append(y)
         return xs, ys
 
     def snapshot(self) -> dict[str, Any]:
         """Everything kept, as a delta that replaces what a view holds."""
         self.merged = False
-        self.sent = len(self.closed)
+        reset = self._columns_from(0)
+        self.sent = self._count_closed()
         self.sent_tail = self._tail()
-        return {"reset": _columns(p for bucket in self.closed for p in bucket), "tail": _columns(self.sent_tail)}
+        return {"reset": reset, "tail": _columns(self.sent_tail)}
 
     def delta(self) -> dict[str, Any] | None:
         """What changed since the last call, for the front end, or ``None``."""
         if self.merged:
             return self.snapshot()
         tail = self._tail()
-        new = [p for bucket in self.closed[self.sent :] for p in bucket]
-        if not new and tail == self.sent_tail:
+        closed = self._count_closed()
+        if self.sent == closed and tail == self.sent_tail:
             return None  # nothing the front end lacks: no message
-        self.sent = len(self.closed)
+        new = self._columns_from(self.sent)
+        self.sent = closed
         self.sent_tail = tail
-        return {"append": _columns(new), "tail": _columns(tail)}
+        return {"append": new, "tail": _columns(tail)}
 
     def __len__(self) -> int:
-        return sum(len(b) for b in self.closed) + len(self._tail())
+        return self._closed_points() + len(self._tail())
 
 
 class ArraySeries(Series):
@@ -206,8 +233,28 @@ class ArraySeries(Series):
         self.fresh: list[tuple[tuple[Any, Any], ...]] = []
 
     # ------------------------------------------------------------ storage
-    def _buckets_count(self) -> int:
+    def _count_closed(self) -> int:
         return len(self.one) + len(self.fresh)
+
+    def _keep(self, bucket: tuple[tuple[Any, Any], ...]) -> None:
+        self.fresh.append(bucket)
+
+    def _add_buckets(self, np: Any, xs: Any, ys: Any, first: Any, second: Any) -> None:
+        self._settle()  # what add() closed comes first
+        self._store(
+            np.stack((xs[first], xs[second]), axis=1), np.stack((ys[first], ys[second]), axis=1), first == second
+        )
+
+    def _last_closed(self) -> tuple[Any, Any] | None:
+        if self.fresh:
+            return self.fresh[-1][-1]
+        if len(self.one):
+            return (self.bx[-1, 1].item(), self.by[-1, 1].item())
+        return None
+
+    def _closed_points(self) -> int:
+        self._settle()
+        return 2 * len(self.one) - int(self.one.sum())
 
     def _store(self, bx: Any, by: Any, one: Any) -> None:
         """Append closed buckets (rows) after those held."""
@@ -245,13 +292,6 @@ class ArraySeries(Series):
                 -1, 2
             )
         self._store(bx, by, np.array([len(b) == 1 for b in fresh], dtype=bool))
-
-    def _close(self) -> None:
-        lo, hi = self.open
-        self.fresh.append(ordered(lo, hi))
-        self.open, self.open_count = [], 0
-        if 2 * self._buckets_count() + TAIL_MAX > self.cap:
-            self._merge()
 
     def _merge(self) -> None:
         """Neighbouring buckets in pairs: each pair's first lowest and first highest of its
@@ -298,93 +338,6 @@ class ArraySeries(Series):
         keep[one, 1] = False
         return [bx[keep].tolist(), by[keep].tolist()]
 
-    # ------------------------------------------------------------ adding
-    def extend(self, xs: Any, ys: Any) -> None:
-        """As ``Series.extend``, the buckets made and merged as arrays."""
-        n = len(ys)
-        if not n:
-            return
-        np = numpy_or_none()
-        self._settle()
-        self.count += n
-        self.last = (xs[-1].item(), ys[-1].item())
-        i = 0
-        if self.open_count:
-            i = min(n, self.width - self.open_count)
-            self._absorb(xs, ys, 0, i)
-            if self.open_count >= self.width:
-                self._close()
-                self._settle()
-        limit = (self.cap - TAIL_MAX) // 2
-        if not len(self.one) and not self.open_count:
-            while n - i > limit * self.width:
-                self.width *= 2
-        while n - i >= self.width:
-            while len(self.one) + (n - i) // self.width > limit and len(self.one) > 1:
-                self._merge()
-            b = min((n - i) // self.width, max(1, limit - len(self.one)))
-            if not b:
-                break
-            w = self.width
-            end = i + b * w
-            block = ys[i:end].reshape(b, w)
-            base = _starts(i, end, w)
-            lo, hi = base + block.argmin(axis=1), base + block.argmax(axis=1)
-            first, second = np.minimum(lo, hi), np.maximum(lo, hi)
-            self._store(
-                np.stack((xs[first], xs[second]), axis=1), np.stack((ys[first], ys[second]), axis=1), first == second
-            )
-            i = end
-            if 2 * len(self.one) + TAIL_MAX > self.cap:
-                self._merge()
-        if i < n:
-            self._absorb(xs, ys, i, n)
-
-    # ------------------------------------------------------------ reading
-    def _tail(self) -> list[tuple[float, float]]:
-        tail = list(ordered(*self.open)) if self.open else []
-        if tail:
-            end = tail[-1]
-        elif self.fresh:
-            end = self.fresh[-1][-1]
-        elif len(self.one):
-            end = (self.bx[-1, 1].item(), self.by[-1, 1].item())
-        else:
-            end = None
-        if self.last is not None and self.last != end:
-            tail.append(self.last)
-        return tail
-
-    def points(self) -> tuple[list[float], list[float]]:
-        xs, ys = self._columns_from(0)
-        for x, y in self._tail():
-            xs.append(x)
-            ys.append(y)
-        return xs, ys
-
-    def snapshot(self) -> dict[str, Any]:
-        self.merged = False
-        reset = self._columns_from(0)
-        self.sent = len(self.one)
-        self.sent_tail = self._tail()
-        return {"reset": reset, "tail": _columns(self.sent_tail)}
-
-    def delta(self) -> dict[str, Any] | None:
-        if self.merged:
-            return self.snapshot()
-        tail = self._tail()
-        self._settle()
-        if self.sent == len(self.one) and tail == self.sent_tail:
-            return None
-        new = self._columns_from(self.sent)
-        self.sent = len(self.one)
-        self.sent_tail = tail
-        return {"append": new, "tail": _columns(tail)}
-
-    def __len__(self) -> int:
-        self._settle()
-        return 2 * len(self.one) - int(self.one.sum()) + len(self._tail())
-
 
 @functools.lru_cache(maxsize=16)
 def _starts(start: int, end: int, width: int) -> Any:
@@ -401,11 +354,10 @@ def new_series(cap: int) -> Series:
     return ArraySeries(cap) if _np or ("numpy" in sys.modules and numpy_or_none() is not None) else Series(cap)
 
 
-def _buckets(np: Any, xs: Any, ys: Any, lo: Any, hi: Any) -> Any:
-    """Closed buckets from the positions of their lowest and highest points: each bucket's
-    points in x order, once where they are the same point (tuples made by ``zip``, not
-    one by one, where every bucket is of one kind)."""
-    first, second = np.minimum(lo, hi), np.maximum(lo, hi)
+def _buckets(xs: Any, ys: Any, first: Any, second: Any) -> Any:
+    """Closed buckets from the positions of their points (``first <= second``, one bucket
+    each): its points in x order, once where they are the same point (tuples made by
+    ``zip``, not one by one, where every bucket is of one kind)."""
     same = first == second
     if same.all():
         return zip(zip(xs[first].tolist(), ys[first].tolist()))
