@@ -624,6 +624,11 @@ class Run(ArtifactMethods, MetricMethods, FileMethods, AlertMethods, WatchMethod
     finished = property(
         lambda self: self._refusal is not None and not self._detached, doc="Whether finish() has ended the run."
     )
+    data_complete = property(
+        lambda self: self.finished and "sampler" in self._closing,
+        doc="Whether finish() has stopped everything that adds to the run's data: rows are "
+        "refused and the system sampler has taken its last sample (a panel folds it in).",
+    )
     detached = property(
         lambda self: self._detached, doc="True in a forked child: the run belongs to the parent process."
     )

@@ -289,6 +289,26 @@ def test_header_and_summary_follow_the_run(make_panel):
     assert not [k for k in p.summary if k.startswith("system/")]
 
 
+def test_a_tick_while_finish_is_under_way_leaves_the_last_system_sample_to_come(make_panel):
+    # The pump ticks on its own thread and may do so between finish()'s steps: the run is
+    # already finished (rows refused) when the sampler takes its last sample.
+    run, p = make_panel()
+    run.log({"loss": 0.5})
+    stop_sampler, seen = run._stop_sampler, []
+
+    def tick_first():
+        seen.append(run.finished)
+        p.tick()  # what the pump may do at this moment
+        stop_sampler()
+
+    run._stop_sampler = tick_first
+    run.finish()
+    assert seen == [True]
+    p.tick()
+    assert p.state == "finished" and p.snapshot["loss"] == [[0], [0.5]]
+    assert "system/process_rss_megabytes" in p.snapshot  # the last sample, folded in
+
+
 def test_a_new_view_gets_a_snapshot(make_panel):
     run, p = make_panel()
     for i in range(5):

@@ -340,7 +340,7 @@ class RunPanel(anywidget.AnyWidget):
             message["type"] = "delta"
             self.send(message, buffers=buffers or None)
             self.messages_sent += 1
-        if run.finished:
+        if run.data_complete:  # not merely finished: the sampler's last sample may still come
             self.finalize()
 
     def finalize(self) -> None:
@@ -567,6 +567,6 @@ def panel_for(run: Run) -> RunPanel:
     panel = _panels.get(run)
     if panel is None:
         panel = _panels[run] = RunPanel(run)
-        if run.finished:
+        if run.data_complete:
             panel.finalize()
     return panel
