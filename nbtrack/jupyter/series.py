@@ -131,6 +131,15 @@ class Series:
             self._merge()
 
     def _merge(self) -> None:
+        """Halve the closed buckets: the width doubles and views get the whole series anew."""
+        self._pair_closed()
+        self.width *= 2
+        self.merged = True
+        self.sent = 0
+
+    def _pair_closed(self) -> None:
+        """Neighbouring closed buckets in pairs: each pair's first lowest and first highest
+        point, in x order; an odd last bucket is kept as it is."""
         merged = []
         for i in range(0, len(self.closed) - 1, 2):
             pts = self.closed[i] + self.closed[i + 1]
@@ -140,9 +149,6 @@ class Series:
         if len(self.closed) % 2:
             merged.append(self.closed[-1])
         self.closed = merged
-        self.width *= 2
-        self.merged = True
-        self.sent = 0
 
     # ------------------------------------------------ where closed buckets are kept
     # (tuples in a list here; ArraySeries keeps them in numpy arrays)
@@ -287,16 +293,15 @@ class ArraySeries(Series):
         try:
             by = np.array(ys, dtype=np.float64).reshape(-1, 2)
         except OverflowError:  # an integer beyond what a float holds: drawn at the float's end
-            big = 1.7976931348623157e308
+            big = sys.float_info.max
             by = np.array([max(-big, min(big, y)) if type(y) is int else y for y in ys], dtype=np.float64).reshape(
                 -1, 2
             )
         self._store(bx, by, np.array([len(b) == 1 for b in fresh], dtype=bool))
 
-    def _merge(self) -> None:
-        """Neighbouring buckets in pairs: each pair's first lowest and first highest of its
-        (up to 4) points, in x order, once where they are the same point; an odd last
-        bucket is kept as it is."""
+    def _pair_closed(self) -> None:
+        """As ``Series``, on the arrays: of each pair's (up to 4) points, the first lowest
+        and first highest, once where they are the same point."""
         self._settle()
         np = numpy_or_none()
         m = len(self.one)
@@ -318,9 +323,6 @@ class ArraySeries(Series):
                 merged_y = np.concatenate((merged_y, self.by[-1:]))
                 same = np.concatenate((same, self.one[-1:]))
             self.bx, self.by, self.one = merged_x, merged_y, same
-        self.width *= 2
-        self.merged = True
-        self.sent = 0
 
     def _columns_from(self, start: int) -> list[list[Any]]:
         """``[xs, ys]`` of the closed buckets' points from bucket ``start`` on, in x order
